@@ -1,0 +1,55 @@
+# qm-ingest — every target installs what it needs first (a fresh clone needs nothing else).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint unit e2e faults bench image clean help
+
+help:
+	@echo "make demo    - embedded AWS emulator + service + simulated contact centre, prints QM contacts"
+	@echo "make test    - lint, type check and the whole test suite (starts its own emulator)"
+	@echo "make faults  - the full fault suite (kill -9, outage, resharding, ...)"
+	@echo "make bench   - benchmarks, each next to a baseline measured in the same run"
+	@echo "make image   - the container image (needs a Docker engine)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# amazon_kclpy's build downloads the KCL jars from Maven Central into the package.
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@$(BIN)/python -c 'from processor.adapters.kcl.daemon import jars_dir; from processor.settings import Settings; print("KCL jars:", jars_dir(Settings()))'
+	@java -version 2>&1 | head -1 || (echo "Java 17+ is required for the KCL daemon" && exit 1)
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/qm-ingest demo
+
+lint: install
+	$(BIN)/ruff check processor tests bench
+	$(BIN)/ruff format --check processor tests bench
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test: install lint
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+faults: install
+	$(BIN)/pytest tests/faults $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+image:
+	docker build -t qm-ingest:latest .
+
+clean:
+	rm -rf $(VENV) .qm-local .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,122 @@
+"""boto3 clients for every AWS call, configured once from the settings.
+
+The same code talks to AWS, LocalStack and the embedded emulator; only the endpoint
+(``AWS_ENDPOINT_URL``) differs. Retries use botocore's *standard* mode (exponential
+backoff with jitter, throttling and 5xx retried, client errors not).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from processor.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+# Dummy credentials for emulators; real AWS uses the normal credential chain.
+_EMULATOR_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "InternalError",
+        "SlowDown",
+        "KMSThrottlingException",
+        "TransactionInProgressException",
+    }
+)
+
+NETWORK_ERRORS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that a later attempt can fix: throttling, 5xx, network."""
+    if isinstance(exc, NETWORK_ERRORS):
+        return True
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in TRANSIENT_ERROR_CODES or status >= 500
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return type(exc).__name__
+
+
+@dataclass
+class AwsClients:
+    """Lazily built boto3 clients sharing one session and one retry policy."""
+
+    settings: Settings
+    _session: boto3.session.Session = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        kwargs: dict[str, Any] = {"region_name": self.settings.aws_region}
+        if self.settings.aws_endpoint_url and not _has_credentials():
+            kwargs.update(_EMULATOR_CREDENTIALS)
+        self._session = boto3.session.Session(**kwargs)
+
+    def _config(self, **extra: Any) -> Config:
+        return Config(
+            retries={"mode": "standard", "max_attempts": self.settings.aws_max_attempts},
+            connect_timeout=5,
+            read_timeout=30,
+            max_pool_connections=32,
+            **extra,
+        )
+
+    def client(self, service: str, **extra: Any) -> Any:
+        return self._session.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.settings.aws_endpoint_url,
+            config=self._config(**extra),
+        )
+
+    @cached_property
+    def kinesis(self) -> KinesisClient:
+        return self.client("kinesis")  # type: ignore[no-any-return]
+
+    @cached_property
+    def dynamodb(self) -> DynamoDBClient:
+        return self.client("dynamodb")  # type: ignore[no-any-return]
+
+    @cached_property
+    def s3(self) -> S3Client:
+        # Path-style addressing: emulators serve every bucket on one host name.
+        style = "path" if self.settings.aws_endpoint_url else "auto"
+        return self.client("s3", s3={"addressing_style": style})  # type: ignore[no-any-return]
+
+    @cached_property
+    def sqs(self) -> SQSClient:
+        return self.client("sqs")  # type: ignore[no-any-return]
+
+
+def _has_credentials() -> bool:
+    return bool(os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))

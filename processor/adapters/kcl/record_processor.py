@@ -1,0 +1,175 @@
+"""The KCL v3 record-processor protocol, translated into calls on a batch handler.
+
+Thin on purpose: the KCL-facing class only converts KCL records, calls the handler (which
+returns once the batch's effects are durable), then checkpoints. Checkpoint errors are
+handled explicitly: throttling is retried, a lost lease or shutdown stops checkpointing
+(the next owner re-reads from the last checkpoint; emission is idempotent), anything
+else is logged and left for the next batch's checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from processor.exceptions import SourcePosition
+from processor.logs import get_logger
+from processor.pipeline import StreamRecord
+
+log = get_logger("processor.kcl")
+
+CHECKPOINT_RETRIES = 10
+
+
+class BatchHandler(Protocol):
+    def process(self, records: Sequence[StreamRecord]) -> Any:
+        """Handle a batch; return only when its effects are durable."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def fault_point(name: str) -> None:
+    """Test hook: ``QM_FAULT_KILL_AT=<name>`` makes this process die (SIGKILL) here.
+
+    Inert unless the variable is set; used by the fault suite to kill a record processor
+    before/after writes and checkpoints. ``<name>:<n>`` kills at the n-th passage.
+    """
+    target = os.environ.get("QM_FAULT_KILL_AT")
+    if not target:
+        return
+    wanted, _, count = target.partition(":")
+    if wanted != name:
+        return
+    key = f"_qm_fault_{name}"
+    seen = globals().get(key, 0) + 1
+    globals()[key] = seen
+    if seen >= int(count or 1):
+        marker = os.environ.get("QM_FAULT_MARKER")
+        if marker:
+            # Only the first process to reach the point dies; restarts run clean.
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return
+            os.write(fd, f"{name} pid={os.getpid()}\n".encode())
+            os.close(fd)
+        os.kill(os.getpid(), 9)
+
+
+class KclRecordProcessor:
+    """amazon_kclpy v3 ``RecordProcessorBase`` implementation (duck-typed)."""
+
+    version = 3
+
+    def __init__(self, stream: str, handler_factory: Callable[[str], BatchHandler]) -> None:
+        self._stream = stream
+        self._factory = handler_factory
+        self._handler: BatchHandler | None = None
+        self._shard_id = "unknown"
+
+    # --- protocol -----------------------------------------------------------------------
+    def initialize(self, initialize_input: Any) -> None:
+        self._shard_id = initialize_input.shard_id
+        self._handler = self._factory(self._shard_id)
+        log.info(
+            "record processor initialised",
+            shard_id=self._shard_id,
+            sequence_number=initialize_input.sequence_number,
+        )
+
+    def process_records(self, process_records_input: Any) -> None:
+        assert self._handler is not None
+        records = [self._convert(r) for r in process_records_input.records]
+        if not records:
+            return
+        started = time.monotonic()
+        result = self._handler.process(records)
+        fault_point("after_write")
+        last = process_records_input.records[-1]
+        self._checkpoint(process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number)
+        fault_point("after_checkpoint")
+        log.info(
+            "batch processed",
+            shard_id=self._shard_id,
+            records=len(records),
+            millis_behind_latest=process_records_input.millis_behind_latest,
+            seconds=round(time.monotonic() - started, 3),
+            sequence_number=last.sequence_number,
+            **_summary(result),
+        )
+
+    def lease_lost(self, lease_lost_input: Any) -> None:
+        log.warning("lease lost; another worker takes over from the last checkpoint", shard_id=self._shard_id)
+        self._close()
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        # Checkpointing at SHARD_END lets the KCL start the child shards.
+        self._checkpoint(shard_ended_input.checkpointer, None, None)
+        log.info("shard ended; checkpointed at shard end", shard_id=self._shard_id)
+        self._close()
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        # Everything delivered so far was handled durably before process_records returned.
+        self._checkpoint(shutdown_requested_input.checkpointer, None, None)
+        log.info("shutdown requested; checkpointed", shard_id=self._shard_id)
+        self._close()
+
+    # --- helpers ------------------------------------------------------------------------
+    def _convert(self, record: Any) -> StreamRecord:
+        raw = record.get("data")
+        data = base64.b64decode(raw) if raw else b""
+        return StreamRecord(
+            data=data,
+            position=SourcePosition(
+                source="kinesis",
+                stream_or_queue=self._stream,
+                shard_id=self._shard_id,
+                sequence_number=record.sequence_number,
+            ),
+        )
+
+    def _checkpoint(self, checkpointer: Any, sequence_number: str | None, sub_sequence: int | None) -> None:
+        from amazon_kclpy.checkpoint_error import CheckpointError
+
+        for attempt in range(1, CHECKPOINT_RETRIES + 1):
+            try:
+                checkpointer.checkpoint(sequence_number, sub_sequence)
+                return
+            except CheckpointError as exc:
+                code = str(exc.value)
+                if code == "ThrottlingException" and attempt < CHECKPOINT_RETRIES:
+                    time.sleep(min(0.2 * 2**attempt, 5))
+                    continue
+                if code in ("ShutdownException", "LeaseLostException"):
+                    log.warning(
+                        "checkpoint refused: lease no longer held", shard_id=self._shard_id, error=code
+                    )
+                    return
+                log.error("checkpoint failed", shard_id=self._shard_id, error=code, attempt=attempt)
+                return
+
+    def _close(self) -> None:
+        if self._handler is not None:
+            self._handler.close()
+            self._handler = None
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    if result is None:
+        return {}
+    fields = ("created", "updated", "unchanged", "quarantined")
+    return {name: getattr(result, name) for name in fields if hasattr(result, name)}
+
+
+def run_kcl_process(processor: KclRecordProcessor) -> None:
+    """Speak the MultiLangDaemon protocol on the real stdout; everything else -> stderr."""
+    from amazon_kclpy import kcl
+
+    protocol_out = sys.stdout
+    sys.stdout = sys.stderr  # a stray print() must never corrupt the protocol channel
+    kcl.KCLProcess(processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()

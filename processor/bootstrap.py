@@ -1,0 +1,227 @@
+"""``qm-ingest bootstrap``: create every resource qm-ingest needs, idempotently.
+
+Safe to run again and again, against the embedded emulator, LocalStack or AWS: what
+exists is left as it is (the recordings bucket's other notification rules included).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+
+from processor.adapters.aws import AwsClients
+from processor.settings import Settings
+
+NOTIFICATION_ID = "qm-ingest-recordings"
+DLQ_MAX_RECEIVES = 5
+MAX_RETENTION_SECONDS = 14 * 24 * 3600
+
+
+@dataclass
+class BootstrapReport:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+
+    def note(self, name: str, created: bool) -> None:
+        (self.created if created else self.existing).append(name)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    key: str
+    ttl_attribute: str | None = None
+    indexes: tuple[tuple[str, str, str | None], ...] = ()  # (index name, hash key, range key)
+
+
+def table_specs(settings: Settings) -> list[TableSpec]:
+    return [
+        TableSpec(settings.contacts_table, "contact_id"),
+        TableSpec(settings.quarantine_table, "id"),
+        TableSpec(settings.users_table, "username", indexes=(("agent_arn-index", "agent_arn", None),)),
+        TableSpec(settings.join_table, "pk", ttl_attribute="expires_at"),
+    ]
+
+
+def _exists(call: Callable[[], Any], *missing_codes: str) -> bool:
+    try:
+        call()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in missing_codes:
+            return False
+        raise
+    return True
+
+
+def ensure_stream(aws: AwsClients, name: str, shards: int) -> bool:
+    kinesis = aws.kinesis
+    if _exists(lambda: kinesis.describe_stream_summary(StreamName=name), "ResourceNotFoundException"):
+        return False
+    try:
+        kinesis.create_stream(StreamName=name, ShardCount=shards)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    return True
+
+
+def ensure_table(aws: AwsClients, spec: TableSpec) -> bool:
+    ddb = aws.dynamodb
+    if _exists(lambda: ddb.describe_table(TableName=spec.name), "ResourceNotFoundException"):
+        return False
+    attributes = {spec.key}
+    gsis: list[dict[str, Any]] = []
+    for index, hash_key, range_key in spec.indexes:
+        attributes.add(hash_key)
+        schema: list[dict[str, Any]] = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+        if range_key:
+            attributes.add(range_key)
+            schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+        gsis.append({"IndexName": index, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}})
+    kwargs: dict[str, Any] = {
+        "TableName": spec.name,
+        "KeySchema": [{"AttributeName": spec.key, "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if gsis:
+        kwargs["GlobalSecondaryIndexes"] = gsis
+    try:
+        ddb.create_table(**kwargs)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+    ddb.get_waiter("table_exists").wait(TableName=spec.name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    if spec.ttl_attribute:
+        ddb.update_time_to_live(
+            TableName=spec.name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
+        )
+    return True
+
+
+def ensure_bucket(aws: AwsClients, name: str) -> bool:
+    s3 = aws.s3
+    if _exists(lambda: s3.head_bucket(Bucket=name), "404", "NoSuchBucket", "NotFound"):
+        return False
+    kwargs: dict[str, Any] = {"Bucket": name}
+    if aws.settings.aws_region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": aws.settings.aws_region}
+    try:
+        s3.create_bucket(**kwargs)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    return True
+
+
+def ensure_queue(aws: AwsClients, name: str, attributes: dict[str, Any]) -> tuple[str, bool]:
+    sqs = aws.sqs
+    try:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        return url, False
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in (
+            "AWS.SimpleQueueService.NonExistentQueue",
+            "QueueDoesNotExist",
+        ):
+            raise
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
+    return url, True
+
+
+def queue_arn(aws: AwsClients, url: str) -> str:
+    attrs = aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    return attrs["QueueArn"]
+
+
+def ensure_recording_notifications(aws: AwsClients, bucket: str, queue_url: str) -> bool:
+    """S3 -> SQS for every ObjectCreated event (Put, Post, Copy, CompleteMultipartUpload).
+
+    The bucket belongs to Amazon Connect and may carry other rules: ours is merged in by
+    its Id, never replacing the others.
+    """
+    s3 = aws.s3
+    arn = queue_arn(aws, queue_url)
+    # Let S3 send to the queue (AWS checks this when the notification is configured).
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AllowS3RecordingEvents",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
+            }
+        ],
+    }
+    aws.sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": orjson.dumps(policy).decode()})
+    current: dict[str, Any] = dict(s3.get_bucket_notification_configuration(Bucket=bucket))
+    current.pop("ResponseMetadata", None)
+    queues: list[dict[str, Any]] = list(current.get("QueueConfigurations", []))
+    ours = {"Id": NOTIFICATION_ID, "QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}
+    for existing in queues:
+        same = existing.get("Id") == NOTIFICATION_ID and existing.get("QueueArn") == arn
+        if same and "s3:ObjectCreated:*" in existing.get("Events", []):
+            return False
+    queues = [q for q in queues if q.get("Id") != NOTIFICATION_ID] + [ours]
+    config: dict[str, Any] = {k: v for k, v in current.items() if k != "QueueConfigurations" and v}
+    config["QueueConfigurations"] = queues
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)  # type: ignore[arg-type]
+    return True
+
+
+def bootstrap(settings: Settings, aws: AwsClients | None = None) -> BootstrapReport:
+    aws = aws or AwsClients(settings)
+    report = BootstrapReport()
+    for name, shards in (
+        (settings.ctr_stream, settings.ctr_stream_shards),
+        (settings.agent_event_stream, 1),
+        (settings.output_stream, 1),
+    ):
+        report.note(f"kinesis stream {name}", ensure_stream(aws, name, shards))
+    for spec in table_specs(settings):
+        report.note(f"dynamodb table {spec.name}", ensure_table(aws, spec))
+    for bucket in (settings.recordings_bucket, settings.quarantine_bucket):
+        report.note(f"s3 bucket {bucket}", ensure_bucket(aws, bucket))
+    dlq_url, created = ensure_queue(
+        aws, f"{settings.recordings_queue}-dlq", {"MessageRetentionPeriod": str(MAX_RETENTION_SECONDS)}
+    )
+    report.note(f"sqs queue {settings.recordings_queue}-dlq", created)
+    redrive = {"deadLetterTargetArn": queue_arn(aws, dlq_url), "maxReceiveCount": str(DLQ_MAX_RECEIVES)}
+    queue_url, created = ensure_queue(
+        aws,
+        settings.recordings_queue,
+        {
+            "MessageRetentionPeriod": str(MAX_RETENTION_SECONDS),
+            "VisibilityTimeout": "120",
+            "RedrivePolicy": orjson.dumps(redrive).decode(),
+        },
+    )
+    report.note(f"sqs queue {settings.recordings_queue}", created)
+    report.note(
+        f"s3 notification {settings.recordings_bucket} -> {settings.recordings_queue}",
+        ensure_recording_notifications(aws, settings.recordings_bucket, queue_url),
+    )
+    return report
+
+
+def wait_for_endpoint(aws: AwsClients, timeout: float = 60.0) -> None:
+    """Wait until the AWS endpoint answers (the emulator may still be starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            aws.kinesis.list_streams(Limit=1)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -1,0 +1,363 @@
+"""The ``qm-ingest`` command line.
+
+Every command reads the same settings (environment, README table), so it runs the same
+against the embedded emulator, LocalStack or AWS. Errors a user can fix are reported in
+one line on stderr with exit status 2 (bad input) or 1 (environment), never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import typer
+
+from processor.exceptions import ConfigurationError, InvalidInput, QmIngestError, ResourceMissing
+from processor.settings import Settings, get_settings
+
+app = typer.Typer(
+    name="qm-ingest",
+    help="Import Amazon Connect contacts (CTRs and call recordings) into QM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+local_app = typer.Typer(
+    help="The embedded AWS emulator (moto + hypercorn) on 127.0.0.1.", no_args_is_help=True
+)
+contacts_app = typer.Typer(help="Imported QM contacts.", no_args_is_help=True)
+users_app = typer.Typer(help="QM users (ACD ID, names, screen recording).", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Input that could not be imported, with the reason.", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+app.add_typer(contacts_app, name="contacts")
+app.add_typer(users_app, name="users")
+app.add_typer(quarantine_app, name="quarantine")
+
+CHUNK = 1 << 16
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"qm-ingest: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return get_settings()
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+
+
+def _setup_logs(s: Settings) -> None:
+    from processor.logs import configure_logging
+
+    configure_logging(s.log_level, s.log_format.value)
+
+
+def _clients(s: Settings) -> Any:
+    from processor.adapters.aws import AwsClients
+
+    return AwsClients(s)
+
+
+def _read_chunks(path: str) -> Iterator[bytes]:
+    if path == "-":
+        stream = sys.stdin.buffer
+        while chunk := stream.read(CHUNK):
+            yield chunk
+        return
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                yield chunk
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", 2)
+
+
+def _read_bytes(path: str) -> bytes:
+    return b"".join(_read_chunks(path))
+
+
+# --- local emulator -------------------------------------------------------------------------
+PortOption = Annotated[int, typer.Option("--port", help="Port on 127.0.0.1")]
+
+
+@local_app.command("up")
+def local_up(port: PortOption = 4566) -> None:
+    """Start the embedded emulator (or use what already listens on the port)."""
+    from processor.local import control
+
+    s = settings()
+    try:
+        status = control.up(port, Path(s.state_dir))
+    except RuntimeError as exc:
+        fail(str(exc))
+    typer.echo(status.describe())
+    typer.echo(f"export AWS_ENDPOINT_URL={status.endpoint}")
+
+
+@local_app.command("down")
+def local_down(port: PortOption = 4566) -> None:
+    """Stop the embedded emulator started by `local up` (never a LocalStack)."""
+    from processor.local import control
+
+    s = settings()
+    stopped = control.down(port, Path(s.state_dir))
+    typer.echo("stopped" if stopped else f"no emulator started by qm-ingest on port {port}")
+
+
+@local_app.command("status")
+def local_status(port: PortOption = 4566) -> None:
+    """Say what answers on the port."""
+    from processor.local import control
+
+    s = settings()
+    status = control.status(port, Path(s.state_dir))
+    typer.echo(status.describe())
+    if not status.listening:
+        raise typer.Exit(3)
+
+
+# --- resources and service ---------------------------------------------------------------------
+@app.command()
+def bootstrap() -> None:
+    """Create streams, tables, buckets, queues and the S3 -> SQS notification (idempotent)."""
+    from processor.bootstrap import bootstrap as run_bootstrap
+    from processor.bootstrap import wait_for_endpoint
+
+    s = settings()
+    _setup_logs(s)
+    aws = _clients(s)
+    try:
+        wait_for_endpoint(aws, timeout=30)
+        report = run_bootstrap(s, aws)
+    except Exception as exc:
+        fail(f"bootstrap failed: {exc}")
+    for name in report.created:
+        typer.echo(f"created  {name}")
+    for name in report.existing:
+        typer.echo(f"exists   {name}")
+
+
+@app.command()
+def run() -> None:
+    """Run the service: the KCL consumer of the CTR stream (until SIGTERM)."""
+    from processor.service import run_service
+
+    s = settings()
+    _setup_logs(s)
+    try:
+        code = run_service(s)
+    except (ConfigurationError, ResourceMissing) as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+# --- mapping ------------------------------------------------------------------------------------
+def _load_users(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    from processor.core.users import parse_users
+
+    try:
+        return {u.username: u for u in parse_users(_read_bytes(path))}
+    except InvalidInput as exc:
+        fail(f"{path}: {exc.detail}", 2)
+    except UnicodeDecodeError:
+        fail(f"{path}: not UTF-8 text", 2)
+
+
+@app.command("map-ctr")
+def map_ctr(
+    file: Annotated[
+        str, typer.Argument(help="CTR file: object, array, JSON lines or concatenated; - = stdin")
+    ],
+    users: Annotated[
+        str | None, typer.Option("--users", help="QM users (JSON array or CSV: username,first_name,...)")
+    ] = None,
+) -> None:
+    """Print the QM contact of every CTR in FILE, one JSON line each, in input order."""
+    from processor.core.ctr import check_instance, ctr_from_object
+    from processor.core.ctr_files import iter_ctr_inputs
+    from processor.core.mapping import map_contact
+
+    s = settings()
+    directory = _load_users(users)
+    out = sys.stdout.buffer
+    for item in iter_ctr_inputs(_read_chunks(file), max_value_bytes=s.max_record_bytes):
+        try:
+            if item.error is not None:
+                raise item.error
+            record = ctr_from_object(item.value)
+            check_instance(record, s.instance_arn)
+        except InvalidInput as exc:
+            out.flush()
+            fail(f"{file}: {item.label}: {exc.reason}: {exc.detail}", 2)
+        user = directory.get(record.agent.username) if record.agent and record.agent.username else None
+        out.write(orjson.dumps(map_contact(record, user).to_dict()) + b"\n")
+    out.flush()
+
+
+# --- contacts -----------------------------------------------------------------------------------
+@contacts_app.command("list")
+def contacts_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per contact")] = False,
+    show_numbers: Annotated[bool, typer.Option("--show-numbers", help="Show phone numbers unmasked")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
+) -> None:
+    """List imported contacts (a table for people; --json for machines)."""
+    from processor.adapters.contacts import DynamoContactStore
+    from processor.report import print_contacts
+
+    s = settings()
+    store = DynamoContactStore(_clients(s).dynamodb, s.contacts_table)
+    try:
+        docs = sorted(
+            (c.doc for c in store.scan()), key=lambda d: (d.get("connected_at") or "", d["contact_id"])
+        )
+    except Exception as exc:
+        fail(f"cannot read contacts: {exc}")
+    if limit is not None:
+        docs = docs[:limit]
+    if as_json:
+        out = sys.stdout.buffer
+        for doc in docs:
+            out.write(orjson.dumps(doc) + b"\n")
+        out.flush()
+        return
+    print_contacts(docs, show_numbers=show_numbers)
+
+
+@contacts_app.command("show")
+def contacts_show(
+    contact_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="The contact as one JSON line")] = False,
+) -> None:
+    """Show one contact."""
+    from processor.adapters.contacts import DynamoContactStore
+
+    s = settings()
+    stored = DynamoContactStore(_clients(s).dynamodb, s.contacts_table).get(contact_id)
+    if stored is None:
+        fail(f"no contact {contact_id}", 3)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(stored.doc) + b"\n")
+        return
+    width = max(len(k) for k in stored.doc)
+    for key, value in stored.doc.items():
+        typer.echo(f"{key.ljust(width)}  {value if value is not None else ''}")
+
+
+# --- users ----------------------------------------------------------------------------------------
+@users_app.command("import")
+def users_import(file: Annotated[str, typer.Argument(help="JSON array or CSV of users; - = stdin")]) -> None:
+    """Import QM users (username = ACD ID) into the users table."""
+    from processor.adapters.users import DynamoUserDirectory
+
+    s = settings()
+    users = _load_users(file)
+    directory = DynamoUserDirectory(_clients(s).dynamodb, s.users_table)
+    for user in users.values():
+        directory.put(user)
+    typer.echo(f"imported {len(users)} users")
+
+
+@users_app.command("list")
+def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List QM users."""
+    from processor.adapters.users import DynamoUserDirectory
+
+    s = settings()
+    users = sorted(DynamoUserDirectory(_clients(s).dynamodb, s.users_table).scan(), key=lambda u: u.username)
+    for user in users:
+        if as_json:
+            sys.stdout.buffer.write(orjson.dumps(user.to_dict()) + b"\n")
+        else:
+            flag = "screen" if user.screen_recording else ""
+            typer.echo(f"{user.username:30} {user.first_name or '':15} {user.last_name or '':15} {flag}")
+
+
+# --- quarantine ---------------------------------------------------------------------------------
+@quarantine_app.command("list")
+def quarantine_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List quarantined input with reason and position."""
+    from processor.adapters.quarantine import DynamoQuarantine
+
+    s = settings()
+    aws = _clients(s)
+    entries = sorted(
+        DynamoQuarantine(aws.dynamodb, s.quarantine_table, aws.s3, s.quarantine_bucket).list(),
+        key=lambda e: e.quarantined_at,
+    )
+    for entry in entries:
+        if as_json:
+            doc = {
+                "id": entry.id,
+                "reason": entry.reason,
+                "detail": entry.detail,
+                "position": entry.position,
+                "quarantined_at": entry.quarantined_at,
+                "status": entry.status,
+                "payload_bytes": len(entry.payload) if entry.payload is not None else None,
+            }
+            sys.stdout.buffer.write(orjson.dumps(doc) + b"\n")
+        else:
+            where = " ".join(f"{k}={v}" for k, v in entry.position.items())
+            typer.echo(f"{entry.quarantined_at}  {entry.reason:18} {entry.status:8} {where}  {entry.detail}")
+
+
+# --- simulation and demo -----------------------------------------------------------------------
+@app.command()
+def simulate(
+    contacts: Annotated[int, typer.Option("--contacts", min=1, help="Contacts to simulate")] = 20,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: time-based)")] = None,
+    expect_file: Annotated[
+        Path | None, typer.Option("--expect-file", help="Write {contact_id: version} expected in QM here")
+    ] = None,
+) -> None:
+    """Send a simulated contact centre's CTRs (and its users) to the emulator/AWS."""
+    from processor.simulator import publish_scenario
+
+    s = settings()
+    _setup_logs(s)
+    result = publish_scenario(s, _clients(s), contacts=contacts, seed=seed)
+    if expect_file:
+        expect_file.write_bytes(orjson.dumps(result.expected, option=orjson.OPT_INDENT_2))
+    typer.echo(
+        f"simulated {len(result.expected)} contacts: {result.deliveries} CTR deliveries "
+        f"(duplicates and updates included), {len(result.users)} users"
+    )
+
+
+@app.command()
+def demo(
+    contacts: Annotated[int, typer.Option("--contacts", min=1)] = 16,
+    port: PortOption = 4566,
+) -> None:
+    """Emulator + bootstrap + service + simulated contact centre -> prints the QM contacts."""
+    from processor.demo import run_demo
+
+    try:
+        code = run_demo(contacts=contacts, port=port)
+    except QmIngestError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+@app.command("settings")
+def show_settings(markdown: Annotated[bool, typer.Option("--markdown")] = False) -> None:
+    """Every setting with its environment variable, default and current value (secrets hidden)."""
+    from processor.report import settings_table
+
+    typer.echo(settings_table(settings(), markdown=markdown))
+
+
+def main() -> None:
+    try:
+        app()
+    except QmIngestError as exc:
+        typer.echo(f"qm-ingest: {exc}", err=True)
+        sys.exit(1)

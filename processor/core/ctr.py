@@ -1,0 +1,237 @@
+"""Contact Trace Records: from untrusted bytes to a typed :class:`ContactRecord`.
+
+Pure: no I/O, no clock. Every rejection is an :class:`InvalidInput` with a stable reason:
+
+``bad_json``          not JSON, or not valid UTF-8
+``not_an_object``     JSON, but not an object
+``schema``            a field we read is missing or has the wrong type or shape
+``bad_timestamp``     a timestamp that is not a real instant
+``absurd_timestamp``  an instant outside 2017 (Connect's launch) .. 2100
+``oversized``         larger than the configured maximum record size
+``foreign_instance``  another Connect instance than the configured one
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from processor.core.schemas import SchemaViolation, validate
+from processor.exceptions import InvalidInput
+
+EARLIEST = datetime(2017, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+# Real CTRs carry InstanceARNs whose "/" became a backslash ("instance\\2fee1c1f-..." in
+# the smg-agenttrack sample: the UUID is 2fee1c1f-...) or is URL-encoded ("%2F"):
+# normalise before comparing instances.
+_ENCODED_SLASH = re.compile(r"(\\|%2f)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    address: str | None
+    type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRef:
+    """One entry of ``Recordings[]`` (or the legacy ``Recording`` object)."""
+
+    location: str | None
+    storage_type: str | None  # S3, KINESIS_VIDEO_STREAM, ...
+    media_stream_type: str | None  # AUDIO, VIDEO, ...
+    participant_type: str | None
+    status: str | None
+    deletion_reason: str | None
+    start: datetime | None
+    stop: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    arn: str | None
+    username: str | None
+    connected_at: datetime | None
+    acw_end_at: datetime | None
+    interaction_seconds: int | None
+    customer_hold_seconds: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRecord:
+    """The fields of a CTR that qm-ingest uses, typed and checked, plus the raw CTR."""
+
+    contact_id: str
+    instance_arn: str
+    last_update: datetime
+    initiation_method: str
+    channel: str | None
+    initiation_at: datetime | None
+    disconnect_at: datetime | None
+    agent: AgentInfo | None
+    system_endpoint: Endpoint | None
+    customer_endpoint: Endpoint | None
+    queue_name: str | None
+    recordings: tuple[RecordingRef, ...]
+    raw: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        """The contact's version: its LastUpdateTimestamp as a sortable UTC string."""
+        return format_instant(self.last_update)
+
+
+def format_instant(value: datetime) -> str:
+    """UTC ISO 8601 with millisecond precision, so that string order is time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def normalise_instance_arn(arn: str) -> str:
+    return _ENCODED_SLASH.sub("/", arn.strip())
+
+
+def parse_instant(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    text = value
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # Python accepts at most 6 fractional digits; Connect sends 0 to 3, others up to 9.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput("bad_timestamp", f"{field} is not a valid timestamp") from None
+    if instant.tzinfo is None:
+        raise InvalidInput("bad_timestamp", f"{field} has no time zone")
+    instant = instant.astimezone(UTC)
+    if not EARLIEST <= instant < LATEST:
+        raise InvalidInput("absurd_timestamp", f"{field} is outside {EARLIEST.year}..{LATEST.year}")
+    return instant
+
+
+def decode_json(payload: bytes) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput("bad_json", f"not valid JSON ({_short(str(exc))})", payload=payload) from None
+
+
+def parse_ctr(payload: bytes, *, max_bytes: int | None = None) -> ContactRecord:
+    """Parse and check one CTR. Raises :class:`InvalidInput` (with the payload) on bad input."""
+    if max_bytes is not None and len(payload) > max_bytes:
+        raise InvalidInput("oversized", f"{len(payload)} bytes > limit {max_bytes}", payload=payload)
+    try:
+        return ctr_from_object(decode_json(payload))
+    except InvalidInput as exc:
+        raise InvalidInput(exc.reason, exc.detail, payload=payload) from None
+
+
+def ctr_from_object(obj: Any) -> ContactRecord:
+    if not isinstance(obj, dict):
+        raise InvalidInput("not_an_object", f"a CTR must be a JSON object, got {type(obj).__name__}")
+    try:
+        validate("ctr", obj)
+    except SchemaViolation as exc:
+        raise InvalidInput("schema", str(exc)) from None
+
+    agent_obj = obj.get("Agent")
+    agent = None
+    if agent_obj is not None:
+        agent = AgentInfo(
+            arn=agent_obj.get("ARN"),
+            username=_clean(agent_obj.get("Username")),
+            connected_at=parse_instant(
+                agent_obj.get("ConnectedToAgentTimestamp"), "Agent.ConnectedToAgentTimestamp"
+            ),
+            acw_end_at=parse_instant(
+                agent_obj.get("AfterContactWorkEndTimestamp"), "Agent.AfterContactWorkEndTimestamp"
+            ),
+            interaction_seconds=agent_obj.get("AgentInteractionDuration"),
+            customer_hold_seconds=agent_obj.get("CustomerHoldDuration"),
+        )
+    last_update = parse_instant(obj["LastUpdateTimestamp"], "LastUpdateTimestamp")
+    assert last_update is not None
+    queue = obj.get("Queue")
+    return ContactRecord(
+        contact_id=obj["ContactId"],
+        instance_arn=normalise_instance_arn(obj["InstanceARN"]),
+        last_update=last_update,
+        initiation_method=obj["InitiationMethod"],
+        channel=obj.get("Channel"),
+        initiation_at=parse_instant(obj.get("InitiationTimestamp"), "InitiationTimestamp"),
+        disconnect_at=parse_instant(obj.get("DisconnectTimestamp"), "DisconnectTimestamp"),
+        agent=agent,
+        system_endpoint=_endpoint(obj.get("SystemEndpoint")),
+        customer_endpoint=_endpoint(obj.get("CustomerEndpoint")),
+        queue_name=queue.get("Name") if queue else None,
+        recordings=_recordings(obj),
+        raw=obj,
+    )
+
+
+def check_instance(record: ContactRecord, expected_instance_arn: str | None) -> None:
+    """Refuse a CTR of another Connect instance (another tenant's data)."""
+    if expected_instance_arn is None:
+        return
+    if record.instance_arn != normalise_instance_arn(expected_instance_arn):
+        raise InvalidInput(
+            "foreign_instance", f"CTR of instance {record.instance_arn}, expected {expected_instance_arn}"
+        )
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _endpoint(obj: dict[str, Any] | None) -> Endpoint | None:
+    if obj is None:
+        return None
+    return Endpoint(address=obj.get("Address"), type=obj.get("Type"))
+
+
+def _recordings(obj: dict[str, Any]) -> tuple[RecordingRef, ...]:
+    refs: list[RecordingRef] = []
+    for i, item in enumerate(obj.get("Recordings") or ()):
+        refs.append(
+            RecordingRef(
+                location=_clean(item.get("Location")),
+                storage_type=item.get("StorageType"),
+                media_stream_type=item.get("MediaStreamType"),
+                participant_type=item.get("ParticipantType"),
+                status=item.get("Status"),
+                deletion_reason=item.get("DeletionReason"),
+                start=parse_instant(item.get("StartTimestamp"), f"Recordings.{i}.StartTimestamp"),
+                stop=parse_instant(item.get("StopTimestamp"), f"Recordings.{i}.StopTimestamp"),
+            )
+        )
+    legacy = obj.get("Recording")
+    if legacy and legacy.get("Location"):
+        location = _clean(legacy.get("Location"))
+        # Older CTRs have only the legacy object; newer ones repeat it in Recordings[].
+        if location and all(r.location != location for r in refs):
+            refs.append(
+                RecordingRef(
+                    location=location,
+                    storage_type="S3",
+                    media_stream_type=legacy.get("Type"),
+                    participant_type=None,
+                    status=legacy.get("Status"),
+                    deletion_reason=legacy.get("DeletionReason"),
+                    start=None,
+                    stop=None,
+                )
+            )
+    return tuple(refs)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,239 @@
+"""The seed's table: a CTR becomes a QM contact. Pure, total, deterministic.
+
+| CTR                               | QM                      |
+|-----------------------------------|-------------------------|
+| Agent.Username                    | ACD ID                  |
+| SystemEndpoint.Address            | Called Number (E.164)   |
+| CustomerEndpoint.Address          | Calling Number (E.164)  |
+| ContactId                         | Associated Contact ID   |
+| InitiationMethod                  | Contact Direction       |
+| (QM user of the ACD ID)           | First Name, Last Name   |
+| (media file length)               | Call Duration           |
+| Agent.ConnectedToAgentTimestamp   | Date, Time (UTC)        |
+| —                                 | Recording Type: "Amazon Connect" |
+
+The function never fails on a value it has not seen: an unknown InitiationMethod maps
+to ``inbound`` and the contact is flagged ``initiation_method_unknown``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from processor.core.ctr import ContactRecord, Endpoint, RecordingRef, format_instant
+from processor.core.phone import to_e164
+from processor.core.users import QmUser
+
+RECORDING_TYPE = "Amazon Connect"
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+
+#: Every InitiationMethod Amazon Connect documents, and the direction QM shows for it.
+DIRECTIONS = MappingProxyType(
+    {
+        # The customer called in, or was moved to this contact from an inbound one.
+        "INBOUND": INBOUND,
+        "TRANSFER": INBOUND,  # agent-to-agent / quick-connect transfer: a new inbound leg
+        "QUEUE_TRANSFER": INBOUND,  # moved to another queue inside a flow
+        # The contact centre reached out.
+        "OUTBOUND": OUTBOUND,  # agent dialled from the CCP
+        "CALLBACK": OUTBOUND,  # queued callback: the agent calls the customer back
+        "API": OUTBOUND,  # StartOutboundVoiceContact and similar
+        "EXTERNAL_OUTBOUND": OUTBOUND,  # agent added an external party to the call
+        # Values the design left to us, decided here:
+        "MONITOR": INBOUND,  # a supervisor's silent-monitor / barge leg, delivered to them
+        "DISCONNECT": INBOUND,  # the disconnect flow's continuation of the customer's contact
+        "WEBRTC_API": INBOUND,  # in-app / web calling started by the customer
+        "AGENT_REPLY": OUTBOUND,  # an agent's reply to an e-mail contact
+        "FLOW": OUTBOUND,  # a contact created by a flow block (e.g. outbound e-mail/SMS)
+        "CAMPAIGN": OUTBOUND,  # outbound campaign dialling
+    }
+)
+
+# Flags (stable strings; listed in schemas/qm-contact.schema.json).
+FLAG_NO_AGENT = "no_agent"
+FLAG_NO_RECORDING = "no_recording"
+FLAG_KVS_ONLY = "recording_kvs_only"
+FLAG_UNKNOWN_DIRECTION = "initiation_method_unknown"
+FLAG_USER_UNKNOWN = "user_unknown"
+FLAG_CALLED_NOT_E164 = "called_number_not_e164"
+FLAG_CALLING_NOT_E164 = "calling_number_not_e164"
+FLAG_UNSUPPORTED_MEDIA = "recording_media_unsupported"
+FLAG_RECORDING_DELETED = "recording_deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class QmContact:
+    """A QM contact, as stored in the contacts table and published downstream."""
+
+    contact_id: str
+    acd_id: str | None
+    called_number: str | None
+    calling_number: str | None
+    direction: str
+    first_name: str | None
+    last_name: str | None
+    call_duration_seconds: float | None
+    date: str | None
+    time: str | None
+    connected_at: str | None
+    recording_type: str
+    instance_arn: str
+    last_update: str
+    initiation_method: str
+    channel: str | None
+    queue: str | None
+    agent_arn: str | None
+    initiation_at: str | None
+    disconnect_at: str | None
+    acw_end_at: str | None
+    recording_location: str | None
+    recordings: tuple[str, ...]
+    system_endpoint_raw: dict[str, str | None] | None
+    customer_endpoint_raw: dict[str, str | None] | None
+    flags: tuple[str, ...] = field(default=())
+    join_state: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "contact_id": self.contact_id,
+            "acd_id": self.acd_id,
+            "called_number": self.called_number,
+            "calling_number": self.calling_number,
+            "direction": self.direction,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "call_duration_seconds": self.call_duration_seconds,
+            "date": self.date,
+            "time": self.time,
+            "connected_at": self.connected_at,
+            "recording_type": self.recording_type,
+            "instance_arn": self.instance_arn,
+            "last_update": self.last_update,
+            "initiation_method": self.initiation_method,
+            "channel": self.channel,
+            "queue": self.queue,
+            "agent_arn": self.agent_arn,
+            "initiation_at": self.initiation_at,
+            "disconnect_at": self.disconnect_at,
+            "acw_end_at": self.acw_end_at,
+            "recording_location": self.recording_location,
+            "recordings": list(self.recordings),
+            "system_endpoint_raw": self.system_endpoint_raw,
+            "customer_endpoint_raw": self.customer_endpoint_raw,
+            "flags": list(self.flags),
+            "join_state": self.join_state,
+        }
+
+    def with_user(self, user: QmUser | None) -> QmContact:
+        flags = tuple(f for f in self.flags if f != FLAG_USER_UNKNOWN)
+        if user is None:
+            if self.acd_id is not None:
+                flags = (*flags, FLAG_USER_UNKNOWN)
+            return replace(self, first_name=None, last_name=None, flags=flags)
+        return replace(self, first_name=user.first_name, last_name=user.last_name, flags=flags)
+
+
+def direction_of(initiation_method: str) -> tuple[str, bool]:
+    """(direction, known) for an InitiationMethod value; unknown values are inbound."""
+    direction = DIRECTIONS.get(initiation_method.strip().upper())
+    if direction is None:
+        return INBOUND, False
+    return direction, True
+
+
+def s3_recordings(record: ContactRecord) -> tuple[RecordingRef, ...]:
+    """Recordings stored in S3 (the ones QM imports), in CTR order."""
+    return tuple(r for r in record.recordings if (r.storage_type or "S3").upper() == "S3" and r.location)
+
+
+def _raw_endpoint(endpoint: Endpoint | None) -> dict[str, str | None] | None:
+    if endpoint is None:
+        return None
+    return {"address": endpoint.address, "type": endpoint.type}
+
+
+def _number(endpoint: Endpoint | None) -> str | None:
+    if endpoint is None or endpoint.address is None:
+        return None
+    if endpoint.type not in (None, "TELEPHONE_NUMBER", "CONNECT_PHONENUMBER_ARN", "VOIP"):
+        return None
+    return to_e164(endpoint.address)
+
+
+def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
+    """Map one CTR (and the QM user of its agent, if known) to a QM contact."""
+    flags: list[str] = []
+    direction, known = direction_of(record.initiation_method)
+    if not known:
+        flags.append(FLAG_UNKNOWN_DIRECTION)
+
+    agent = record.agent
+    connected = agent.connected_at if agent else None
+    if connected is None:
+        flags.append(FLAG_NO_AGENT)
+
+    called = _number(record.system_endpoint)
+    calling = _number(record.customer_endpoint)
+    if record.system_endpoint and record.system_endpoint.address and called is None:
+        flags.append(FLAG_CALLED_NOT_E164)
+    if record.customer_endpoint and record.customer_endpoint.address and calling is None:
+        flags.append(FLAG_CALLING_NOT_E164)
+
+    s3 = s3_recordings(record)
+    others = [r for r in record.recordings if r not in s3]
+    if not s3:
+        flags.append(FLAG_KVS_ONLY if any(_is_kvs(r) for r in others) else FLAG_NO_RECORDING)
+    elif others:
+        flags.append(FLAG_UNSUPPORTED_MEDIA)
+    if any(r.deletion_reason for r in s3):
+        flags.append(FLAG_RECORDING_DELETED)
+
+    acd_id = agent.username if agent else None
+    contact = QmContact(
+        contact_id=record.contact_id,
+        acd_id=acd_id,
+        called_number=called,
+        calling_number=calling,
+        direction=direction,
+        first_name=None,
+        last_name=None,
+        call_duration_seconds=None,
+        date=connected.strftime("%Y-%m-%d") if connected else None,
+        time=connected.strftime("%H:%M:%S") if connected else None,
+        connected_at=format_instant(connected) if connected else None,
+        recording_type=RECORDING_TYPE,
+        instance_arn=record.instance_arn,
+        last_update=record.version,
+        initiation_method=record.initiation_method,
+        channel=record.channel,
+        queue=record.queue_name,
+        agent_arn=agent.arn if agent else None,
+        initiation_at=format_instant(record.initiation_at) if record.initiation_at else None,
+        disconnect_at=format_instant(record.disconnect_at) if record.disconnect_at else None,
+        acw_end_at=format_instant(agent.acw_end_at) if agent and agent.acw_end_at else None,
+        recording_location=_primary_location(s3),
+        recordings=tuple(r.location for r in s3 if r.location),
+        system_endpoint_raw=_raw_endpoint(record.system_endpoint),
+        customer_endpoint_raw=_raw_endpoint(record.customer_endpoint),
+        flags=tuple(flags),
+    )
+    return contact.with_user(user)
+
+
+def _is_kvs(ref: RecordingRef) -> bool:
+    return (ref.storage_type or "").upper() == "KINESIS_VIDEO_STREAM"
+
+
+def _primary_location(s3: tuple[RecordingRef, ...]) -> str | None:
+    """The agent's recording when Connect says which one it is, else the first."""
+    for ref in s3:
+        if (ref.participant_type or "").upper() == "AGENT" and not ref.deletion_reason:
+            return ref.location
+    for ref in s3:
+        if not ref.deletion_reason:
+            return ref.location
+    return s3[0].location if s3 else None

@@ -1,0 +1,142 @@
+"""The CTR path, composed: parse -> tenant check -> map -> enrich -> emit; bad input -> quarantine.
+
+Guarantee: :meth:`CtrIngest.process` returns only after every effect of the batch is
+durable (contacts written, bad records quarantined). The caller may then checkpoint.
+A transient AWS failure is retried until it succeeds (the batch is never skipped);
+an :class:`InvalidInput` is quarantined exactly once and never retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from processor.adapters.contacts import ContactStore, WriteOutcome
+from processor.adapters.quarantine import Quarantine
+from processor.adapters.users import UserDirectory
+from processor.core.ctr import ContactRecord, check_instance, format_instant, parse_ctr
+from processor.core.mapping import map_contact
+from processor.exceptions import InvalidInput, SourcePosition
+from processor.logs import get_logger
+from processor.retry import retry_transient
+
+log = get_logger("processor.pipeline")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One record as delivered by a source (Kinesis via the KCL, a file, S3)."""
+
+    data: bytes
+    position: SourcePosition
+
+
+@dataclass
+class BatchResult:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def imported(self) -> int:
+        return self.created + self.updated
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    record: ContactRecord
+    source: StreamRecord
+
+
+class CtrIngest:
+    def __init__(
+        self,
+        *,
+        contacts: ContactStore,
+        quarantine: Quarantine,
+        users: UserDirectory,
+        instance_arn: str | None,
+        max_record_bytes: int,
+        clock: Clock = utc_now,
+        parallelism: int = 8,
+    ) -> None:
+        self._contacts = contacts
+        self._quarantine = quarantine
+        self._users = users
+        self._instance_arn = instance_arn
+        self._max_bytes = max_record_bytes
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="emit")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def parse(self, record: StreamRecord) -> ContactRecord:
+        parsed = parse_ctr(record.data, max_bytes=self._max_bytes)
+        check_instance(parsed, self._instance_arn)
+        return parsed
+
+    def process(self, records: Sequence[StreamRecord]) -> BatchResult:
+        result = BatchResult(read=len(records))
+        newest: dict[str, _Parsed] = {}
+        for record in records:
+            try:
+                parsed = self.parse(record)
+            except InvalidInput as exc:
+                self._quarantine_one(exc.at(record.position, record.data), result)
+                continue
+            current = newest.get(parsed.contact_id)
+            # Within a batch only the newest version of a contact matters (newest wins anyway).
+            if current is None or parsed.last_update > current.record.last_update:
+                newest[parsed.contact_id] = _Parsed(parsed, record)
+        if not newest:
+            return result
+        usernames = {
+            p.record.agent.username for p in newest.values() if p.record.agent and p.record.agent.username
+        }
+        users = (
+            retry_transient(lambda: self._users.get_many(usernames), "users.get_many") if usernames else {}
+        )
+        imported_at = format_instant(self._clock())
+
+        def emit(item: _Parsed) -> WriteOutcome:
+            agent = item.record.agent
+            user = users.get(agent.username) if agent and agent.username else None
+            contact = map_contact(item.record, user)
+            return retry_transient(
+                lambda: self._contacts.put_if_newer(contact, item.source.data, imported_at), "contacts.put"
+            )
+
+        for item, outcome in zip(newest.values(), self._pool.map(emit, newest.values()), strict=True):
+            if outcome is WriteOutcome.CREATED:
+                result.created += 1
+            elif outcome is WriteOutcome.UPDATED:
+                result.updated += 1
+            else:
+                result.unchanged += 1
+            log.debug("contact", contact_id=item.record.contact_id, outcome=outcome.value)
+        return result
+
+    def _quarantine_one(self, error: InvalidInput, result: BatchResult) -> None:
+        at = format_instant(self._clock())
+        qid = retry_transient(lambda: self._quarantine.put(error, at), "quarantine.put")
+        result.quarantined += 1
+        result.quarantined_by_reason[error.reason] = result.quarantined_by_reason.get(error.reason, 0) + 1
+        log.warning(
+            "record quarantined",
+            reason=error.reason,
+            detail=error.detail,
+            quarantine_id=qid,
+            **(error.position.as_dict() if error.position else {}),
+        )

@@ -1,0 +1,90 @@
+"""Tables for people: QM contacts and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import SecretStr
+from rich.console import Console
+from rich.table import Table
+
+from processor.logs import mask_phone
+from processor.settings import Settings
+
+
+def _number(value: str | None, show: bool) -> str:
+    if not value:
+        return ""
+    return value if show else mask_phone(value)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    total = round(seconds)
+    return f"{total // 60}:{total % 60:02d}"
+
+
+def contacts_table(docs: Iterable[dict[str, Any]], *, show_numbers: bool = False) -> Table:
+    table = Table(title="QM contacts", show_lines=False, header_style="bold")
+    for column in (
+        "ACD ID",
+        "First Name",
+        "Last Name",
+        "Called Number",
+        "Calling Number",
+        "Direction",
+        "Date",
+        "Time",
+        "Duration",
+        "Recording Type",
+        "Contact ID",
+        "Flags",
+    ):
+        table.add_column(column, overflow="fold")
+    for doc in docs:
+        table.add_row(
+            doc.get("acd_id") or "",
+            doc.get("first_name") or "",
+            doc.get("last_name") or "",
+            _number(doc.get("called_number"), show_numbers),
+            _number(doc.get("calling_number"), show_numbers),
+            doc.get("direction") or "",
+            doc.get("date") or "",
+            doc.get("time") or "",
+            _duration(doc.get("call_duration_seconds")),
+            doc.get("recording_type") or "",
+            doc.get("contact_id") or "",
+            ", ".join(doc.get("flags") or []),
+        )
+    return table
+
+
+def print_contacts(docs: Iterable[dict[str, Any]], *, show_numbers: bool = False) -> None:
+    Console(width=220).print(contacts_table(docs, show_numbers=show_numbers))
+
+
+def _env_name(name: str, field: Any) -> str:
+    alias = field.validation_alias
+    if alias is not None and hasattr(alias, "choices"):
+        return " / ".join(str(c) for c in alias.choices)
+    return f"QM_{name.upper()}"
+
+
+def settings_table(settings: Settings, *, markdown: bool = False) -> str:
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        current = getattr(settings, name)
+        if isinstance(current, SecretStr) or "password" in name:
+            current = "(set)" if current else "(unset)"
+        default_text = "" if default is None else str(getattr(default, "value", default))
+        current_text = "" if current is None else str(getattr(current, "value", current))
+        rows.append((_env_name(name, field), default_text, field.description or "", current_text))
+    if markdown:
+        lines = ["| variable | default | meaning |", "|---|---|---|"]
+        lines += [f"| `{v}` | `{d}` | {m} |" if d else f"| `{v}` | (unset) | {m} |" for v, d, m, _ in rows]
+        return "\n".join(lines)
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{v.ljust(width)}  {c}" for v, _, _, c in rows)

@@ -1,0 +1,119 @@
+"""``qm-ingest run``: the long-running service.
+
+Starts the KCL MultiLangDaemon for the CTR stream (one Python record processor per shard)
+and keeps it running: a daemon that dies is restarted with backoff; SIGTERM/SIGINT stop
+it gracefully (the KCL checkpoints and releases its leases within 10 s).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from botocore.exceptions import ClientError
+
+from processor.adapters.aws import NETWORK_ERRORS, AwsClients
+from processor.adapters.kcl.daemon import KclApplication, jars_dir
+from processor.adapters.kcl.supervisor import KclDaemon, WorkerSlot
+from processor.bootstrap import table_specs
+from processor.exceptions import ConfigurationError, ResourceMissing
+from processor.logs import LogRelay, get_logger
+from processor.settings import Settings
+
+log = get_logger("processor.service")
+
+CTR_PROCESSOR_MODULE = "processor.adapters.kcl.ctr_worker"
+
+
+def preflight(settings: Settings, aws: AwsClients) -> None:
+    """Refuse to start when a resource is missing, with the fix in the message."""
+    jars_dir(settings)
+    try:
+        aws.kinesis.describe_stream_summary(StreamName=settings.ctr_stream)
+    except NETWORK_ERRORS as exc:
+        raise ConfigurationError(
+            f"cannot reach AWS at {settings.aws_endpoint_url or 'the default endpoint'}: {exc}. "
+            "Start the emulator (`qm-ingest local up`) or fix AWS_ENDPOINT_URL."
+        ) from None
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            raise ResourceMissing(
+                f"the CTR stream {settings.ctr_stream!r} does not exist: run `qm-ingest bootstrap`"
+            ) from None
+        raise
+    for spec in table_specs(settings):
+        try:
+            aws.dynamodb.describe_table(TableName=spec.name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                raise ResourceMissing(
+                    f"the table {spec.name!r} does not exist: run `qm-ingest bootstrap`"
+                ) from None
+            raise
+
+
+@dataclass
+class Service:
+    settings: Settings
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    daemons: list[KclDaemon] = field(default_factory=list)
+    on_started: Callable[[Service], None] | None = None
+
+    def run(self) -> int:
+        settings = self.settings
+        aws = AwsClients(settings)
+        preflight(settings, aws)
+        relay = LogRelay()
+        slot = WorkerSlot(settings, settings.application_name)
+        app = KclApplication(
+            application_name=settings.application_name,
+            stream_name=settings.ctr_stream,
+            processor_module=CTR_PROCESSOR_MODULE,
+            worker_id=slot.worker_id,
+        )
+        daemon = KclDaemon(settings, aws, app, relay.address)
+        self.daemons = [daemon]
+        backoff = 1.0
+        try:
+            daemon.start()
+            if self.on_started:
+                self.on_started(self)
+            while not self.stop_event.wait(0.5):
+                code = daemon.poll()
+                if code is None:
+                    continue
+                log.error("KCL daemon exited; restarting", exit_code=code, backoff_s=backoff)
+                if self.stop_event.wait(backoff):
+                    break
+                backoff = min(backoff * 2, 30.0)
+                started = time.monotonic()
+                daemon.start()
+                if time.monotonic() - started < 60:
+                    continue
+                backoff = 1.0
+        finally:
+            log.info("stopping")
+            code = daemon.stop()
+            relay.close()
+            slot.release()
+            log.info("stopped", exit_code=code)
+        return 0
+
+    def request_stop(self, *_: object) -> None:
+        self.stop_event.set()
+
+
+def run_service(settings: Settings) -> int:
+    service = Service(settings)
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received; shutting down gracefully", signal=signal.Signals(signum).name)
+        service.request_stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return service.run()

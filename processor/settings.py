@@ -1,0 +1,207 @@
+"""Settings of every qm-ingest command, read from the environment (and an optional file).
+
+Every setting has a default that works against the embedded emulator, so a fresh clone
+runs with no configuration; production overrides them with environment variables.
+The README's settings table is generated from this class (``qm-ingest settings``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from processor.exceptions import ConfigurationError
+
+
+class InitialPosition(StrEnum):
+    TRIM_HORIZON = "TRIM_HORIZON"
+    LATEST = "LATEST"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Typed, validated settings. Environment variable names are given per field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QM_",
+        env_file=os.environ.get("QM_SETTINGS_FILE"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    # --- AWS -------------------------------------------------------------------------
+    aws_endpoint_url: Annotated[
+        str | None,
+        Field(
+            validation_alias=_alias("AWS_ENDPOINT_URL"),
+            description="Endpoint of every AWS service (emulator, LocalStack); unset = real AWS",
+        ),
+    ] = None
+    aws_region: Annotated[
+        str,
+        Field(validation_alias=_alias("AWS_REGION", "AWS_DEFAULT_REGION"), description="AWS region"),
+    ] = "us-east-1"
+    aws_max_attempts: Annotated[
+        int, Field(ge=1, le=20, description="Attempts per AWS call (botocore standard retry mode)")
+    ] = 8
+
+    # --- Amazon Connect ----------------------------------------------------------------
+    instance_arn: Annotated[
+        str | None,
+        Field(description="Only CTRs of this Connect instance are imported; unset = accept any instance"),
+    ] = None
+
+    # --- resources ---------------------------------------------------------------------
+    ctr_stream: Annotated[str, Field(description="Kinesis stream of Contact Trace Records")] = "qm-ctr"
+    ctr_stream_shards: Annotated[
+        int, Field(ge=1, le=500, description="Shards of the CTR stream (bootstrap)")
+    ] = 2
+    agent_event_stream: Annotated[str, Field(description="Kinesis stream of agent events")] = (
+        "qm-agent-events"
+    )
+    output_stream: Annotated[
+        str, Field(description="Kinesis stream that receives every new QM contact version")
+    ] = "qm-contacts"
+    recordings_bucket: Annotated[str, Field(description="S3 bucket of Amazon Connect call recordings")] = (
+        "qm-recordings"
+    )
+    recordings_queue: Annotated[
+        str, Field(description="SQS queue fed by the bucket's ObjectCreated events")
+    ] = "qm-recording-events"
+    contacts_table: Annotated[str, Field(description="DynamoDB table of imported QM contacts")] = (
+        "qm-contacts"
+    )
+    quarantine_table: Annotated[str, Field(description="DynamoDB table of quarantined input")] = (
+        "qm-quarantine"
+    )
+    quarantine_bucket: Annotated[
+        str, Field(description="S3 bucket for quarantined payloads too large for a table item")
+    ] = "qm-ingest-quarantine"
+    users_table: Annotated[str, Field(description="DynamoDB table of QM users")] = "qm-users"
+    join_table: Annotated[str, Field(description="DynamoDB table of the CTR/recording join")] = "qm-join"
+
+    # --- KCL ---------------------------------------------------------------------------
+    application_name: Annotated[
+        str, Field(description="KCL application name of the CTR consumer (also its lease table)")
+    ] = "qm-ingest-ctr"
+    worker_id: Annotated[
+        str | None,
+        Field(
+            description="KCL worker id; unset = '<hostname>-<slot>', stable across restarts so a "
+            "restarted worker takes its own leases back at once"
+        ),
+    ] = None
+    initial_position: Annotated[
+        InitialPosition, Field(description="Where a new lease starts reading: TRIM_HORIZON or LATEST")
+    ] = InitialPosition.TRIM_HORIZON
+    kcl_jars_dir: Annotated[
+        str | None, Field(description="Folder of the KCL jars; unset = the jars installed with amazon_kclpy")
+    ] = None
+    java: Annotated[str, Field(description="Java 17+ executable that runs the KCL MultiLangDaemon")] = "java"
+    kcl_failover_ms: Annotated[int, Field(ge=1000, description="KCL failoverTimeMillis (lease expiry)")] = (
+        10000
+    )
+    kcl_shard_sync_ms: Annotated[int, Field(ge=1000, description="KCL shardSyncIntervalMillis")] = 60000
+    kcl_lease_assignment_ms: Annotated[
+        int, Field(ge=500, description="KCL leaseAssignmentIntervalMillis")
+    ] = 10000
+    kcl_idle_between_reads_ms: Annotated[
+        int, Field(ge=200, description="KCL idleTimeBetweenReadsInMillis (5 GetRecords/s per shard max)")
+    ] = 1000
+    kcl_max_records: Annotated[int, Field(ge=1, le=10000, description="KCL maxRecords per GetRecords")] = 1000
+    kcl_parent_shard_poll_ms: Annotated[
+        int, Field(ge=100, description="KCL parentShardPollIntervalMillis")
+    ] = 10000
+
+    # --- processing ---------------------------------------------------------------------
+    max_record_bytes: Annotated[
+        int, Field(ge=1024, description="Records larger than this are quarantined (Kinesis maximum: 1 MiB)")
+    ] = 1_048_576
+
+    # --- logs ---------------------------------------------------------------------------
+    log_level: Annotated[str, Field(description="DEBUG, INFO, WARNING or ERROR")] = "INFO"
+    log_format: Annotated[LogFormat, Field(description="json (default, for machines) or console")] = (
+        LogFormat.JSON
+    )
+
+    # --- local ---------------------------------------------------------------------------
+    state_dir: Annotated[
+        str, Field(description="Where local runs keep pid files, logs and generated KCL properties")
+    ] = ".qm-local"
+
+    console_password: Annotated[
+        SecretStr | None, Field(description="Password of the QM console administrator (never printed)")
+    ] = None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return upper
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _endpoint_is_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("instance_arn")
+    @classmethod
+    def _instance_arn_shape(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith("arn:") or ":instance/" not in value:
+            raise ValueError(f"not an Amazon Connect instance ARN: {value!r}")
+        return value
+
+    def resolved_worker_id(self, slot: int = 1) -> str:
+        return self.worker_id or f"{socket.gethostname()}-{slot}"
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting (its alias, or QM_<NAME>)."""
+    field = Settings.model_fields.get(field_name)
+    alias = field.validation_alias if field else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"QM_{field_name.upper()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, validated once. Raises ConfigurationError naming every
+    offending environment variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = str(err["loc"][0]) if err["loc"] else ""
+            name = loc if loc.isupper() else env_name(loc) if loc else "settings"
+            problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None

@@ -1,0 +1,35 @@
+"""No phone number reaches a log line in clear."""
+
+from __future__ import annotations
+
+import io
+
+import orjson
+
+from processor.logs import configure_logging, get_logger, mask_phone
+
+
+def test_mask_phone() -> None:
+    assert mask_phone("+19182690528") == "+*********28"
+    assert mask_phone(" 19182690528") == "*********28"
+
+
+def test_log_lines_are_json_and_masked() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    log = get_logger("t")
+    log.info(
+        "call from +1 (918) 269-0528 to 19293885349",
+        calling_number="+13125550123",
+        endpoint={"Address": " 19182690528"},
+        shard_id="shardId-000000000001",
+        sequence_number="49590338271490256608559692538361571095921575989136588898",
+    )
+    line = out.getvalue().strip()
+    doc = orjson.loads(line)
+    for number in ("9182690528", "19293885349", "3125550123", "19182690528"):
+        assert number not in line
+    assert doc["shard_id"] == "shardId-000000000001"
+    assert doc["sequence_number"] == "49590338271490256608559692538361571095921575989136588898"
+    assert doc["timestamp"].startswith("20")  # timestamps are not mistaken for numbers
+    configure_logging("INFO", "json")
