@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml processor/local/kinesis-mock/package-lock.json | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: install demo test lint unit e2e faults bench image clean help
@@ -15,13 +15,15 @@ help:
 	@echo "make bench   - benchmarks, each next to a baseline measured in the same run"
 	@echo "make image   - the container image (needs a Docker engine)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml processor/local/kinesis-mock/package-lock.json
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# amazon_kclpy's build downloads the KCL jars from Maven Central into the package.
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@$(BIN)/python -c 'from processor.adapters.kcl.daemon import jars_dir; from processor.settings import Settings; print("KCL jars:", jars_dir(Settings()))'
+	# kinesis-mock (pure Node) for the resharding scenarios.
+	npm ci --prefix processor/local/kinesis-mock --silent --no-audit --no-fund
 	@java -version 2>&1 | head -1 || (echo "Java 17+ is required for the KCL daemon" && exit 1)
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)

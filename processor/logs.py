@@ -164,7 +164,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json", *, stream: Any = N
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
+    # Third-party loggers stay at WARNING: botocore's DEBUG output contains request bodies.
+    root.setLevel(logging.WARNING)
     logging.getLogger("processor").setLevel(level)
     _configured = True
 

@@ -160,3 +160,56 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+KINESIS_MOCK_DIR = Path(__file__).resolve().parent / "kinesis-mock"
+
+
+def kinesis_mock_main() -> Path:
+    main = KINESIS_MOCK_DIR / "node_modules" / "kinesis-local" / "main.js"
+    if not main.is_file():
+        raise RuntimeError(
+            f"kinesis-mock is not installed: run `npm ci --prefix {KINESIS_MOCK_DIR}` (make install)"
+        )
+    return main
+
+
+def up_kinesis_mock(port: int, state_dir: Path, *, timeout: float = 60.0) -> EmulatorStatus:
+    """kinesis-mock (pure Node) on ``port``: the Kinesis emulator that models the shard
+    lifecycle (split, merge, ChildShards, SHARD_END). Used where resharding matters."""
+    if port_open(port):
+        return status(port, state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / f"kinesis-mock-{port}.log"
+    env = {
+        **os.environ,
+        "KINESIS_MOCK_PLAIN_PORT": str(port),
+        "KINESIS_MOCK_TLS_PORT": str(free_port()),
+        "LOG_LEVEL": "WARN",
+        "CREATE_STREAM_DURATION": "100ms",
+        "SPLIT_SHARD_DURATION": "200ms",
+        "MERGE_SHARDS_DURATION": "200ms",
+        "UPDATE_SHARD_COUNT_DURATION": "200ms",
+        "SHARD_LIMIT": "100",
+    }
+    main = kinesis_mock_main()
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            ["node", str(main)],
+            cwd=str(main.parent),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    _pid_file(state_dir, port).write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"kinesis-mock exited with status {proc.returncode}; see {log_path}")
+        if port_open(port):
+            return status(port, state_dir)
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"kinesis-mock did not answer on port {port} within {timeout:.0f}s; see {log_path}")

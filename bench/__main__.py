@@ -1,0 +1,25 @@
+"""``make bench``: every benchmark prints its figures next to a baseline measured in the same run.
+
+Run one with ``python -m bench NAME`` (names: the modules in this folder).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    here = Path(__file__).parent
+    names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    wanted = sys.argv[1:] or names
+    for name in wanted:
+        module = importlib.import_module(f"bench.{name if name.startswith('bench_') else 'bench_' + name}")
+        print(f"\n== {module.__name__}: {(module.__doc__ or '').strip().splitlines()[0]}")
+        module.run()
+
+
+if __name__ == "__main__":
+    main()

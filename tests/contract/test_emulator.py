@@ -1,0 +1,83 @@
+"""The embedded emulator is a real server: HTTP/1.1 for boto3, cleartext HTTP/2 for the KCL."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import boto3
+
+from processor.local import control
+
+
+def test_status_describes_the_session_emulator(emulator: str, tmp_path: Path) -> None:
+    port = int(emulator.rsplit(":", 1)[1])
+    status = control.status(port, tmp_path)
+    assert status.listening and status.kind == "qm-ingest-emulator"
+    assert not status.owned  # started by the session fixture with another state dir
+
+
+def test_up_reuses_what_already_listens(emulator: str, tmp_path: Path) -> None:
+    port = int(emulator.rsplit(":", 1)[1])
+    status = control.up(port, tmp_path)
+    assert status.listening and not status.owned
+    assert control.down(port, tmp_path) is False  # never stops a server it did not start
+    assert control.status(port, tmp_path).listening
+
+
+def test_up_down_cycle_twice(tmp_path: Path) -> None:
+    port = control.free_port()
+    for _ in range(2):
+        status = control.up(port, tmp_path)
+        assert status.owned and status.kind == "qm-ingest-emulator"
+        assert control.down(port, tmp_path) is True
+        assert not control.port_open(port)
+
+
+def test_empty_bodies_are_answered(emulator: str) -> None:
+    # HEAD and 204 responses have no body; the server must still answer them.
+    s3 = boto3.client("s3", endpoint_url=emulator, region_name="us-east-1")
+    s3.create_bucket(Bucket="head-check")
+    s3.head_bucket(Bucket="head-check")
+    s3.put_object(Bucket="head-check", Key="k", Body=b"x")
+    assert s3.head_object(Bucket="head-check", Key="k")["ContentLength"] == 1
+    s3.delete_object(Bucket="head-check", Key="k")
+
+
+def test_cleartext_http2_prior_knowledge(emulator: str) -> None:
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    host, port = emulator.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(
+            1,
+            [
+                (":method", "GET"),
+                (":path", "/_qm/health"),
+                (":scheme", "http"),
+                (":authority", f"{host}:{port}"),
+            ],
+            end_stream=True,
+        )
+        sock.sendall(conn.data_to_send())
+        status = None
+        body = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                elif isinstance(event, h2.events.StreamEnded):
+                    assert status == b"200"
+                    assert b"qm-ingest-emulator" in body
+                    return
+            sock.sendall(conn.data_to_send())
+    raise AssertionError("no HTTP/2 response")

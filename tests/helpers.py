@@ -1,0 +1,113 @@
+"""Test helpers that drive the real service as users run it (a child process)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: KCL timings for tests: quick lease assignment and reads (production keeps the defaults).
+FAST_KCL = {
+    "QM_KCL_LEASE_ASSIGNMENT_MS": "1000",
+    "QM_KCL_SHARD_SYNC_MS": "5000",
+    "QM_KCL_IDLE_BETWEEN_READS_MS": "250",
+    "QM_KCL_PARENT_SHARD_POLL_MS": "1000",
+    "QM_KCL_FAILOVER_MS": "10000",
+}
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ServiceProcess:
+    """``qm-ingest run`` in a child process with its logs in a file."""
+
+    def __init__(self, log_path: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        self.log_path = log_path
+        self.env = {**os.environ, **FAST_KCL, **(env or {})}
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "processor", "run", *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30) -> float:
+        """SIGTERM and wait; returns how long the exit took."""
+        assert self.proc is not None
+        started = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        self._log.close()
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        """SIGKILL the service, its KCL daemon and every record processor (kill -9)."""
+        assert self.proc is not None
+        victims = [self.proc.pid, *descendants(self.proc.pid)]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait()
+        self._log.close()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.alive():
+            self.stop()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc; the daemon runs in its own group)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
