@@ -40,8 +40,9 @@ WAIT_SECONDS = 300
 def run_demo(*, contacts: int, port: int) -> int:
     console = Console(stderr=True)
     state = Path(os.environ.get("QM_STATE_DIR", ".qm-local"))
+    # Whatever already listens (a LocalStack, an emulator from `local up`) is used and left running.
+    started_emulator = not control.port_open(port)
     status = control.up(port, state)
-    started_emulator = status.owned and status.kind != "localstack"
     console.print(f"[bold]emulator[/]: {status.describe()}")
     env = dict(os.environ)
     env["AWS_ENDPOINT_URL"] = status.endpoint
