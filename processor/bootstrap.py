@@ -37,14 +37,20 @@ class TableSpec:
     key: str
     ttl_attribute: str | None = None
     indexes: tuple[tuple[str, str, str | None], ...] = ()  # (index name, hash key, range key)
+    range_key: str | None = None
 
 
 def table_specs(settings: Settings) -> list[TableSpec]:
     return [
-        TableSpec(settings.contacts_table, "contact_id"),
+        TableSpec(
+            settings.contacts_table,
+            "contact_id",
+            indexes=(("by_date", "contact_date", "connected_at"), ("by_agent", "acd_id", "connected_at")),
+        ),
         TableSpec(settings.quarantine_table, "id"),
         TableSpec(settings.users_table, "username", indexes=(("agent_arn-index", "agent_arn", None),)),
         TableSpec(settings.join_table, "pk", ttl_attribute="expires_at"),
+        TableSpec(settings.config_table, "name"),
     ]
 
 
@@ -207,6 +213,10 @@ def bootstrap(settings: Settings, aws: AwsClients | None = None) -> BootstrapRep
         },
     )
     report.note(f"sqs queue {settings.recordings_queue}", created)
+    _, created = ensure_queue(
+        aws, settings.screen_results_queue, {"MessageRetentionPeriod": str(MAX_RETENTION_SECONDS)}
+    )
+    report.note(f"sqs queue {settings.screen_results_queue}", created)
     report.note(
         f"s3 notification {settings.recordings_bucket} -> {settings.recordings_queue}",
         ensure_recording_notifications(aws, settings.recordings_bucket, queue_url),

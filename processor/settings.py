@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     ] = "qm-ingest-quarantine"
     users_table: Annotated[str, Field(description="DynamoDB table of QM users")] = "qm-users"
     join_table: Annotated[str, Field(description="DynamoDB table of the CTR/recording join")] = "qm-join"
+    config_table: Annotated[
+        str,
+        Field(
+            description="DynamoDB table of the runtime ACD configuration (console's ACD Configuration page)"
+        ),
+    ] = "qm-config"
+    screen_results_queue: Annotated[
+        str, Field(description="SQS queue on which desktops report screen-recording results")
+    ] = "qm-screen-results"
 
     # --- KCL ---------------------------------------------------------------------------
     application_name: Annotated[

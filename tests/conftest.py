@@ -54,6 +54,8 @@ def unique_names(prefix: str = "t") -> dict[str, str]:
         "QM_QUARANTINE_TABLE": f"{base}-quarantine",
         "QM_USERS_TABLE": f"{base}-users",
         "QM_JOIN_TABLE": f"{base}-join",
+        "QM_CONFIG_TABLE": f"{base}-config",
+        "QM_SCREEN_RESULTS_QUEUE": f"{base}-results",
         "QM_APPLICATION_NAME": f"{base}-app",
     }
 

@@ -4,8 +4,9 @@ Item layout (DynamoDB):
 
 ``contact_id`` (S, key), ``last_update`` (S, the version: sortable UTC instant),
 ``doc`` (S, the QM contact as JSON, see ``schemas/qm-contact.schema.json``),
-``ctr`` (B, the raw CTR, zlib-compressed, for audit), ``acd_id``, ``contact_date``
-(for listing), ``imported_at``.
+``ctr`` (B, the raw CTR, zlib-compressed, for audit), ``acd_id``, ``contact_date`` and
+``connected_at`` (keys of the ``by_date`` and ``by_agent`` indexes), ``direction``,
+``imported_at``.
 
 Writes are conditional: a version is written only if the item does not exist or holds
 an older ``last_update``. Replays, duplicates and out-of-order deliveries therefore
@@ -76,8 +77,11 @@ class DynamoContactStore:
         }
         if contact.acd_id:
             item["acd_id"] = {"S": contact.acd_id}
-        if contact.date:
+        if contact.date and contact.connected_at:
+            # Keys of the by_date / by_agent indexes (listing and filtering in the console).
             item["contact_date"] = {"S": contact.date}
+            item["connected_at"] = {"S": contact.connected_at}
+        item["direction"] = {"S": contact.direction}
         if raw_ctr is not None:
             packed = zlib.compress(raw_ctr, 6)
             if len(packed) <= MAX_INLINE_CTR_BYTES:
