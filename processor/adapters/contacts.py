@@ -268,7 +268,7 @@ class DynamoContactStore:
                 ":v": {"S": version},
                 ":o": {"S": owner},
             },
-            ReturnValues="UPDATED_OLD",
+            ReturnValues="ALL_OLD",
         )
         previous = response.get("Attributes", {}).get("emit_attempted_at", {}).get("S")
         return str(previous) if previous else None
