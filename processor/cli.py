@@ -256,13 +256,19 @@ def contacts_show(
 def users_import(file: Annotated[str, typer.Argument(help="JSON array or CSV of users; - = stdin")]) -> None:
     """Import QM users (username = ACD ID) into the users table."""
     from processor.adapters.users import DynamoUserDirectory
+    from processor.wiring import build_joiner
 
     s = settings()
+    _setup_logs(s)
     users = _load_users(file)
-    directory = DynamoUserDirectory(_clients(s).dynamodb, s.users_table)
+    aws = _clients(s)
+    directory = DynamoUserDirectory(aws.dynamodb, s.users_table)
     for user in users.values():
         directory.put(user)
-    typer.echo(f"imported {len(users)} users")
+    # Contacts imported before their agent's user existed get the names now.
+    joiner = build_joiner(s, aws)
+    named = sum(joiner.refresh_agent(username) for username in users)
+    typer.echo(f"imported {len(users)} users; {named} contacts got their agent's name")
 
 
 @users_app.command("list")
@@ -307,6 +313,27 @@ def quarantine_list(as_json: Annotated[bool, typer.Option("--json")] = False) ->
         else:
             where = " ".join(f"{k}={v}" for k, v in entry.position.items())
             typer.echo(f"{entry.quarantined_at}  {entry.reason:18} {entry.status:8} {where}  {entry.detail}")
+
+
+@quarantine_app.command("retry")
+def quarantine_retry(
+    ids: Annotated[list[str] | None, typer.Argument(help="Quarantine ids to retry")] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Retry every open entry with this reason")
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Retry every open entry")] = False,
+) -> None:
+    """Run quarantined input again through the same path (after a fix); idempotent."""
+    from processor.quarantine_retry import retry_entries
+
+    if not ids and reason is None and not everything:
+        fail("name entries to retry: ids, --reason REASON or --all", 2)
+    s = settings()
+    _setup_logs(s)
+    report = retry_entries(s, _clients(s), ids=ids or (), reason=reason, everything=everything)
+    typer.echo(f"retried {report.retried}, still failing {report.still_failing}, skipped {report.skipped}")
+    if report.still_failing:
+        raise typer.Exit(1)
 
 
 # --- simulation and demo -----------------------------------------------------------------------
