@@ -16,12 +16,15 @@ from processor.settings import get_settings
 
 
 def build_ingest() -> CtrIngest:
+    from processor.metrics import CountingContactStore, CountingQuarantine
+
     settings = get_settings()
     aws = AwsClients(settings)
     return CtrIngest(
-        contacts=DynamoContactStore(aws.dynamodb, settings.contacts_table),
-        quarantine=DynamoQuarantine(
-            aws.dynamodb, settings.quarantine_table, aws.s3, settings.quarantine_bucket
+        # The counting wrappers feed qm_contacts_emitted_total and qm_quarantined_total.
+        contacts=CountingContactStore(DynamoContactStore(aws.dynamodb, settings.contacts_table)),
+        quarantine=CountingQuarantine(
+            DynamoQuarantine(aws.dynamodb, settings.quarantine_table, aws.s3, settings.quarantine_bucket)
         ),
         users=DynamoUserDirectory(aws.dynamodb, settings.users_table),
         instance_arn=settings.instance_arn,
