@@ -38,6 +38,7 @@ BOOTSTRAP_FIX = "run `qm-ingest bootstrap` (creates what is missing, leaves the 
 REQUIRED_EVENTS = ("s3:ObjectCreated:Put", "s3:ObjectCreated:CompleteMultipartUpload")
 MIN_JAVA = 17
 MIN_VISIBILITY_TIMEOUT_S = 30
+DECRYPT_TEST_SHARDS = 8
 _MISSING_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 _KMS_ERRORS = (
     "KMSAccessDeniedException",
@@ -233,12 +234,16 @@ class Doctor:
 
     def _check_stream_decrypt(self, subject: str, name: str, key: str) -> None:
         kinesis = self.aws.kinesis
+        records: list[Any] = []
         try:
-            shard = kinesis.list_shards(StreamName=name, MaxResults=1)["Shards"][0]["ShardId"]
-            iterator = kinesis.get_shard_iterator(
-                StreamName=name, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
-            )["ShardIterator"]
-            records = kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"]
+            # The oldest record of the first shards that have one: decrypting it is the proof.
+            for shard in kinesis.list_shards(StreamName=name, MaxResults=DECRYPT_TEST_SHARDS)["Shards"]:
+                iterator = kinesis.get_shard_iterator(
+                    StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+                records = list(kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"])
+                if records:
+                    break
         except ClientError as exc:
             code = _code(exc)
             if code in _KMS_ERRORS:
@@ -252,14 +257,14 @@ class Doctor:
                     subject, f"cannot be read ({code})", "grant kinesis:GetShardIterator/GetRecords"
                 )
             return
-        except (BotoCoreError, IndexError) as exc:
+        except BotoCoreError as exc:
             self.findings.unknown(subject, f"read test not possible: {exc}")
             return
         if records:
             self.findings.ok(subject, f"encrypted with KMS key {key}; a record was read and decrypted")
         else:
             self.findings.unknown(
-                subject, f"encrypted with KMS key {key}; the first shard is empty, so decryption is unproven"
+                subject, f"encrypted with KMS key {key}; no record to read, so decryption is unproven"
             )
         self._simulate_decrypt(subject, key)
 
