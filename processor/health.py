@@ -32,6 +32,8 @@ from processor.settings import Settings
 log = get_logger("processor.health")
 
 REFRESH_SECONDS = 3.0
+# The classic text format every Prometheus (and compatible scraper) reads.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class KclApp(Protocol):
@@ -272,9 +274,7 @@ class HealthServer:
                     body = orjson.dumps(latest.to_dict()) + b"\n"
                     self._send(200 if latest.ready else 503, body, "application/json")
                 elif path == "/metrics":
-                    from prometheus_client import CONTENT_TYPE_LATEST
-
-                    self._send(200, render_metrics(server.collector), CONTENT_TYPE_LATEST)
+                    self._send(200, render_metrics(server.collector), METRICS_CONTENT_TYPE)
                 else:
                     self._send(404, b'{"error":"not found"}\n', "application/json")
 

@@ -207,7 +207,12 @@ def test_unreachable_endpoint_is_fatal_and_quick(bootstrapped) -> None:
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "processor", *args], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "processor", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

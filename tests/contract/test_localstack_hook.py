@@ -38,7 +38,9 @@ def run_hook(names: dict[str, str], endpoint: str) -> subprocess.CompletedProces
         "AWS_ENDPOINT_URL": endpoint,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
-    done = subprocess.run(["bash", str(HOOK)], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["bash", str(HOOK)], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
