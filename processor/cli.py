@@ -7,6 +7,7 @@ one line on stderr with exit status 2 (bad input) or 1 (environment), never a tr
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import orjson
 import typer
 
 from processor.exceptions import ConfigurationError, InvalidInput, QmIngestError, ResourceMissing
-from processor.settings import Settings, get_settings
+from processor.settings import LogFormat, Settings, get_settings
 
 app = typer.Typer(
     name="qm-ingest",
@@ -37,6 +38,30 @@ app.add_typer(users_app, name="users")
 app.add_typer(quarantine_app, name="quarantine")
 
 CHUNK = 1 << 16
+
+
+@app.callback()
+def global_options(
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(
+            "--log-format",
+            case_sensitive=False,
+            help="json (default: one JSON object per line on stderr) or console (for people). "
+            "Same as QM_LOG_FORMAT.",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR. Same as QM_LOG_LEVEL.")
+    ] = None,
+) -> None:
+    """Import Amazon Connect contacts (CTRs and call recordings) into QM."""
+    # Through the environment, so the KCL daemon's record processors log the same way.
+    if log_format is not None:
+        os.environ["QM_LOG_FORMAT"] = log_format.value
+    if log_level is not None:
+        os.environ["QM_LOG_LEVEL"] = log_level
+    get_settings.cache_clear()
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -154,6 +179,28 @@ def run() -> None:
     except (ConfigurationError, ResourceMissing) as exc:
         fail(str(exc))
     raise typer.Exit(code)
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per finding")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too")] = False,
+) -> None:
+    """Check settings, endpoint, credentials, every resource and its configuration, Java and the
+    KCL jars; print each problem with its fix. Exit 1 on a fatal problem (what stops `run`)."""
+    from processor.doctor import Doctor, render
+
+    s = settings()
+    _setup_logs(s)
+    findings = Doctor(s).check_all()
+    if as_json:
+        for finding in findings:
+            sys.stdout.buffer.write(orjson.dumps(finding.to_dict()) + b"\n")
+        sys.stdout.flush()
+    else:
+        typer.echo(render(findings, s))
+    if findings.fatal_ones or (strict and findings.warnings):
+        raise typer.Exit(1)
 
 
 # --- mapping ------------------------------------------------------------------------------------

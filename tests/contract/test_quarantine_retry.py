@@ -28,7 +28,8 @@ def test_foreign_instance_retried_after_the_setting_is_fixed(
     # The operator fixes QM_INSTANCE_ARN (the CTR's real instance) and retries.
     fixed = bootstrapped.model_copy(
         update={
-            "instance_arn": "arn:aws:connect:us-east-1:847765041971:instance/2fee1c1f-9d48-42f9-99ee-d129e70dd33f"
+            "instance_arn": "arn:aws:connect:us-east-1:847765041971:instance/"
+            "2fee1c1f-9d48-42f9-99ee-d129e70dd33f"
         }
     )
     report = retry_entries(fixed, aws, everything=True)
