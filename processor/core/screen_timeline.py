@@ -131,8 +131,13 @@ def _last_event_is_stop(instant: datetime, activity: Activity) -> bool:
     return last_stop is not None and (last_start is None or last_stop >= last_start)
 
 
-def classify_gaps(holes: Sequence[Interval], activity: Activity) -> list[Gap]:
-    """Split each hole where the desktop's state changed and name each piece's reason."""
+def classify_gaps(
+    holes: Sequence[Interval], activity: Activity, tolerance: timedelta = timedelta(0)
+) -> list[Gap]:
+    """Split each hole where the desktop's state changed and name each piece's reason.
+
+    Pieces up to ``tolerance`` (the milliseconds between a stop command and the last
+    frame) take the reason of the piece next to them instead of standing alone."""
     edges: set[datetime] = set()
     for run in activity.runs:
         edges.update((run.start, run.end))
@@ -144,12 +149,22 @@ def classify_gaps(holes: Sequence[Interval], activity: Activity) -> list[Gap]:
     gaps: list[Gap] = []
     for hole in holes:
         cuts = sorted({hole.start, hole.end, *(e for e in edges if hole.start < e < hole.end)})
-        for start, end in itertools.pairwise(cuts):
-            reason = _reason_at(start + (end - start) / 2, activity)
-            if gaps and gaps[-1].reason == reason and gaps[-1].end == start:
-                gaps[-1] = Gap(gaps[-1].start, end, reason)
+        pieces = [
+            Gap(start, end, _reason_at(start + (end - start) / 2, activity))
+            for start, end in itertools.pairwise(cuts)
+        ]
+        longest = max(pieces, key=lambda g: g.end - g.start)
+        merged: list[Gap] = []
+        for i, piece in enumerate(pieces):
+            reason = piece.reason
+            if piece.end - piece.start <= tolerance and piece is not longest:
+                neighbour = merged[-1] if merged else pieces[i + 1]
+                reason = neighbour.reason
+            if merged and merged[-1].reason == reason:
+                merged[-1] = Gap(merged[-1].start, piece.end, reason)
             else:
-                gaps.append(Gap(start, end, reason))
+                merged.append(Gap(piece.start, piece.end, reason))
+        gaps.extend(merged)
     return gaps
 
 

@@ -128,6 +128,7 @@ class DesktopAgent:
         self._source = source
         self._purge_lock = threading.Lock()
         self._warned_quota = False
+        self._retry_at: dict[str, datetime] = {}  # failed extractions wait before the next try
         self.run_id = 0
 
     # --- life cycle ------------------------------------------------------------------------
@@ -322,8 +323,10 @@ class DesktopAgent:
 
     # --- extraction ---------------------------------------------------------------------------
     def complete_pending(self) -> None:
+        now = self.clock.now()
         for row in self.journal.pending_extractions():
-            self.extract(row)
+            if self._retry_at.get(row.command_id, now) <= now:
+                self.extract(row)
 
     def extract(self, row: CommandRow) -> None:
         """Crop, splice, encrypt for the server, upload, store and send the result."""
@@ -342,13 +345,11 @@ class DesktopAgent:
                 error=str(exc),
                 error_type=type(exc).__name__,
             )
-            if transient and attempt < MAX_EXTRACT_ATTEMPTS * 4:
-                return
-            if (
-                not isinstance(exc, KeyMismatch | ValueError)
-                and attempt < MAX_EXTRACT_ATTEMPTS
-                and not transient
-            ):
+            permanent = isinstance(exc, KeyMismatch | InvalidInput)
+            limit = MAX_EXTRACT_ATTEMPTS * 4 if transient else MAX_EXTRACT_ATTEMPTS
+            if not permanent and attempt < limit:
+                backoff = min(300.0, 2.0**attempt)
+                self._retry_at[row.command_id] = self.clock.now() + timedelta(seconds=backoff)
                 return
             result = self._result(
                 ResultType.SCREEN_FAILED, command, reason=f"{type(exc).__name__}: {exc}"[:1000]
@@ -393,7 +394,8 @@ class DesktopAgent:
         activity = self.journal.activity(self.clock.now())
         spliced = splice(media, interval) if media else None
         covered = spliced.covered if spliced is not None and spliced.frames else []
-        gaps = classify_gaps(uncovered(covered, interval, self.config.gap_tolerance), activity)
+        tolerance = self.config.gap_tolerance
+        gaps = classify_gaps(uncovered(covered, interval, tolerance), activity, tolerance)
         if spliced is None or not spliced.frames:
             return self._result(
                 ResultType.SCREEN_UNAVAILABLE, command, reason=unavailable_reason(gaps, interval)

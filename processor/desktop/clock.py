@@ -51,3 +51,25 @@ class SimulatedClock:
     def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
         self.advance(max(0.0, seconds))
         return bool(stop and stop.is_set())
+
+
+class ScaledClock:
+    """Wall-clock time running ``speed`` times faster (tests, demos): every thread sees the
+    same time, and waits are shortened by the same factor."""
+
+    def __init__(self, start: datetime, speed: float) -> None:
+        if start.tzinfo is None:
+            raise ValueError("naive datetime")
+        self._start = start
+        self._origin = time.monotonic()
+        self.speed = speed
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=(time.monotonic() - self._origin) * self.speed)
+
+    def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        real = max(0.0, seconds) / self.speed
+        if stop is None:
+            time.sleep(real)
+            return False
+        return stop.wait(real)

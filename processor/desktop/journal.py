@@ -321,7 +321,8 @@ class Journal:
         ]
 
     def segment(self, segment_id: str) -> SegmentRow | None:
-        found = [s for s in self.segments(*vars(SegmentState).values()) if s.segment_id == segment_id]
+        states = (SegmentState.OPEN, SegmentState.COMPLETE, SegmentState.CORRUPT, SegmentState.DELETED)
+        found = [s for s in self.segments(*states) if s.segment_id == segment_id]
         return found[0] if found else None
 
     # --- commands ---------------------------------------------------------------------------

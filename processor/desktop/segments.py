@@ -176,7 +176,8 @@ class SegmentWriter:
             self._open(frame.width, frame.height)
         frame.pts = pts
         frame.time_base = MS
-        keyframe_ms = round(self._encoder.keyframe_seconds * 1000)
+        # Half a frame early rather than one frame late: a keyframe at least every second.
+        keyframe_ms = round((self._encoder.keyframe_seconds - 0.5 / self._encoder.fps) * 1000)
         if self._last_key_pts is None or pts - self._last_key_pts >= keyframe_ms:
             frame.pict_type = av.video.frame.PictureType.I
             self._last_key_pts = pts

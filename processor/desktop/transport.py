@@ -15,11 +15,16 @@ import orjson
 from botocore.exceptions import ClientError
 
 from processor.core.desktop_protocol import UploadTarget
-from processor.exceptions import TransientError
+from processor.exceptions import QmIngestError, TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
+
+
+class UploadRejected(QmIngestError):
+    """The upload URL refused the recording (expired or wrong signature): not retried as is."""
+
 
 _MISSING_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 
@@ -108,13 +113,26 @@ class S3Uploader:
     def _put_url(self, url: str, data: bytes) -> None:
         if not url.startswith(("https://", "http://")):
             raise ValueError("pre-signed URL must be http(s)")
-        request = urllib.request.Request(url, data=data, method="PUT")  # noqa: S310 - scheme checked above
+        headers = {"Content-Type": "application/octet-stream"}  # urllib's default is a form body
+        request = urllib.request.Request(url, data=data, method="PUT", headers=headers)  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
                 response.read()
         except urllib.error.HTTPError as exc:
+            detail = exc.read(300).decode(errors="replace")
             if exc.code >= 500 or exc.code == 429:
-                raise TransientError(f"upload failed: HTTP {exc.code}") from None
-            raise
+                raise TransientError(f"upload failed: HTTP {exc.code} {detail}") from None
+            raise UploadRejected(f"upload refused: HTTP {exc.code} {detail}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise TransientError(f"upload failed: {exc}") from None
+
+
+def ensure_agent_queue(sqs: SQSClient, agent: str) -> str:
+    """The agent's FIFO command queue (the server side normally creates it); its URL."""
+    from processor.core.agent_queue import agent_queue_name
+
+    response = sqs.create_queue(
+        QueueName=agent_queue_name(agent),
+        Attributes={"FifoQueue": "true", "MessageRetentionPeriod": str(14 * 24 * 3600)},
+    )
+    return response["QueueUrl"]
