@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml processor/local/kinesis-mock/package-lock.json | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint unit e2e faults bench image clean help
+.PHONY: install xvfb demo test lint unit e2e faults bench image clean help
 
 help:
 	@echo "make demo    - embedded AWS emulator + service + simulated contact centre, prints QM contacts"
@@ -25,10 +25,17 @@ $(STAMP): pyproject.toml processor/local/kinesis-mock/package-lock.json
 	# kinesis-mock (pure Node) for the resharding scenarios.
 	npm ci --prefix processor/local/kinesis-mock --silent --no-audit --no-fund
 	@java -version 2>&1 | head -1 || (echo "Java 17+ is required for the KCL daemon" && exit 1)
+	$(MAKE) --no-print-directory xvfb
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Xvfb: a virtual X display for qm-desktop's real screen-capture tests and benchmark.
+xvfb:
+	@command -v Xvfb >/dev/null || { \
+		echo "installing Xvfb (Debian package xvfb)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xvfb; }
 
 demo: install
 	$(BIN)/qm-ingest demo
@@ -41,7 +48,7 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: install lint
+test: install xvfb lint
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 faults: install

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import platform
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -260,10 +261,12 @@ class DesktopAgent:
             log.error("command for another agent dropped", command_id=command.command_id)
             self.queue.delete(message.receipt)
             return
-        self.execute(command)
-        self.queue.delete(message.receipt)
+        self.execute(command, on_accepted=lambda: self.queue.delete(message.receipt))
 
-    def execute(self, command: DesktopCommand) -> None:
+    def execute(self, command: DesktopCommand, on_accepted: Callable[[], None] | None = None) -> None:
+        """Act on a command once. ``on_accepted`` runs as soon as the journal holds it (the
+        queue message is deleted then: an extraction may take long, and is resumed from
+        the journal after a crash)."""
         now = self.clock.now()
         accepted = self.journal.accept_command(
             command.command_id,
@@ -275,10 +278,15 @@ class DesktopAgent:
             start=command.start,
             end=command.end,
         )
+        if on_accepted is not None:
+            on_accepted()
         if not accepted:
             self._repeat(command)
             return
         log.info("command", type=str(command.type), command_id=command.command_id)
+        self._apply(command)
+
+    def _apply(self, command: DesktopCommand) -> None:
         if command.type is CommandType.START_RECORDING:
             self.journal.set_meta("recording_wanted", "1")
             self._start_recording(resumed=False)
@@ -311,8 +319,8 @@ class DesktopAgent:
         if row.state == CommandState.DONE and row.result is not None:
             log.info("repeated command: result sent again", command_id=row.command_id)
             self._report(row.command_id, row.result)
-        elif row.state == CommandState.PENDING and row.type == str(CommandType.EXTRACT_SCREEN):
-            self.extract(row)
+        elif row.state == CommandState.PENDING:
+            self._apply(command)
 
     def _start_recording(self, *, resumed: bool) -> None:
         if self.recorder.recording:
@@ -324,8 +332,10 @@ class DesktopAgent:
     # --- extraction ---------------------------------------------------------------------------
     def complete_pending(self) -> None:
         now = self.clock.now()
-        for row in self.journal.pending_extractions():
-            if self._retry_at.get(row.command_id, now) <= now:
+        for row in self.journal.pending_commands():
+            if row.type != str(CommandType.EXTRACT_SCREEN):
+                self._apply(parse_command(row.body))  # accepted just before a crash
+            elif self._retry_at.get(row.command_id, now) <= now:
                 self.extract(row)
 
     def extract(self, row: CommandRow) -> None:

@@ -59,7 +59,8 @@ class ScreenSource:
         if handle is None:
             import mss
 
-            handle = mss.mss()
+            factory = getattr(mss, "MSS", None) or mss.mss  # mss 10 renamed the factory
+            handle = factory()
             self._local.mss = handle
         return handle
 

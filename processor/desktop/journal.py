@@ -388,6 +388,13 @@ class Journal:
         )
         return [_command_row(r) for r in rows]
 
+    def pending_commands(self) -> list[CommandRow]:
+        rows = self._rows(
+            _COMMAND_COLUMNS + "FROM commands WHERE state = ? ORDER BY received_at, issued_at",
+            CommandState.PENDING,
+        )
+        return [_command_row(r) for r in rows]
+
     def unreported_results(self) -> list[CommandRow]:
         rows = self._rows(
             _COMMAND_COLUMNS + "FROM commands WHERE state = ? AND result IS NOT NULL AND reported_at IS NULL "

@@ -26,6 +26,10 @@ class UploadRejected(QmIngestError):
     """The upload URL refused the recording (expired or wrong signature): not retried as is."""
 
 
+#: A command is in the journal milliseconds after it is received, and its message deleted
+#: right after; a short visibility timeout lets a message taken by a long poll of a
+#: process that died (a FIFO group is blocked while one is in flight) come back soon.
+VISIBILITY_SECONDS = 10
 _MISSING_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 
 
@@ -78,6 +82,7 @@ class SqsCommandQueue(SqsQueue):
             QueueUrl=self.url,
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=max(0, min(20, wait_seconds)),
+            VisibilityTimeout=VISIBILITY_SECONDS,
         )
         return [
             QueuedCommand(m["Body"].encode(), m["ReceiptHandle"], m["MessageId"])
