@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml processor/local/kinesis-mock/package-lock.json | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install xvfb demo test lint unit e2e faults bench image clean help
+.PHONY: install xvfb demo demo-screen test lint unit e2e faults bench image clean help
 
 help:
 	@echo "make demo    - embedded AWS emulator + service + simulated contact centre, prints QM contacts"
@@ -39,6 +39,9 @@ xvfb:
 
 demo: install
 	$(BIN)/qm-ingest demo
+
+demo-screen: install
+	$(BIN)/qm-ingest screen demo
 
 lint: install
 	$(BIN)/ruff check processor tests bench

@@ -408,6 +408,19 @@ def screen_get(
     typer.echo(f"{output}  {size} bytes  {duration:.3f} s  (contact {contact_id}, from {location})")
 
 
+@screen_app.command("demo")
+def screen_demo(
+    port: PortOption = 4566,
+    source: Annotated[
+        str, typer.Option("--source", help="synthetic, or screen (needs a display)")
+    ] = "synthetic",
+) -> None:
+    """A contact with its screen recording, end to end, on the embedded emulator."""
+    from processor.desktop.demo import run_screen_demo
+
+    raise typer.Exit(run_screen_demo(port=port, source=source))
+
+
 # --- simulation and demo -----------------------------------------------------------------------
 @app.command()
 def simulate(

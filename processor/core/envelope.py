@@ -244,12 +244,22 @@ class EnvelopeWriter:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self._closed:
             raise ValueError("write to a closed envelope")
-        self._buffer += data
-        while len(self._buffer) >= self._chunk_size:
-            piece = bytes(self._buffer[: self._chunk_size])
-            del self._buffer[: self._chunk_size]
-            self._emit(piece, final=False)
-        return len(data)
+        view = memoryview(data)
+        size = len(view)
+        if self._buffer:
+            room = self._chunk_size - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) == self._chunk_size:
+                piece = bytes(self._buffer)
+                self._buffer.clear()
+                self._emit(piece, final=False)
+        # Whole chunks straight from the caller's memory: no extra copies.
+        while len(view) >= self._chunk_size:
+            self._emit(view[: self._chunk_size], final=False)
+            view = view[self._chunk_size :]
+        self._buffer += view
+        return size
 
     def seal_chunk(self) -> None:
         """Encrypt and write what is buffered now (durable on return when fsync is on)."""
@@ -272,11 +282,12 @@ class EnvelopeWriter:
     def chunks(self) -> int:
         return self._counter
 
-    def _emit(self, piece: bytes, *, final: bool) -> None:
+    def _emit(self, piece: bytes | memoryview, *, final: bool) -> None:
         sealed = self._aead.encrypt(
             _nonce(self.header.nonce_prefix, self._counter, final), piece, self.header.digest
         )
-        self._out.write(_U32.pack(len(piece)) + sealed)
+        self._out.write(_U32.pack(len(piece)))
+        self._out.write(sealed)
         self._counter += 1
         self.bytes_written += 4 + len(sealed)
         self.plaintext_bytes += len(piece)
