@@ -7,7 +7,7 @@ LOCKS := pyproject.toml processor/local/kinesis-mock/package-lock.json tools/pac
 STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint unit e2e faults bench image image-check clean help
+.PHONY: install xvfb demo demo-screen test lint unit e2e faults bench image image-check clean help
 
 help:
 	@echo "make demo    - embedded AWS emulator + service + simulated contact centre, prints QM contacts"
@@ -31,13 +31,23 @@ $(STAMP): $(LOCKS)
 	# tini: the image's PID 1; the tests run `qm-ingest run` under it to check SIGTERM forwarding.
 	@command -v tini >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends tini)
 	@java -version 2>&1 | head -1 || (echo "Java 17+ is required for the KCL daemon" && exit 1)
+	$(MAKE) --no-print-directory xvfb
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
 install: $(STAMP)
 
+# Xvfb: a virtual X display for qm-desktop's real screen-capture tests and benchmark.
+xvfb:
+	@command -v Xvfb >/dev/null || { \
+		echo "installing Xvfb (Debian package xvfb)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xvfb; }
+
 demo: install
 	$(BIN)/qm-ingest demo
+
+demo-screen: install
+	$(BIN)/qm-ingest screen demo
 
 lint: install
 	$(BIN)/ruff check processor tests bench
@@ -47,7 +57,7 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: install lint
+test: install xvfb lint
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 faults: install

@@ -32,10 +32,14 @@ local_app = typer.Typer(
 contacts_app = typer.Typer(help="Imported QM contacts.", no_args_is_help=True)
 users_app = typer.Typer(help="QM users (ACD ID, names, screen recording).", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Input that could not be imported, with the reason.", no_args_is_help=True)
+keys_app = typer.Typer(help="The server's screen-recording key pair (RSA-2048).", no_args_is_help=True)
+screen_app = typer.Typer(help="Screen recordings uploaded by qm-desktop.", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(users_app, name="users")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(keys_app, name="keys")
+app.add_typer(screen_app, name="screen")
 
 CHUNK = 1 << 16
 
@@ -381,6 +385,114 @@ def quarantine_retry(
     typer.echo(f"retried {report.retried}, still failing {report.still_failing}, skipped {report.skipped}")
     if report.still_failing:
         raise typer.Exit(1)
+
+
+# --- screen recording -------------------------------------------------------------------------
+@app.command()
+def desktop(
+    agent: Annotated[str, typer.Option("--agent", help="Connect username of the agent on this PC")],
+    folder: Annotated[
+        Path | None, typer.Option("--folder", help="The agent's folder (default: QM_DESKTOP_DIR/<user>)")
+    ] = None,
+) -> None:
+    """qm-desktop: record this PC's screen for AGENT and serve extractions (until SIGTERM)."""
+    from processor.desktop.main import run_desktop
+
+    s = settings()
+    _setup_logs(s)
+    raise typer.Exit(run_desktop(s, agent, folder))
+
+
+def desktop_main() -> None:
+    """The ``qm-desktop`` console script: ``qm-desktop --agent USER``."""
+    command = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    command.command()(desktop)
+    try:
+        command()
+    except QmIngestError as exc:
+        typer.echo(f"qm-desktop: {exc}", err=True)
+        sys.exit(1)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing key (old recordings are lost)")
+    ] = False,
+) -> None:
+    """Write a new RSA-2048 private key to QM_SCREEN_PRIVATE_KEY_FILE and its public key."""
+    from processor.adapters.screen_keys import generate_server_key, private_key_path, public_key_path
+
+    s = settings()
+    path = private_key_path(s)
+    try:
+        key = generate_server_key(path, overwrite=force)
+    except ConfigurationError as exc:
+        fail(f"{exc} (use --force to replace it)")
+    typer.echo(f"key id       {key.key_id}")
+    typer.echo(f"private key  {path}")
+    typer.echo(f"public key   {public_key_path(path)}")
+
+
+@keys_app.command("show")
+def keys_show() -> None:
+    """The key id and public key that desktops encrypt recordings for."""
+    from processor.adapters.screen_keys import server_public_key
+
+    key_id, pem = server_public_key(settings())
+    typer.echo(f"key id  {key_id}")
+    typer.echo(pem.rstrip())
+
+
+@screen_app.command("get")
+def screen_get(
+    contact_id: Annotated[str, typer.Argument(help="Contact ID")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the MP4")],
+    location: Annotated[
+        str | None, typer.Option("--location", help="bucket/key of the upload (default: from the contact)")
+    ] = None,
+) -> None:
+    """Download a contact's screen recording and decrypt it with the server key."""
+    from processor.adapters.screen_keys import load_server_key
+    from processor.adapters.screen_recordings import download_recording
+    from processor.desktop.splice import probe_duration
+    from processor.exceptions import EnvelopeError
+
+    s = settings()
+    aws = _clients(s)
+    if location is None:
+        from processor.adapters.contacts import DynamoContactStore
+
+        stored = DynamoContactStore(aws.dynamodb, s.contacts_table).get(contact_id)
+        if stored is None:
+            fail(f"no contact {contact_id}", 3)
+        location = stored.doc.get("screen_recording_location")
+        if not location:
+            fail(f"contact {contact_id} has no screen recording (yet)", 3)
+    key = load_server_key(s)
+    try:
+        size = download_recording(aws.s3, location, key, output)
+    except EnvelopeError as exc:
+        fail(f"{location}: not played: {exc}", 2)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    except Exception as exc:
+        fail(f"cannot download {location}: {exc}")
+    duration = probe_duration(output.read_bytes())
+    typer.echo(f"{output}  {size} bytes  {duration:.3f} s  (contact {contact_id}, from {location})")
+
+
+@screen_app.command("demo")
+def screen_demo(
+    port: PortOption = 4566,
+    source: Annotated[
+        str, typer.Option("--source", help="synthetic, or screen (needs a display)")
+    ] = "synthetic",
+) -> None:
+    """A contact with its screen recording, end to end, on the embedded emulator."""
+    from processor.desktop.demo import run_screen_demo
+
+    raise typer.Exit(run_screen_demo(port=port, source=source))
 
 
 # --- simulation and demo -----------------------------------------------------------------------

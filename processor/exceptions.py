@@ -97,3 +97,23 @@ class ProblemReport:
 
     def __bool__(self) -> bool:
         return bool(self.problems)
+
+
+class EnvelopeError(QmIngestError):
+    """An encrypted screen recording cannot be opened (see ``processor.core.envelope``)."""
+
+
+class TamperedEnvelope(EnvelopeError):
+    """Authentication failed: the file was modified, or it is not ours. Never played."""
+
+
+class TruncatedEnvelope(EnvelopeError):
+    """The file ends before its final chunk: cut off in transfer, on disk, or by a crash."""
+
+
+class KeyMismatch(EnvelopeError):
+    """The file was encrypted for another key than the one offered."""
+
+
+class SegmentUnavailable(QmIngestError):
+    """A screen segment the desktop needs is missing or cannot be read (with the reason)."""

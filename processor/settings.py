@@ -32,6 +32,11 @@ class InitialPosition(StrEnum):
     LATEST = "LATEST"
 
 
+class DesktopSource(StrEnum):
+    SCREEN = "screen"
+    SYNTHETIC = "synthetic"
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
@@ -111,6 +116,53 @@ class Settings(BaseSettings):
     screen_results_queue: Annotated[
         str, Field(description="SQS queue on which desktops report screen-recording results")
     ] = "qm-screen-results"
+
+    # --- screen recording (server side) -----------------------------------------------------
+    screen_private_key_file: Annotated[
+        str | None,
+        Field(
+            description="RSA-2048 private key that opens uploaded screen recordings (`qm-ingest keys "
+            "generate`); unset = <QM_STATE_DIR>/screen-private-key.pem"
+        ),
+    ] = None
+
+    # --- qm-desktop (agent PC) ---------------------------------------------------------------
+    desktop_dir: Annotated[
+        str | None,
+        Field(
+            description="Base folder of qm-desktop's per-user folders; unset = platform default "
+            "(Windows: C:\\Program Files (x86)\\Common Files\\Calabrio ONE\\Desktop)"
+        ),
+    ] = None
+    desktop_source: Annotated[
+        DesktopSource, Field(description="screen (the real display, via mss) or synthetic (test pattern)")
+    ] = DesktopSource.SCREEN
+    desktop_monitor: Annotated[
+        int, Field(ge=0, description="mss monitor to record: 0 = all, 1 = primary")
+    ] = 1
+    desktop_synthetic_size: Annotated[
+        str, Field(pattern=r"^[0-9]{2,5}x[0-9]{2,5}$", description="Frame size of the synthetic source")
+    ] = "1280x720"
+    desktop_fps: Annotated[float, Field(gt=0, le=30, description="Screen frames per second")] = 5.0
+    desktop_segment_seconds: Annotated[
+        int, Field(ge=5, le=3600, description="Length of one screen segment on the agent PC")
+    ] = 600
+    desktop_crf: Annotated[
+        int, Field(ge=0, le=51, description="H.264 quality (x264 CRF; lower = better)")
+    ] = 28
+    desktop_preset: Annotated[str, Field(description="x264 preset (CPU against size)")] = "veryfast"
+    desktop_quota_mb: Annotated[
+        int, Field(ge=1, description="Disk quota of the segments on the agent PC (MiB)")
+    ] = 4096
+    desktop_quota_warn_percent: Annotated[
+        int, Field(ge=1, le=100, description="Warn when segments use this share of the quota")
+    ] = 80
+    desktop_poll_seconds: Annotated[
+        int, Field(ge=0, le=20, description="SQS long-poll wait of the desktop's command queue")
+    ] = 5
+    desktop_fsync: Annotated[
+        bool, Field(description="fsync every sealed fragment (survives a power-off; off only for tests)")
+    ] = True
 
     # --- KCL ---------------------------------------------------------------------------
     application_name: Annotated[

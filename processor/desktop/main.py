@@ -1,0 +1,80 @@
+"""Wiring of qm-desktop from the settings (what ``qm-ingest desktop`` and ``qm-desktop`` run)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+from pathlib import Path
+from types import FrameType
+
+from processor.adapters.aws import AwsClients
+from processor.core.agent_queue import agent_queue_name
+from processor.desktop.agent import DesktopAgent, DesktopConfig, default_base_dir, user_folder
+from processor.desktop.capture import FrameSource, ScreenSource, SyntheticSource
+from processor.desktop.clock import Clock, SystemClock
+from processor.desktop.segments import EncoderSettings
+from processor.desktop.transport import S3Uploader, SqsCommandQueue, SqsResultSink
+from processor.settings import DesktopSource, Settings
+
+
+def agent_folder(settings: Settings, agent: str) -> Path:
+    base = Path(settings.desktop_dir) if settings.desktop_dir else default_base_dir()
+    return user_folder(base, agent)
+
+
+def frame_source(settings: Settings) -> FrameSource:
+    if settings.desktop_source is DesktopSource.SYNTHETIC:
+        width, height = (int(v) for v in settings.desktop_synthetic_size.split("x"))
+        return SyntheticSource(width, height)
+    return ScreenSource(settings.desktop_monitor)
+
+
+def desktop_config(settings: Settings, agent: str, folder: Path | None = None) -> DesktopConfig:
+    return DesktopConfig(
+        agent=agent,
+        folder=folder or agent_folder(settings, agent),
+        encoder=EncoderSettings(
+            fps=settings.desktop_fps,
+            crf=settings.desktop_crf,
+            preset=settings.desktop_preset,
+            fsync=settings.desktop_fsync,
+        ),
+        segment_seconds=settings.desktop_segment_seconds,
+        quota_bytes=settings.desktop_quota_mb * 1024 * 1024,
+        warn_fraction=settings.desktop_quota_warn_percent / 100,
+        poll_seconds=settings.desktop_poll_seconds,
+        desktop_id=socket.gethostname(),
+    )
+
+
+def build_agent(
+    settings: Settings,
+    agent: str,
+    *,
+    folder: Path | None = None,
+    clock: Clock | None = None,
+    source: FrameSource | None = None,
+) -> DesktopAgent:
+    aws = AwsClients(settings)
+    return DesktopAgent(
+        desktop_config(settings, agent, folder),
+        queue=SqsCommandQueue(aws.sqs, agent_queue_name(agent)),
+        results=SqsResultSink(aws.sqs, settings.screen_results_queue),
+        uploader=S3Uploader(aws.s3),
+        source=source or frame_source(settings),
+        clock=clock or SystemClock(),
+    )
+
+
+def run_desktop(settings: Settings, agent: str, folder: Path | None = None) -> int:
+    """Run until SIGTERM or SIGINT; the current segment is finished before exiting."""
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    build_agent(settings, agent, folder=folder).run(stop)
+    return 0

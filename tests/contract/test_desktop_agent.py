@@ -1,0 +1,254 @@
+"""qm-desktop against the embedded emulator: its real SQS queues and S3, a synthetic screen,
+real encoding and encryption, on a clock running 20x faster than the wall clock."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import av
+import orjson
+import pytest
+
+from processor.adapters.screen_keys import generate_server_key
+from processor.adapters.screen_recordings import download_recording
+from processor.core.agent_queue import agent_queue_name
+from processor.core.desktop_protocol import CommandType, build_command, extract_command_id
+from processor.core.schemas import validate
+from processor.desktop.agent import DesktopAgent, DesktopConfig
+from processor.desktop.capture import SyntheticSource, read_code
+from processor.desktop.clock import ScaledClock
+from processor.desktop.segments import EncoderSettings
+from processor.desktop.transport import S3Uploader, SqsCommandQueue, SqsResultSink, ensure_agent_queue
+from processor.exceptions import TamperedEnvelope
+
+SPEED = 20.0
+AGENT = "jane.doe@example.com"
+BUCKET_SUFFIX = "-screen"
+
+
+class CountingUploader(S3Uploader):
+    """The real uploader, counting its uploads."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.uploads: list[str] = []
+
+    def put(self, target, data: bytes) -> None:  # type: ignore[no-untyped-def]
+        super().put(target, data)
+        self.uploads.append(target.location)
+
+
+@pytest.fixture
+def env(bootstrapped, aws, tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = bootstrapped
+    bucket = s.recordings_bucket + BUCKET_SUFFIX
+    aws.s3.create_bucket(Bucket=bucket)
+    queue_url = ensure_agent_queue(aws.sqs, AGENT)
+    results_url = aws.sqs.get_queue_url(QueueName=s.screen_results_queue)["QueueUrl"]
+    key = generate_server_key(tmp_path / "server-key.pem")
+    return {
+        "settings": s,
+        "aws": aws,
+        "bucket": bucket,
+        "queue": queue_url,
+        "results": results_url,
+        "key": key,
+    }
+
+
+def make_agent(env, tmp_path: Path, clock: ScaledClock, uploader: S3Uploader | None = None) -> DesktopAgent:  # type: ignore[no-untyped-def]
+    aws = env["aws"]
+    return DesktopAgent(
+        DesktopConfig(
+            agent=AGENT,
+            folder=tmp_path / "agent",
+            encoder=EncoderSettings(fps=5, fsync=False),
+            segment_seconds=20,
+            poll_seconds=0,
+        ),
+        queue=SqsCommandQueue(aws.sqs, agent_queue_name(AGENT)),
+        results=SqsResultSink(aws.sqs, env["settings"].screen_results_queue),
+        uploader=uploader or CountingUploader(aws.s3),
+        source=SyntheticSource(320, 180),
+        clock=clock,
+    )
+
+
+def send(env, type_: CommandType, command_id: str, issued_at: datetime, **fields) -> None:  # type: ignore[no-untyped-def]
+    doc = build_command(type_, agent=AGENT, command_id=command_id, issued_at=issued_at, **fields)
+    env["aws"].sqs.send_message(
+        QueueUrl=env["queue"],
+        MessageBody=orjson.dumps(doc).decode(),
+        MessageGroupId=AGENT,
+        # A fresh deduplication id per send: a command republished after a sync is a new message.
+        MessageDeduplicationId=uuid.uuid4().hex,
+    )
+
+
+def extract(env, contact_id: str, start: datetime, end: datetime, issued_at: datetime, **upload) -> None:  # type: ignore[no-untyped-def]
+    send(
+        env,
+        CommandType.EXTRACT_SCREEN,
+        extract_command_id(contact_id),
+        issued_at,
+        contact_id=contact_id,
+        start=start,
+        end=end,
+        upload={"bucket": env["bucket"], "key": f"screen/{contact_id}.qmrec", **upload},
+        server_key_id=env["key"].key_id,
+        server_public_key_pem=env["key"].public_key_pem,
+    )
+
+
+def results(env) -> list[dict]:  # type: ignore[type-arg]
+    out = []
+    while True:
+        got = env["aws"].sqs.receive_message(
+            QueueUrl=env["results"], MaxNumberOfMessages=10, WaitTimeSeconds=0
+        )
+        if not got.get("Messages"):
+            return out
+        for message in got["Messages"]:
+            doc = orjson.loads(message["Body"])
+            validate("desktop-result", doc)
+            out.append(doc)
+            env["aws"].sqs.delete_message(QueueUrl=env["results"], ReceiptHandle=message["ReceiptHandle"])
+
+
+def poll_until(agent: DesktopAgent, predicate, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        agent.poll(0)
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def play(env, contact_id: str, tmp_path: Path) -> list[tuple[float, datetime]]:  # type: ignore[no-untyped-def]
+    out = tmp_path / f"{contact_id}.mp4"
+    download_recording(env["aws"].s3, f"{env['bucket']}/screen/{contact_id}.qmrec", env["key"], out)
+    with av.open(str(out)) as container:
+        return [
+            (float(f.pts * f.time_base), read_code(f).captured_at(datetime.now(UTC)))
+            for f in container.decode(container.streams.video[0])
+        ]
+
+
+def test_login_record_extract_upload_play(env, tmp_path: Path) -> None:
+    clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SPEED)
+    uploader = CountingUploader(env["aws"].s3)
+    agent = make_agent(env, tmp_path, clock, uploader)
+    agent.start()
+    (sync,) = results(env)
+    assert sync["type"] == "sync_request" and sync["agent"] == AGENT
+    login = clock.now()
+    send(env, CommandType.START_RECORDING, "start:0001:jane.doe", login)
+    poll_until(agent, lambda: agent.recorder.recording)
+    poll_until(agent, lambda: clock.now() > login + timedelta(seconds=55), timeout=10)
+    start, end = login + timedelta(seconds=6.3), login + timedelta(seconds=47.7)  # three segments
+    extract(env, "contact-0001", start, end, clock.now())
+    (result,) = poll_until(agent, lambda: results(env))
+    assert result["type"] == "screen_uploaded" and result["contact_id"] == "contact-0001"
+    assert result["coverage"] == 1.0 and result["gaps"] == []
+    assert result["duration_seconds"] == pytest.approx(41.4, abs=0.5)
+    assert result["server_key_id"] == env["key"].key_id
+    frames = play(env, "contact-0001", tmp_path)
+    assert timedelta(0) <= start - frames[0][1] <= timedelta(seconds=0.2 + 0.05)
+    assert timedelta(0) < end - frames[-1][1] <= timedelta(seconds=0.2 + 0.05)
+
+    # The same command again: no second upload, the stored result is sent again.
+    extract(env, "contact-0001", start, end, clock.now())
+    (again,) = poll_until(agent, lambda: results(env))
+    assert again == result
+    assert uploader.uploads == [f"{env['bucket']}/screen/contact-0001.qmrec"]
+    agent.shutdown()
+
+
+def test_presigned_url_upload_needs_no_credentials(env, tmp_path: Path) -> None:
+    clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SPEED)
+    agent = make_agent(env, tmp_path, clock, CountingUploader(None))  # no S3 client at all
+    agent.start()
+    results(env)
+    login = clock.now()
+    send(env, CommandType.START_RECORDING, "start:0002:jane.doe", login)
+    poll_until(agent, lambda: clock.now() > login + timedelta(seconds=12), timeout=10)
+    url = env["aws"].s3.generate_presigned_url(
+        "put_object", Params={"Bucket": env["bucket"], "Key": "screen/contact-0002.qmrec"}, ExpiresIn=600
+    )
+    extract(
+        env, "contact-0002", login + timedelta(seconds=2), login + timedelta(seconds=9), clock.now(), url=url
+    )
+    (result,) = poll_until(agent, lambda: results(env))
+    assert result["type"] == "screen_uploaded", result
+    frames = play(env, "contact-0002", tmp_path)
+    assert len(frames) == pytest.approx(35, abs=1)  # 7 s at 5 fps
+    agent.shutdown()
+
+
+def test_gaps_unavailable_release_and_purge(env, tmp_path: Path) -> None:
+    clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SPEED)
+    agent = make_agent(env, tmp_path, clock)
+    agent.start()
+    results(env)
+    t0 = clock.now()
+    # Before the desktop ever ran: nothing to upload, and the reason says why.
+    extract(env, "contact-0010", t0 - timedelta(hours=2), t0 - timedelta(hours=1), t0)
+    (unavailable,) = poll_until(agent, lambda: results(env))
+    assert unavailable["type"] == "screen_unavailable" and "pc_off" in unavailable["reason"]
+
+    send(env, CommandType.START_RECORDING, "start:0010:jane.doe", t0)
+    poll_until(agent, lambda: clock.now() > t0 + timedelta(seconds=25), timeout=10)
+    send(env, CommandType.STOP_RECORDING, "stop:0010:jane.doe", clock.now())
+    poll_until(agent, lambda: not agent.recorder.recording)
+    logout = clock.now()
+    time.sleep(10 / SPEED)
+    send(env, CommandType.START_RECORDING, "start:0011:jane.doe", clock.now())
+    poll_until(agent, lambda: clock.now() > logout + timedelta(seconds=25), timeout=10)
+    # A contact across the logout: uploaded with the logged-out part as a gap.
+    extract(env, "contact-0011", t0 + timedelta(seconds=15), logout + timedelta(seconds=20), clock.now())
+    (partial,) = poll_until(agent, lambda: results(env))
+    assert partial["type"] == "screen_uploaded"
+    (gap,) = partial["gaps"]
+    assert gap["reason"] == "logged_out"
+    assert 0.2 < partial["coverage"] < 0.9
+    segments_before = agent.journal.segments()
+    assert len(segments_before) >= 3
+
+    # Release everything before the logout: the first session's segments go, keys too.
+    send(env, CommandType.RELEASE_SEGMENTS_BEFORE, "release:0001:jane.doe", clock.now(), before=logout)
+    poll_until(agent, lambda: agent.journal.counters().get("segments_deleted_released", 0) >= 1)
+    for row in segments_before:
+        if row.end is not None and row.end <= logout:
+            assert agent.journal.segment_key(row.segment_id) is None
+            assert not (agent.store.folder / row.file).exists()
+        else:
+            assert (agent.store.folder / row.file).exists()
+    agent.shutdown()
+
+
+def test_tampered_upload_is_never_played(env, tmp_path: Path) -> None:
+    clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SPEED)
+    agent = make_agent(env, tmp_path, clock)
+    agent.start()
+    results(env)
+    t0 = clock.now()
+    send(env, CommandType.START_RECORDING, "start:0020:jane.doe", t0)
+    poll_until(agent, lambda: clock.now() > t0 + timedelta(seconds=8), timeout=10)
+    extract(env, "contact-0020", t0 + timedelta(seconds=1), t0 + timedelta(seconds=6), clock.now())
+    poll_until(agent, lambda: results(env))
+    agent.shutdown()
+    s3 = env["aws"].s3
+    blob = bytearray(s3.get_object(Bucket=env["bucket"], Key="screen/contact-0020.qmrec")["Body"].read())
+    blob[len(blob) // 2] ^= 0x10
+    s3.put_object(Bucket=env["bucket"], Key="screen/contact-0020.qmrec", Body=bytes(blob))
+    out = tmp_path / "tampered.mp4"
+    with pytest.raises(TamperedEnvelope):
+        download_recording(s3, f"{env['bucket']}/screen/contact-0020.qmrec", env["key"], out)
+    assert not out.exists() and not list(tmp_path.glob(".qm-screen-*"))
+    assert io  # keep the import for readers of play()
