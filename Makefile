@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml processor/local/kinesis-mock/package-lock.json | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint unit e2e faults bench image clean help
+.PHONY: install system-packages demo test lint unit e2e faults bench image clean help
 
 help:
 	@echo "make demo    - embedded AWS emulator + service + simulated contact centre, prints QM contacts"
@@ -28,7 +28,14 @@ $(STAMP): pyproject.toml processor/local/kinesis-mock/package-lock.json
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
-install: $(STAMP)
+# Debian packages, each only when its binary is missing: headless Chromium and its
+# WebDriver for the console's browser tests and screenshots.
+system-packages:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core; \
+	fi
+
+install: system-packages $(STAMP)
 
 demo: install
 	$(BIN)/qm-ingest demo
