@@ -69,6 +69,12 @@ def known_flags() -> frozenset[str]:
     return frozenset(schema["properties"]["flags"]["items"]["enum"])
 
 
+def with_every_field(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The contact with every schema field present (None when absent): older versions of a
+    contact lack the fields later pipeline stages add."""
+    return {**dict.fromkeys(load_schema("qm-contact")["properties"]), **doc}
+
+
 @dataclass
 class ConsoleDeps:
     """Everything the pages read and write; built from the settings by ``build_console``."""
@@ -507,7 +513,7 @@ async def contacts_page(
         account,
         status=422 if error else 200,
         flt=flt,
-        docs=page.docs if page else [],
+        docs=[with_every_field(d) for d in page.docs] if page else [],
         next_link=next_link,
         first_link="/contacts?" + urlencode(query),
         error=error,
@@ -551,7 +557,7 @@ async def _contact(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
     stored = await run_in_threadpool(deps.contacts.get, request.path_params["contact_id"])
     if stored is None:
         raise HTTPException(404, "No such contact.")
-    return stored.doc
+    return with_every_field(stored.doc)
 
 
 async def contact_page(

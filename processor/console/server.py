@@ -88,12 +88,12 @@ class ConsoleServer:
     _stop: asyncio.Event | None = field(default=None, init=False)
     _sock: socket.socket | None = field(default=None, init=False)
     _error: BaseException | None = field(default=None, init=False)
+    _url: str | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
-        assert self._sock is not None
-        host, port = self._sock.getsockname()[:2]
-        return f"http://{host}:{port}"
+        assert self._url is not None, "start() first"
+        return self._url
 
     def start(self, timeout: float = 15.0) -> ConsoleServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -108,7 +108,8 @@ class ConsoleServer:
                 "set QM_CONSOLE_PORT to a free port"
             ) from None
         sock.listen(128)
-        sock.set_inheritable(True)
+        host, port = sock.getsockname()[:2]
+        self._url = f"http://[{host}]:{port}" if family == socket.AF_INET6 else f"http://{host}:{port}"
         self._sock = sock
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="qm-console", daemon=True)
@@ -123,7 +124,7 @@ class ConsoleServer:
         config = Config()
         config.bind = [f"fd://{self._sock.fileno()}"]
         config.accesslog = None
-        config.errorlog = "-"
+        config.loglevel = "WARNING"
         config.graceful_timeout = 2.0
 
         async def main() -> None:
@@ -144,7 +145,9 @@ class ConsoleServer:
         if self._thread is not None:
             self._thread.join(timeout)
         if self._sock is not None:
-            self._sock.close()
+            # hypercorn adopted the descriptor and closed it: only forget it here.
+            self._sock.detach()
+            self._sock = None
 
     def wait(self) -> None:
         """Block until the server stops (the foreground ``qm-ingest console``)."""
