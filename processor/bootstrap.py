@@ -49,7 +49,12 @@ def table_specs(settings: Settings) -> list[TableSpec]:
         ),
         TableSpec(settings.quarantine_table, "id"),
         TableSpec(settings.users_table, "username", indexes=(("agent_arn-index", "agent_arn", None),)),
-        TableSpec(settings.join_table, "pk", ttl_attribute="expires_at"),
+        TableSpec(
+            settings.join_table,
+            "pk",
+            ttl_attribute="expires_at",
+            indexes=(("by_due", "due_shard", "due_at"),),
+        ),
         TableSpec(settings.config_table, "name"),
         TableSpec(settings.audit_table, "id", indexes=(("by_day", "day", "at"),)),
     ]

@@ -416,7 +416,7 @@ def simulate(
         expect_file.write_bytes(orjson.dumps(result.expected, option=orjson.OPT_INDENT_2))
     typer.echo(
         f"simulated {len(result.expected)} contacts: {result.deliveries} CTR deliveries "
-        f"(duplicates and updates included), {len(result.users)} users"
+        f"(duplicates and updates included), {result.recordings} recordings, {len(result.users)} users"
     )
 
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -33,6 +34,9 @@ FAST_KCL = {
     "QM_KCL_SHARD_SYNC_MS": "5000",
     "QM_KCL_IDLE_BETWEEN_READS_MS": "250",
     "QM_KCL_PARENT_SHARD_POLL_MS": "1000",
+    # A short join window, so that the demo also shows recordings that never arrive.
+    "QM_JOIN_WINDOW_SECONDS": "20",
+    "QM_SWEEP_INTERVAL_SECONDS": "2",
 }
 WAIT_SECONDS = 300
 
@@ -75,14 +79,19 @@ def run_demo(*, contacts: int, port: int) -> int:
         published = publish_scenario(settings, aws, contacts=contacts)
         console.print(
             f"[bold]simulate[/]: {len(published.expected)} contacts, {published.deliveries} CTR deliveries "
-            f"(duplicates and updates included), {len(published.users)} QM users"
+            f"(duplicates and updates included), {published.recordings} recordings, "
+            f"{len(published.users)} QM users"
         )
         store = DynamoContactStore(aws.dynamodb, settings.contacts_table)
         docs = _wait_for(store, published.expected, service, console, log_path)
         print_contacts(
             sorted(docs, key=lambda d: (d.get("connected_at") or "~", d["contact_id"])), show_numbers=True
         )
-        console.print(f"[bold green]{len(docs)} contacts imported, each once, at its newest version.[/]")
+        states = Counter(str(d.get("join_state")) for d in docs)
+        summary = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+        console.print(
+            f"[bold green]{len(docs)} contacts imported, each once, at its newest version[/] ({summary})."
+        )
         return 0
     finally:
         if service is not None and service.poll() is None:
@@ -111,7 +120,7 @@ def _wait_for(
             if contact_id in done:
                 continue
             stored = store.get(contact_id)
-            if stored is not None and stored.last_update == version:
+            if stored is not None and stored.last_update == version and stored.view.state.final:
                 done[contact_id] = stored.doc
         if len(done) == len(expected):
             return list(done.values())

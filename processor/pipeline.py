@@ -1,4 +1,4 @@
-"""The CTR path, composed: parse -> tenant check -> map -> enrich -> emit; bad input -> quarantine.
+"""The CTR path, composed: parse -> tenant check -> join (map, enrich, emit); bad input -> quarantine.
 
 Guarantee: :meth:`CtrIngest.process` returns only after every effect of the batch is
 durable (contacts written, bad records quarantined). The caller may then checkpoint.
@@ -12,12 +12,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
-from processor.adapters.contacts import ContactStore, WriteOutcome
 from processor.adapters.quarantine import Quarantine
-from processor.adapters.users import UserDirectory
 from processor.core.ctr import ContactRecord, check_instance, format_instant, parse_ctr
-from processor.core.mapping import map_contact
 from processor.exceptions import InvalidInput, SourcePosition
 from processor.logs import get_logger
 from processor.retry import retry_transient
@@ -59,21 +57,25 @@ class _Parsed:
     source: StreamRecord
 
 
+class CtrJoin(Protocol):
+    def on_ctr(self, record: ContactRecord, raw: bytes) -> str:
+        """Join and emit one CTR version; returns created/updated/unchanged. Durable on return."""
+        ...
+
+
 class CtrIngest:
     def __init__(
         self,
         *,
-        contacts: ContactStore,
+        joiner: CtrJoin,
         quarantine: Quarantine,
-        users: UserDirectory,
         instance_arn: str | None,
         max_record_bytes: int,
         clock: Clock = utc_now,
         parallelism: int = 8,
     ) -> None:
-        self._contacts = contacts
+        self._joiner = joiner
         self._quarantine = quarantine
-        self._users = users
         self._instance_arn = instance_arn
         self._max_bytes = max_record_bytes
         self._clock = clock
@@ -102,30 +104,15 @@ class CtrIngest:
                 newest[parsed.contact_id] = _Parsed(parsed, record)
         if not newest:
             return result
-        usernames = {
-            p.record.agent.username for p in newest.values() if p.record.agent and p.record.agent.username
-        }
-        users = (
-            retry_transient(lambda: self._users.get_many(usernames), "users.get_many") if usernames else {}
-        )
-        imported_at = format_instant(self._clock())
-
-        def emit(item: _Parsed) -> WriteOutcome:
-            agent = item.record.agent
-            user = users.get(agent.username) if agent and agent.username else None
-            contact = map_contact(item.record, user)
-            return retry_transient(
-                lambda: self._contacts.put_if_newer(contact, item.source.data, imported_at), "contacts.put"
-            )
-
-        for item, outcome in zip(newest.values(), self._pool.map(emit, newest.values()), strict=True):
-            if outcome is WriteOutcome.CREATED:
+        outcomes = self._pool.map(lambda p: self._joiner.on_ctr(p.record, p.source.data), newest.values())
+        for item, outcome in zip(newest.values(), outcomes, strict=True):
+            if outcome == "created":
                 result.created += 1
-            elif outcome is WriteOutcome.UPDATED:
+            elif outcome == "updated":
                 result.updated += 1
             else:
                 result.unchanged += 1
-            log.debug("contact", contact_id=item.record.contact_id, outcome=outcome.value)
+            log.debug("contact", contact_id=item.record.contact_id, outcome=str(outcome))
         return result
 
     def _quarantine_one(self, error: InvalidInput, result: BatchResult) -> None:

@@ -78,8 +78,11 @@ class Service:
         daemon = KclDaemon(settings, aws, app, relay.address)
         self.daemons = [daemon]
         backoff = 1.0
+        threads = self._background(aws)
         try:
             daemon.start()
+            for thread in threads:
+                thread.start()
             if self.on_started:
                 self.on_started(self)
             while not self.stop_event.wait(0.5):
@@ -97,11 +100,49 @@ class Service:
                 backoff = 1.0
         finally:
             log.info("stopping")
+            self.stop_event.set()
             code = daemon.stop()
+            for thread in threads:
+                thread.join(timeout=15)
             relay.close()
             slot.release()
             log.info("stopped", exit_code=code)
         return 0
+
+    def _background(self, aws: AwsClients) -> list[threading.Thread]:
+        """The recordings-queue consumers and the sweeper (threads of this process)."""
+        from processor.recording_events import RecordingEventConsumer, run_sweeper
+        from processor.wiring import build_joiner, build_quarantine
+
+        settings = self.settings
+        joiner = build_joiner(settings, aws)
+        threads = [
+            threading.Thread(
+                target=run_sweeper,
+                args=(joiner, settings.sweep_interval_seconds, self.stop_event),
+                name="sweeper",
+                daemon=True,
+            )
+        ]
+        if settings.recording_consumers:
+            queue_url = aws.sqs.get_queue_url(QueueName=settings.recordings_queue)["QueueUrl"]
+            dlq_url = aws.sqs.get_queue_url(QueueName=f"{settings.recordings_queue}-dlq")["QueueUrl"]
+            for index in range(settings.recording_consumers):
+                consumer = RecordingEventConsumer(
+                    sqs=aws.sqs,
+                    queue_url=queue_url,
+                    dlq_url=dlq_url,
+                    queue_name=settings.recordings_queue,
+                    joiner=joiner,
+                    quarantine=build_quarantine(settings, aws),
+                    clock=joiner.clock,
+                )
+                threads.append(
+                    threading.Thread(
+                        target=consumer.run, args=(self.stop_event,), name=f"recordings-{index}", daemon=True
+                    )
+                )
+        return threads
 
     def request_stop(self, *_: object) -> None:
         self.stop_event.set()

@@ -162,6 +162,31 @@ class Settings(BaseSettings):
     ] = 10000
 
     # --- processing ---------------------------------------------------------------------
+    join_window_seconds: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=7 * 24 * 3600,
+            description="How long a CTR waits for its recording (and a recording for its CTR); "
+            "the console's ACD configuration overrides it once saved",
+        ),
+    ] = 1800
+    join_retention_hours: Annotated[
+        int,
+        Field(ge=1, le=24 * 365, description="How long join state is kept (table TTL) after its last change"),
+    ] = 168
+    sweep_interval_seconds: Annotated[
+        float, Field(gt=0, le=3600, description="How often the sweeper closes due join windows")
+    ] = 10.0
+    duration_tolerance_seconds: Annotated[
+        float, Field(ge=0, description="A recording may differ this much from the CTR's talk + hold time")
+    ] = 5.0
+    duration_tolerance_ratio: Annotated[
+        float, Field(ge=0, le=1, description="... or this share of it, whichever is larger")
+    ] = 0.05
+    recording_consumers: Annotated[
+        int, Field(ge=0, le=64, description="Threads receiving S3 recording notifications (0 = off)")
+    ] = 2
     max_record_bytes: Annotated[
         int, Field(ge=1024, description="Records larger than this are quarantined (Kinesis maximum: 1 MiB)")
     ] = 1_048_576

@@ -58,14 +58,33 @@ class SimulatedAgent:
         )
 
 
+@dataclass(frozen=True)
+class RecordingUpload:
+    """A call recording Amazon Connect writes to S3 (generated when published)."""
+
+    location: str  # bucket/key
+    seconds: float  # length of the audio written
+    corrupt_header: bool = False  # a header no parser can read: duration from the size
+    seed: int = 0
+
+    def wav(self) -> bytes:
+        return wav_bytes(self.seconds, seed=self.seed, corrupt_header=self.corrupt_header)
+
+
 @dataclass
 class Scenario:
     instance_arn: str
     agents: list[SimulatedAgent]
     #: CTR payloads in delivery order (duplicates and updates included).
     deliveries: list[bytes] = field(default_factory=list)
+    #: CTR deliveries and recording uploads, interleaved in the order they happen.
+    events: list[bytes | RecordingUpload] = field(default_factory=list)
     #: contact id -> newest version (last_update, as QM stores it).
     expected: dict[str, str] = field(default_factory=dict)
+    #: contact id -> the join state QM must end in.
+    expected_state: dict[str, str] = field(default_factory=dict)
+    #: contact id -> the call duration QM must show (None: no recording to read).
+    expected_duration: dict[str, float | None] = field(default_factory=dict)
     #: contact id -> the newest CTR object.
     newest: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -83,7 +102,7 @@ def _phone(rng: random.Random, dirty: bool) -> str:
     return (" " if dirty else "+") + number
 
 
-def build_scenario(
+def build_scenario(  # noqa: PLR0915 - one contact, field by field
     *,
     seed: int,
     contacts: int,
@@ -94,6 +113,10 @@ def build_scenario(
     alias: str = "qm-demo",
     duplicate_rate: float = 0.1,
     update_rate: float = 0.15,
+    missing_rate: float = 0.05,
+    truncated_rate: float = 0.04,
+    corrupt_rate: float = 0.03,
+    max_talk_seconds: int = 240,
 ) -> Scenario:
     rng = random.Random(seed)
     roster = []
@@ -121,8 +144,8 @@ def build_scenario(
         initiated = when
         connected_system = initiated + timedelta(seconds=rng.randint(0, 2))
         queue_s = rng.randint(3, 60)
-        talk_s = rng.randint(20, 600)
-        hold_s = rng.choice([0, 0, 0, rng.randint(5, 60)])
+        talk_s = rng.randint(10, max(10, max_talk_seconds))
+        hold_s = rng.choice([0, 0, 0, rng.randint(5, 30)])
         acw_s = rng.randint(5, 90)
         connected_agent = connected_system + timedelta(seconds=queue_s)
         disconnect = (
@@ -236,8 +259,55 @@ def build_scenario(
         if rng.random() < duplicate_rate:
             batch.append(rng.choice(batch))
         scenario.deliveries.extend(batch)
+        events: list[bytes | RecordingUpload] = list(batch)
+        state, duration = "no_recording_expected", None
+        if recording == "s3":
+            roll = rng.random()
+            if roll < missing_rate:
+                state = "recording_missing"  # Connect never writes it
+            else:
+                seconds = float(talk_s + hold_s)
+                corrupt = roll < missing_rate + corrupt_rate
+                if not corrupt and roll < missing_rate + corrupt_rate + truncated_rate:
+                    seconds = round(seconds * 0.5, 3)  # an upload cut short: QM flags it
+                upload = RecordingUpload(
+                    location, seconds, corrupt_header=corrupt, seed=rng.randrange(1 << 30)
+                )
+                # S3 may deliver the recording before, between or after the CTR deliveries.
+                events.insert(rng.randint(0, len(events)), upload)
+                state, duration = "joined", seconds
+        scenario.events.extend(events)
+        scenario.expected_state[contact_id] = state
+        scenario.expected_duration[contact_id] = duration
         newest = versions[-1]
         scenario.newest[contact_id] = newest
         parsed = datetime.strptime(newest["LastUpdateTimestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         scenario.expected[contact_id] = format_instant(parsed)
     return scenario
+
+
+def wav_bytes(seconds: float, *, seed: int = 0, corrupt_header: bool = False) -> bytes:
+    """A Connect-shaped call recording: stereo 16-bit PCM at 8 kHz, customer left, agent right.
+
+    The audio is a repeated second of quiet tones (cheap to build at any length); the
+    header is the real thing, or garbage when ``corrupt_header`` (QM must then fall back to
+    the object size and say so).
+    """
+    import math
+    import struct
+
+    from processor.core.wav import wav_header
+
+    rate = 8000
+    frames = round(seconds * rate)
+    second = bytearray()
+    f_left, f_right = 300 + seed % 200, 500 + seed % 300
+    for n in range(rate):
+        left = int(2000 * math.sin(2 * math.pi * f_left * n / rate))
+        right = int(2000 * math.sin(2 * math.pi * f_right * n / rate))
+        second += struct.pack("<hh", left, right)
+    data = bytes(second) * (frames // rate) + bytes(second[: (frames % rate) * 4])
+    header = wav_header(channels=2, sample_rate=rate, bits=16, data_bytes=len(data))
+    if corrupt_header:
+        header = b"\0" * len(header)
+    return header + data

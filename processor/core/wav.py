@@ -118,5 +118,5 @@ def wav_header(
     for chunk_id, body in extra_chunks or []:
         chunks += chunk_id + struct.pack("<I", len(body)) + body + (b"\0" if len(body) & 1 else b"")
     chunks += b"data" + struct.pack("<I", data_bytes)
-    riff_size = 4 + len(chunks) + data_bytes
+    riff_size = min(4 + len(chunks) + data_bytes, 0xFFFFFFFF)
     return b"RIFF" + struct.pack("<I", riff_size) + b"WAVE" + chunks

@@ -4,50 +4,88 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 
-from processor.adapters.contacts import DynamoContactStore, WriteOutcome
+from processor.adapters.contacts import ClaimResult, DynamoContactStore
 from processor.adapters.quarantine import DynamoQuarantine
 from processor.adapters.users import DynamoUserDirectory
 from processor.core.ctr import parse_ctr
+from processor.core.join import Tolerance, on_ctr
 from processor.core.mapping import map_contact
 from processor.core.users import QmUser
 from processor.exceptions import InvalidInput, SourcePosition
 
 
-def contact(samples_dir: Path, last_update: str):
-    raw = orjson.loads((samples_dir / "ctr/voicebase-quickstart-1.json").read_bytes())
+def view_of(samples_dir: Path, last_update: str, contact_id: str | None = None):
+    raw = orjson.loads((samples_dir / "ctr/kyopark-call-center-analytics-1.json").read_bytes())
     raw["LastUpdateTimestamp"] = last_update
+    raw["Recordings"] = raw["Recording"] = None  # no recording: final at once
+    if contact_id:
+        raw["ContactId"] = contact_id
     payload = orjson.dumps(raw)
-    return map_contact(parse_ctr(payload)), payload
+    record = parse_ctr(payload)
+    view = on_ctr(
+        None,
+        record=record,
+        base=map_contact(record),
+        objects={},
+        now=NOW,
+        window=timedelta(minutes=30),
+        tolerance=Tolerance(),
+    )
+    assert view is not None
+    return view, payload
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_newest_version_wins_in_any_order(bootstrapped, aws, samples_dir: Path) -> None:
     store = DynamoContactStore(aws.dynamodb, bootstrapped.contacts_table)
-    old, old_raw = contact(samples_dir, "2019-01-02T01:00:06Z")
-    new, new_raw = contact(samples_dir, "2019-01-02T02:00:00Z")
-    assert store.put_if_newer(new, new_raw, "2026-01-01T00:00:00.000Z") is WriteOutcome.CREATED
-    assert store.put_if_newer(old, old_raw, "2026-01-01T00:00:01.000Z") is WriteOutcome.UNCHANGED
-    assert store.put_if_newer(new, new_raw, "2026-01-01T00:00:02.000Z") is WriteOutcome.UNCHANGED
-    stored = store.get(new.contact_id)
+    old, old_raw = view_of(samples_dir, "2022-01-05T17:48:35Z")
+    new, new_raw = view_of(samples_dir, "2022-01-11T03:41:32Z")
+    assert store.write(new, replaces=None, raw_ctr=new_raw, now=NOW)
+    assert not store.write(old, replaces=None, raw_ctr=old_raw, now=NOW)  # older: refused
+    assert not store.write(new, replaces=None, raw_ctr=new_raw, now=NOW)  # same: refused
+    stored = store.load(new.contact_id)
     assert stored is not None
-    assert stored.last_update == "2019-01-02T02:00:00.000Z"
-    assert stored.imported_at == "2026-01-01T00:00:00.000Z"  # the duplicate rewrote nothing
+    assert stored.last_update == "2022-01-11T03:41:32.000Z"
+    assert stored.imported_at == "2026-01-01T00:00:00.000Z"
     assert stored.ctr == new_raw
-    newer = replace(new, last_update="2019-01-03T00:00:00.000Z")
-    assert store.put_if_newer(newer, None, "x") is WriteOutcome.UPDATED
+    assert stored.emission_pending  # a final view waits for its emission
+    revised = replace(stored.view, revision=1)
+    assert not store.write(
+        revised, replaces=None, raw_ctr=None, now=NOW
+    )  # a revision needs the version it replaces
+    assert store.write(revised, replaces=stored, raw_ctr=None, now=NOW)
+    assert not store.write(replace(revised, revision=2), replaces=stored, raw_ctr=None, now=NOW)  # stale base
+    again = store.load(new.contact_id)
+    assert again is not None and again.version.endswith("#000001") and again.ctr == new_raw
 
 
 def test_concurrent_writers_one_winner(bootstrapped, aws, samples_dir: Path) -> None:
     store = DynamoContactStore(aws.dynamodb, bootstrapped.contacts_table)
-    c, raw = contact(samples_dir, "2019-01-02T01:00:06Z")
-    c = replace(c, contact_id="race-1")
+    view, raw = view_of(samples_dir, "2022-01-05T17:48:35Z", contact_id="race-1")
     with ThreadPoolExecutor(8) as pool:
-        outcomes = list(pool.map(lambda i: store.put_if_newer(c, raw, f"t{i}"), range(16)))
-    assert outcomes.count(WriteOutcome.CREATED) == 1
-    assert outcomes.count(WriteOutcome.UNCHANGED) == 15
+        outcomes = list(pool.map(lambda _: store.write(view, replaces=None, raw_ctr=raw, now=NOW), range(16)))
+    assert outcomes.count(True) == 1
+
+
+def test_emission_claims_are_exclusive_and_expire(bootstrapped, aws, samples_dir: Path) -> None:
+    store = DynamoContactStore(aws.dynamodb, bootstrapped.contacts_table)
+    view, raw = view_of(samples_dir, "2022-01-05T17:48:35Z", contact_id="claim-1")
+    store.write(view, replaces=None, raw_ctr=raw, now=NOW)
+    assert store.claim_emission("claim-1", view.version, "a", NOW, 30) is ClaimResult.CLAIMED
+    assert store.claim_emission("claim-1", view.version, "b", NOW, 30) is ClaimResult.BUSY
+    later = NOW + timedelta(seconds=31)
+    assert store.claim_emission("claim-1", view.version, "b", later, 30) is ClaimResult.CLAIMED
+    assert store.note_attempt("claim-1", view.version, "b", later) is None
+    assert store.note_attempt("claim-1", view.version, "b", later) == "2026-01-01T00:00:31.000Z"
+    store.mark_emitted("claim-1", view.version)
+    assert store.claim_emission("claim-1", view.version, "c", later, 30) is ClaimResult.DONE
 
 
 def test_quarantine_keeps_payload_position_reason_idempotently(bootstrapped, aws) -> None:

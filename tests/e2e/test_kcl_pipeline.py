@@ -1,12 +1,17 @@
-"""End to end: CTRs on the emulator's stream, the real KCL MultiLangDaemon, the contacts table.
+"""End to end: a simulated contact centre through the real KCL daemon and the recordings queue.
 
-One KCL application per test module (a new application's first start costs up to 30 s
-of the KCL's own lease-table wait), driven through ``qm-ingest run`` as a child process.
+CTRs (duplicates, updates, out of order) go on the emulator's stream, recordings into S3
+(before, between and after their CTRs; some never; some cut short; some with a broken
+header; long ones as multipart uploads). ``qm-ingest run`` runs as users run it. The
+contacts table must end with every contact at its newest version and the right join
+state and duration; the output stream must hold each emitted version exactly once; a stop,
+re-delivery of everything and a restart must add nothing.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,10 +20,14 @@ import pytest
 
 from processor.adapters.contacts import DynamoContactStore
 from processor.adapters.kinesis import put_records
-from processor.simulation import build_scenario
+from processor.simulation import Scenario, build_scenario
+from processor.simulator import publish_scenario
+from tests.contract.test_joiner import output_records
 from tests.helpers import ServiceProcess, wait_until
 
 pytestmark = pytest.mark.e2e
+
+SERVICE_ENV = {"QM_JOIN_WINDOW_SECONDS": "15", "QM_SWEEP_INTERVAL_SECONDS": "1"}
 
 BAD_RECORDS = [
     b"{not json",
@@ -35,65 +44,90 @@ BAD_RECORDS = [
 ]
 
 
-def stored_versions(store: DynamoContactStore) -> dict[str, tuple[str, str | None]]:
-    return {c.contact_id: (c.last_update, c.imported_at) for c in store.scan()}
+def scenario(seed: int, contacts: int, day: int, bucket: str) -> Scenario:
+    return build_scenario(
+        seed=seed,
+        contacts=contacts,
+        start=datetime(2026, 3, day, 9, tzinfo=UTC),
+        bucket=bucket,
+        max_talk_seconds=180,
+        missing_rate=0.1,
+    )
 
 
-def test_import_stop_restart_no_duplicates(bootstrapped, aws, tmp_path: Path) -> None:
+def final_views(store: DynamoContactStore) -> dict[str, dict]:
+    return {c.contact_id: c.doc for c in store.scan() if c.view.state.final}
+
+
+def all_final(store: DynamoContactStore, expected: dict[str, str]) -> bool:
+    views = final_views(store)
+    return all(k in views and views[k]["last_update"] == v for k, v in expected.items())
+
+
+def test_join_end_to_end_stop_restart_no_duplicates(bootstrapped, aws, tmp_path: Path) -> None:
     settings = bootstrapped
     store = DynamoContactStore(aws.dynamodb, settings.contacts_table)
-    first = build_scenario(seed=11, contacts=40, start=datetime(2026, 3, 1, 9, tzinfo=UTC))
-    second = build_scenario(seed=12, contacts=25, start=datetime(2026, 3, 2, 9, tzinfo=UTC))
-    assert not set(first.expected) & set(second.expected)
+    first = scenario(11, 30, 1, settings.recordings_bucket)
+    second = scenario(12, 20, 2, settings.recordings_bucket)
 
-    def put(payloads: list[bytes]) -> None:
-        put_records(aws.kinesis, settings.ctr_stream, [(p, str(i)) for i, p in enumerate(payloads)])
-
-    put(first.deliveries[:30] + BAD_RECORDS + first.deliveries[30:])
+    put_records(aws.kinesis, settings.ctr_stream, [(b, str(i)) for i, b in enumerate(BAD_RECORDS)])
     log = tmp_path / "service.log"
-    service = ServiceProcess(log).start()
+    service = ServiceProcess(log, SERVICE_ENV).start()
     try:
-        wait_until(
-            lambda: all(stored_versions(store).get(k, ("",))[0] == v for k, v in first.expected.items()),
-            timeout=150,
-            what="the first 40 contacts at their newest versions",
-        )
-        before = stored_versions(store)
-        assert set(before) == set(first.expected)
-        wait_until(lambda: "batch processed" in service.logs(), 10, "a checkpointed batch")
+        publish_scenario(settings, aws, contacts=0, scenario=first)
+        wait_until(lambda: all_final(store, first.expected), 180, "the first 30 contacts, final")
+        before = {cid: (doc["version"], doc["imported_at"]) for cid, doc in final_views(store).items()}
+        output_before = output_records(aws, settings.output_stream)
         stop_seconds = service.stop()
         assert stop_seconds < 10, f"SIGTERM took {stop_seconds:.1f}s"
         assert service.proc is not None and service.proc.returncode == 0
 
-        # Everything again (duplicates), plus 25 new contacts, then a fresh daemon.
-        put(first.deliveries + second.deliveries)
-        service = ServiceProcess(log).start()
+        # Everything again (duplicates), plus a second day, then a fresh daemon.
+        put_records(aws.kinesis, settings.ctr_stream, [(b, str(i)) for i, b in enumerate(first.deliveries)])
+        publish_scenario(settings, aws, contacts=0, scenario=second)
+        service = ServiceProcess(log, SERVICE_ENV).start()
         expected = {**first.expected, **second.expected}
-        wait_until(
-            lambda: all(stored_versions(store).get(k, ("",))[0] == v for k, v in expected.items()),
-            timeout=120,
-            what="the 25 new contacts after restart",
-        )
+        wait_until(lambda: all_final(store, expected), 180, "the second day's contacts, final")
     finally:
         if service.alive():
             service.stop()
-    after = stored_versions(store)
-    assert set(after) == set(expected)
-    for contact_id, version in before.items():
-        assert after[contact_id] == version, "a re-delivered contact was written again"
 
-    quarantine = list(aws.dynamodb.scan(TableName=settings.quarantine_table)["Items"])
-    reasons = sorted(item["reason"]["S"] for item in quarantine)
-    assert reasons == ["absurd_timestamp", "bad_json", "not_an_object", "schema"]
+    views = final_views(store)
+    assert set(views) == set(expected)
+    for cid in first.expected:
+        assert (views[cid]["version"], views[cid]["imported_at"]) == before[cid], (
+            "re-delivery changed a contact"
+        )
+    for sc in (first, second):
+        for cid, state in sc.expected_state.items():
+            doc = views[cid]
+            assert doc["join_state"] == state, cid
+            want = sc.expected_duration[cid]
+            if state == "joined":
+                assert doc["call_duration_seconds"] == pytest.approx(want, abs=0.01), cid
+            assert doc["acd_id"] is None or doc["first_name"] is not None  # names from the users table
 
+    records = output_records(aws, settings.output_stream)
+    keys = Counter((r["contact_id"], r["version"]) for r in records)
+    assert max(keys.values()) == 1, "a version was emitted twice"
+    last = {}
+    for r in records:
+        last[r["contact_id"]] = r
+    assert {cid: r["version"] for cid, r in last.items()} == {cid: d["version"] for cid, d in views.items()}
+    assert len([r for r in records if r["contact_id"] in first.expected]) == len(output_before)
+
+    quarantine = aws.dynamodb.scan(TableName=settings.quarantine_table)["Items"]
+    assert sorted(item["reason"]["S"] for item in quarantine) == [
+        "absurd_timestamp",
+        "bad_json",
+        "not_an_object",
+        "schema",
+    ]
     text = log.read_text()
-    created = sum(int(m) for m in re.findall(r'"created":(\d+)', text))
-    updated = sum(int(m) for m in re.findall(r'"updated":(\d+)', text))
-    # Each contact was created once; the only rewrites are updates that overtook nothing.
-    assert created == len(expected)
-    assert updated <= sum(1 for s in (first, second) for _ in s.deliveries) - len(expected)
+    assert "Traceback" not in text
     # No phone number of the test data appears in clear in any log line.
-    for scenario in (first, second):
-        for ctr in scenario.newest.values():
-            digits = ctr["CustomerEndpoint"]["Address"].strip().lstrip("+")
-            assert digits not in text
+    for sc in (first, second):
+        for ctr in sc.newest.values():
+            for endpoint in ("CustomerEndpoint", "SystemEndpoint"):
+                digits = re.sub(r"\D", "", ctr[endpoint]["Address"])
+                assert digits not in text

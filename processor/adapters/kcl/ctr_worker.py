@@ -5,34 +5,16 @@
 
 from __future__ import annotations
 
-from processor.adapters.aws import AwsClients
-from processor.adapters.contacts import DynamoContactStore
 from processor.adapters.kcl.record_processor import KclRecordProcessor, run_kcl_process
-from processor.adapters.quarantine import DynamoQuarantine
-from processor.adapters.users import DynamoUserDirectory
 from processor.logs import configure_logging
-from processor.pipeline import CtrIngest
 from processor.settings import get_settings
-
-
-def build_ingest() -> CtrIngest:
-    settings = get_settings()
-    aws = AwsClients(settings)
-    return CtrIngest(
-        contacts=DynamoContactStore(aws.dynamodb, settings.contacts_table),
-        quarantine=DynamoQuarantine(
-            aws.dynamodb, settings.quarantine_table, aws.s3, settings.quarantine_bucket
-        ),
-        users=DynamoUserDirectory(aws.dynamodb, settings.users_table),
-        instance_arn=settings.instance_arn,
-        max_record_bytes=settings.max_record_bytes,
-    )
+from processor.wiring import build_ingest
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format.value)
-    run_kcl_process(KclRecordProcessor(settings.ctr_stream, lambda _shard: build_ingest()))
+    run_kcl_process(KclRecordProcessor(settings.ctr_stream, lambda _shard: build_ingest(settings)))
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ else is logged and left for the next batch's checkpoint.
 from __future__ import annotations
 
 import base64
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from processor.exceptions import SourcePosition
+from processor.faults import fault_point
 from processor.logs import get_logger
 from processor.pipeline import StreamRecord
 
@@ -31,34 +31,6 @@ class BatchHandler(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def fault_point(name: str) -> None:
-    """Test hook: ``QM_FAULT_KILL_AT=<name>`` makes this process die (SIGKILL) here.
-
-    Inert unless the variable is set; used by the fault suite to kill a record processor
-    before/after writes and checkpoints. ``<name>:<n>`` kills at the n-th passage.
-    """
-    target = os.environ.get("QM_FAULT_KILL_AT")
-    if not target:
-        return
-    wanted, _, count = target.partition(":")
-    if wanted != name:
-        return
-    key = f"_qm_fault_{name}"
-    seen = globals().get(key, 0) + 1
-    globals()[key] = seen
-    if seen >= int(count or 1):
-        marker = os.environ.get("QM_FAULT_MARKER")
-        if marker:
-            # Only the first process to reach the point dies; restarts run clean.
-            try:
-                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                return
-            os.write(fd, f"{name} pid={os.getpid()}\n".encode())
-            os.close(fd)
-        os.kill(os.getpid(), 9)
 
 
 class KclRecordProcessor:

@@ -1,0 +1,78 @@
+"""Call recordings in S3: existence (HEAD) and duration from the WAV header (ranged GETs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from processor.core.join import duration_from_size
+from processor.core.wav import FIRST_READ, WavHeaderError, read_wav_info
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class Duration:
+    seconds: float
+    source: str  # "header": from the WAV header; "size": header unreadable, from the object size
+    bytes_read: int
+
+
+def split_location(location: str) -> tuple[str, str]:
+    bucket, _, key = location.partition("/")
+    return bucket, key
+
+
+class S3Media:
+    def __init__(self, s3: S3Client) -> None:
+        self._s3 = s3
+        self.bytes_read = 0  # running total, for metrics and the benchmark
+
+    def head(self, location: str) -> ObjectInfo | None:
+        bucket, key = split_location(location)
+        try:
+            response = self._s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied"):
+                return None
+            raise
+        return ObjectInfo(
+            size=int(response["ContentLength"]), etag=response.get("ETag", "").strip('"') or None
+        )
+
+    def duration(self, location: str, size: int) -> Duration:
+        """Duration from the header (a ranged GET of the first 4 KiB, more only if the
+        header is longer); never the whole file. Falls back to the size when unreadable."""
+        bucket, key = split_location(location)
+        read_bytes = 0
+
+        def read(offset: int, length: int) -> bytes:
+            nonlocal read_bytes
+            if offset >= size:
+                return b""
+            end = min(offset + length, size) - 1
+            body = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-{end}")["Body"].read()
+            read_bytes += len(body)
+            return body[:length]
+
+        try:
+            info = read_wav_info(read, size)
+            result = Duration(
+                info.duration_seconds, "size" if info.size_from_object else "header", read_bytes
+            )
+        except WavHeaderError:
+            result = Duration(duration_from_size(size), "size", read_bytes)
+        self.bytes_read += result.bytes_read
+        return result
+
+
+__all__ = ["FIRST_READ", "Duration", "ObjectInfo", "S3Media", "split_location"]

@@ -1,0 +1,85 @@
+"""The output stream: every final QM contact version, exactly once.
+
+Kinesis has no idempotent put, so exactly-once is built from the contacts table's outbox
+(:mod:`processor.adapters.contacts`) and a read-back:
+
+1. the view is written with ``emit_state = pending`` (same conditional write as the view);
+2. the emitter *claims* it (a lease, so two workers never publish it concurrently), notes
+   the attempt time, puts the record, and marks it ``done``;
+3. whoever finds a pending emission whose earlier attempt may have reached the stream
+   (a crash between the put and ``done``) first reads the stream back from that attempt's
+   time on the contact's shard and publishes only if the record is not there.
+
+Each record carries ``emission_id = <contact_id>@<version>``; the partition key is the
+contact id, so one contact's versions stay in order on one shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+
+#: Clock skew allowed between the worker that noted an attempt and the stream's arrival times.
+READ_BACK_SKEW = timedelta(seconds=30)
+
+
+def emission_id(contact_id: str, version: str) -> str:
+    return f"{contact_id}@{version}"
+
+
+@dataclass
+class OutputStream:
+    client: KinesisClient
+    stream: str
+
+    def publish(self, doc: dict[str, Any]) -> str:
+        response = self.client.put_record(
+            StreamName=self.stream, Data=orjson.dumps(doc), PartitionKey=doc["contact_id"]
+        )
+        return response["SequenceNumber"]
+
+    def _shard_for(self, partition_key: str) -> list[str]:
+        """The open or closed shards whose hash range holds ``partition_key``."""
+        hashed = int(hashlib.md5(partition_key.encode()).hexdigest(), 16)  # noqa: S324 - Kinesis's own hashing
+        shards = []
+        kwargs: dict[str, Any] = {"StreamName": self.stream}
+        while True:
+            page = self.client.list_shards(**kwargs)
+            for shard in page["Shards"]:
+                low = int(shard["HashKeyRange"]["StartingHashKey"])
+                high = int(shard["HashKeyRange"]["EndingHashKey"])
+                if low <= hashed <= high:
+                    shards.append(shard["ShardId"])
+            token = page.get("NextToken")
+            if not token:
+                return shards
+            kwargs = {"NextToken": token}
+
+    def contains(self, contact_id: str, emission: str, since: datetime, timeout_s: float = 30.0) -> bool:
+        """Whether a record with ``emission`` arrived on the contact's shard since ``since``."""
+        needle = f'"emission_id":"{emission}"'.encode()
+        deadline = time.monotonic() + timeout_s
+        for shard in self._shard_for(contact_id):
+            iterator: str | None = self.client.get_shard_iterator(
+                StreamName=self.stream,
+                ShardId=shard,
+                ShardIteratorType="AT_TIMESTAMP",
+                Timestamp=since - READ_BACK_SKEW,
+            )["ShardIterator"]
+            while iterator and time.monotonic() < deadline:
+                page = self.client.get_records(ShardIterator=iterator, Limit=1000)
+                for record in page["Records"]:
+                    if needle in record["Data"]:
+                        return True
+                if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+                    break
+                iterator = page.get("NextShardIterator")
+        return False

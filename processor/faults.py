@@ -1,0 +1,34 @@
+"""Fault-injection points for the fault suite; inert unless armed by environment variables.
+
+``QM_FAULT_KILL_AT=<point>[:<n>]`` makes the process that reaches ``<point>`` for the n-th
+time kill itself with SIGKILL (as ``kill -9`` would). With ``QM_FAULT_MARKER=<file>`` only
+the first process to get there dies (the file records it), so restarted workers run clean.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_passages: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    target = os.environ.get("QM_FAULT_KILL_AT")
+    if not target:
+        return
+    wanted, _, count = target.partition(":")
+    if wanted != name:
+        return
+    _passages[name] = _passages.get(name, 0) + 1
+    if _passages[name] < int(count or 1):
+        return
+    marker = os.environ.get("QM_FAULT_MARKER")
+    if marker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, f"{name} pid={os.getpid()}\n".encode())
+        os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)

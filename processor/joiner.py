@@ -1,0 +1,316 @@
+"""The join, with its I/O: CTRs and recording objects meet here, in any order.
+
+Every entry point (a CTR from the stream, an object from the S3 notification queue, the
+sweeper when a window closes, a user whose name becomes known) ends in the same loop:
+load the contact's view, decide with the pure state machine (:mod:`processor.core.join`),
+write the next view conditionally (optimistic concurrency: a conflict re-reads and
+decides again), then emit it if it is final. Each entry point returns only when its
+effects are durable, so its caller may checkpoint or delete the message.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from processor.adapters.contacts import ClaimResult, DynamoContactStore, StoredContact, view_doc
+from processor.adapters.join_store import DynamoJoinStore
+from processor.adapters.media import S3Media
+from processor.adapters.output import OutputStream, emission_id
+from processor.adapters.users import UserDirectory
+from processor.core.ctr import ContactRecord, parse_instant
+from processor.core.join import (
+    ContactView,
+    JoinState,
+    RecordingObject,
+    Tolerance,
+    expected_recordings,
+    on_ctr,
+    reevaluate,
+)
+from processor.core.mapping import QmContact, map_contact
+from processor.core.s3_events import ObjectCreated
+from processor.core.users import QmUser
+from processor.faults import fault_point
+from processor.logs import get_logger
+from processor.retry import retry_transient
+
+log = get_logger("processor.join")
+
+Clock = Callable[[], datetime]
+MAX_CONFLICTS = 20
+CLAIM_LEASE_S = 30.0
+
+
+class Outcome(StrEnum):
+    CREATED = "created"  # a contact's first view
+    UPDATED = "updated"  # a new version or revision
+    UNCHANGED = "unchanged"  # stale or duplicate input: nothing written
+    MISSING = "missing"  # nothing to do (no such contact)
+
+
+class JoinObserver(Protocol):
+    """Metrics hooks (no-ops by default)."""
+
+    def emitted(self, state: str) -> None: ...
+
+    def orphaned(self) -> None: ...
+
+    def media_bytes(self, count: int) -> None: ...
+
+
+class _NoObserver:
+    def emitted(self, state: str) -> None:
+        return None
+
+    def orphaned(self) -> None:
+        return None
+
+    def media_bytes(self, count: int) -> None:
+        return None
+
+
+@dataclass
+class SweepReport:
+    missing: int = 0
+    orphans: int = 0
+    reconciled: int = 0
+
+
+@dataclass
+class Joiner:
+    contacts: DynamoContactStore
+    joins: DynamoJoinStore
+    media: S3Media
+    output: OutputStream
+    users: UserDirectory
+    window: Callable[[], timedelta]
+    tolerance: Tolerance
+    clock: Clock
+    observer: JoinObserver = field(default_factory=_NoObserver)
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    claim_lease_s: float = CLAIM_LEASE_S
+
+    # --- entry points --------------------------------------------------------------------
+    def on_ctr(self, record: ContactRecord, raw: bytes) -> Outcome:
+        """A CTR version from the stream (or the archive)."""
+        user = self._user(record.agent.username if record.agent else None)
+        base = map_contact(record, user)
+        for _ in range(MAX_CONFLICTS):
+            now = self.clock()
+            current = self._load(record.contact_id)
+            if current is not None and current.last_update > base.last_update:
+                return Outcome.UNCHANGED
+            objects = self._objects(
+                record.contact_id, [e.location for e in expected_recordings(record) if not e.deleted]
+            )
+            view = on_ctr(
+                current.view if current else None,
+                record=record,
+                base=base,
+                objects=objects,
+                now=now,
+                window=self.window(),
+                tolerance=self.tolerance,
+            )
+            if view is None:
+                if current is not None:
+                    self._finish(current)
+                    self._schedule(current.view)
+                return Outcome.UNCHANGED
+            if self._write(view, current, raw, now):
+                self._after_write(view)
+                return Outcome.CREATED if current is None else Outcome.UPDATED
+        raise RuntimeError(f"contact {record.contact_id}: too many concurrent updates")
+
+    def on_object(self, obj: ObjectCreated) -> Outcome:
+        """A recording object appeared in S3 (notification)."""
+        now = self.clock()
+        halves = retry_transient(
+            lambda: self.joins.record_object(
+                obj.location, obj.size or 0, obj.etag, now, orphan_due=now + self.window()
+            ),
+            "join.record_object",
+        )
+        if halves.contact_id is None:
+            log.info("recording without its CTR yet", location=obj.location)
+            return Outcome.UNCHANGED
+        return self.reconcile(halves.contact_id)
+
+    def reconcile(self, contact_id: str, *, refresh_user: bool = False) -> Outcome:
+        """Decide again for a stored contact (object arrived, window closed, user known)."""
+        for _ in range(MAX_CONFLICTS):
+            now = self.clock()
+            current = self._load(contact_id)
+            if current is None:
+                return Outcome.MISSING
+            self._finish(current)
+            live = [e.location for e in current.view.expected if not e.deleted]
+            objects = self._objects(contact_id, live)
+            base: QmContact = current.view.contact
+            if refresh_user or "user_unknown" in base.flags:
+                base = base.with_user(self._user(base.acd_id))
+            view = reevaluate(
+                current.view,
+                objects=objects,
+                now=now,
+                window=self.window(),
+                tolerance=self.tolerance,
+                base=base,
+            )
+            if view is None:
+                self._schedule(current.view)
+                return Outcome.UNCHANGED
+            if self._write(view, current, None, now):
+                self._after_write(view)
+                return Outcome.UPDATED
+        raise RuntimeError(f"contact {contact_id}: too many concurrent updates")
+
+    def refresh_agent(self, acd_id: str) -> int:
+        """A QM user appeared or changed: give that agent's contacts their names."""
+        count = 0
+        for contact_id in self.contacts.contact_ids_of_agent(acd_id):
+            if self.reconcile(contact_id, refresh_user=True) is Outcome.UPDATED:
+                count += 1
+        return count
+
+    def sweep(self) -> SweepReport:
+        """Close the windows that are due: contacts without their recordings are emitted
+        ``recording_missing``; recordings no CTR claimed are reported as orphans."""
+        report = SweepReport()
+        now = self.clock()
+        for item in list(self.joins.due(now)):
+            if item.kind == "contact":
+                outcome = self.reconcile(item.key)
+                report.reconciled += 1
+                if outcome is Outcome.MISSING:
+                    self.joins.clear_waiting(item.key)
+                elif outcome is Outcome.UPDATED:
+                    stored = self._load(item.key)
+                    if stored is not None and stored.view.state is JoinState.RECORDING_MISSING:
+                        report.missing += 1
+            elif self.joins.mark_orphan_reported(item.key, now):
+                report.orphans += 1
+                self.observer.orphaned()
+                log.warning(
+                    "orphaned recording: no CTR lists it after the join window",
+                    location=item.key,
+                    due_at=item.due_at.isoformat(),
+                )
+        return report
+
+    # --- internals -------------------------------------------------------------------------
+    def _user(self, username: str | None) -> QmUser | None:
+        if not username:
+            return None
+        return retry_transient(lambda: self.users.get_many([username]), "users.get_many").get(username)
+
+    def _load(self, contact_id: str) -> StoredContact | None:
+        return retry_transient(lambda: self.contacts.load(contact_id), "contacts.load")
+
+    def _write(
+        self, view: ContactView, current: StoredContact | None, raw: bytes | None, now: datetime
+    ) -> bool:
+        return retry_transient(
+            lambda: self.contacts.write(view, replaces=current, raw_ctr=raw, now=now), "contacts.write"
+        )
+
+    def _objects(self, contact_id: str, locations: Iterable[str]) -> dict[str, RecordingObject]:
+        """Link the contact to each recording and return the objects that exist, with
+        their durations read. Each step is idempotent, so a transient failure retries it."""
+        found: dict[str, RecordingObject] = {}
+        for location in dict.fromkeys(locations):
+            obj = retry_transient(lambda loc=location: self._object(contact_id, loc), "join.object")  # type: ignore[misc]
+            if obj is not None:
+                found[location] = obj
+        return found
+
+    def _object(self, contact_id: str, location: str) -> RecordingObject | None:
+        now = self.clock()
+        obj = self.joins.link_contact(location, contact_id, now).obj
+        if obj is None:
+            # A HEAD covers a notification that was lost, or that arrived before this CTR.
+            info = self.media.head(location)
+            if info is None:
+                return None
+            obj = self.joins.record_object(location, info.size, info.etag, now, orphan_due=now).obj
+            if obj is None:
+                return None
+        if obj.duration_seconds is None:
+            duration = self.media.duration(location, obj.size)
+            self.observer.media_bytes(duration.bytes_read)
+            self.joins.set_duration(location, duration.seconds, duration.source)
+            obj = RecordingObject(obj.location, obj.size, obj.seen_at, duration.seconds, duration.source)
+        return obj
+
+    def _after_write(self, view: ContactView) -> None:
+        if view.state.final:
+            stored = self._load(view.contact_id)
+            if stored is not None:
+                self._finish(stored)
+        self._schedule(view)
+
+    def _schedule(self, view: ContactView) -> None:
+        """A waiting view has its sweeper marker; a final one none (idempotent, so a crash
+        between the view's write and this call is repaired by the next visit)."""
+        if view.state is JoinState.WAITING and view.deadline is not None:
+            now, deadline = self.clock(), view.deadline
+            retry_transient(
+                lambda: self.joins.mark_waiting(view.contact_id, deadline, now), "join.mark_waiting"
+            )
+        else:
+            retry_transient(lambda: self.joins.clear_waiting(view.contact_id), "join.clear_waiting")
+
+    def _finish(self, stored: StoredContact) -> None:
+        """Complete a pending emission of the stored version (ours, or a crashed worker's)."""
+        if not stored.emission_pending:
+            return
+        version = stored.version
+        contact_id = stored.contact_id
+        deadline = time.monotonic() + self.claim_lease_s * 2
+        while True:
+            claim = retry_transient(
+                lambda: self.contacts.claim_emission(
+                    contact_id, version, self.owner, self.clock(), self.claim_lease_s
+                ),
+                "contacts.claim_emission",
+            )
+            if claim is ClaimResult.DONE:
+                return
+            if claim is ClaimResult.CLAIMED:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"contact {contact_id}: emission claimed by another worker for too long")
+            time.sleep(0.5)
+        now = self.clock()
+        previous = retry_transient(
+            lambda: self.contacts.note_attempt(contact_id, version, self.owner, now), "contacts.note_attempt"
+        )
+        eid = emission_id(contact_id, version)
+        if previous is not None:
+            since = parse_instant(previous, "emit_attempted_at")
+            assert since is not None
+            if retry_transient(lambda: self.output.contains(contact_id, eid, since), "output.read_back"):
+                log.info(
+                    "emission found on the output stream after a crash",
+                    contact_id=contact_id,
+                    version=version,
+                )
+                retry_transient(
+                    lambda: self.contacts.mark_emitted(contact_id, version), "contacts.mark_emitted"
+                )
+                return
+        doc = view_doc(stored.view, stored.imported_at)
+        doc["emission_id"] = eid
+        retry_transient(lambda: self.output.publish(doc), "output.put_record")
+        fault_point("after_output_put")
+        retry_transient(lambda: self.contacts.mark_emitted(contact_id, version), "contacts.mark_emitted")
+        self.observer.emitted(stored.view.state.value)
+        log.info(
+            "contact emitted", contact_id=contact_id, version=version, join_state=stored.view.state.value
+        )

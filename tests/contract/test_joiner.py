@@ -1,0 +1,229 @@
+"""The join with its real adapters on the emulator: any order, concurrency, crashes, windows."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from processor.adapters.contacts import DynamoContactStore
+from processor.adapters.join_store import DynamoJoinStore
+from processor.adapters.media import S3Media
+from processor.adapters.output import OutputStream
+from processor.adapters.users import DynamoUserDirectory
+from processor.core.ctr import ctr_from_object
+from processor.core.join import JoinState, Tolerance
+from processor.core.s3_events import ObjectCreated
+from processor.core.users import QmUser
+from processor.joiner import Joiner, Outcome
+from processor.simulation import wav_bytes
+
+WINDOW = timedelta(minutes=5)
+
+
+@dataclass
+class FakeClock:
+    """The join's injected clock (the adapters talk to the real emulator)."""
+
+    now: datetime = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+class CrashingOutput(OutputStream):
+    """Simulates a worker dying around the put (the process would be gone; here the call raises)."""
+
+    def __init__(self, base: OutputStream, *, after_put: bool) -> None:
+        super().__init__(base.client, base.stream)
+        self.after_put = after_put
+
+    def publish(self, doc: dict[str, Any]) -> str:
+        if not self.after_put:
+            raise KeyboardInterrupt("crash before the put")
+        super().publish(doc)
+        raise KeyboardInterrupt("crash after the put, before it was marked done")
+
+
+def make_joiner(
+    settings, aws, clock: FakeClock, output: OutputStream | None = None, owner: str = "w1"
+) -> Joiner:
+    return Joiner(
+        contacts=DynamoContactStore(aws.dynamodb, settings.contacts_table),
+        joins=DynamoJoinStore(aws.dynamodb, settings.join_table, timedelta(days=7)),
+        media=S3Media(aws.s3),
+        output=output or OutputStream(aws.kinesis, settings.output_stream),
+        users=DynamoUserDirectory(aws.dynamodb, settings.users_table, cache_seconds=0),
+        window=lambda: WINDOW,
+        tolerance=Tolerance(),
+        clock=clock,
+        owner=owner,
+        claim_lease_s=1.0,
+    )
+
+
+def output_records(aws, stream: str) -> list[dict]:
+    records = []
+    for shard in aws.kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = aws.kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while True:
+            page = aws.kinesis.get_records(ShardIterator=iterator, Limit=1000)
+            records += [orjson.loads(r["Data"]) for r in page["Records"]]
+            if not page["Records"]:
+                break
+            iterator = page["NextShardIterator"]
+    return records
+
+
+def ctr(
+    contact_id: str, settings, *, version: str = "2026-06-01T11:00:00Z", talk: int = 60, username="agent.one"
+):
+    key = f"connect/x/CallRecordings/2026/06/01/{contact_id}_20260601T10:58_UTC.wav"
+    location = f"{settings.recordings_bucket}/{key}"
+    obj = {
+        "ContactId": contact_id,
+        "InstanceARN": "arn:aws:connect:us-east-1:1:instance/x",
+        "InitiationMethod": "INBOUND",
+        "LastUpdateTimestamp": version,
+        "Agent": {
+            "Username": username,
+            "ConnectedToAgentTimestamp": "2026-06-01T10:58:00Z",
+            "AgentInteractionDuration": talk,
+            "CustomerHoldDuration": 0,
+        },
+        "Recordings": [{"Location": location, "StorageType": "S3", "ParticipantType": "AGENT"}],
+    }
+    return ctr_from_object(obj), orjson.dumps(obj), location
+
+
+def upload(aws, location: str, seconds: float) -> ObjectCreated:
+    bucket, _, key = location.partition("/")
+    body = wav_bytes(seconds)
+    response = aws.s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return ObjectCreated(bucket, key, len(body), response["ETag"].strip('"'), "ObjectCreated:Put", None, None)
+
+
+def test_ctr_first_then_object(bootstrapped, aws) -> None:
+    clock = FakeClock()
+    joiner = make_joiner(bootstrapped, aws, clock)
+    record, raw, location = ctr("c-1", bootstrapped)
+    assert joiner.on_ctr(record, raw) is Outcome.CREATED
+    stored = joiner.contacts.load("c-1")
+    assert stored is not None and stored.view.state is JoinState.WAITING
+    assert stored.doc["join_state"] == "waiting_for_recording"
+    assert output_records(aws, bootstrapped.output_stream) == []  # waiting views are not emitted
+    clock.advance(minutes=1)
+    assert joiner.on_object(upload(aws, location, 60.0)) is Outcome.UPDATED
+    [emitted] = output_records(aws, bootstrapped.output_stream)
+    assert emitted["join_state"] == "joined" and emitted["call_duration_seconds"] == 60.0
+    assert emitted["emission_id"] == f"c-1@{emitted['version']}" and emitted["revision"] == 1
+    # Replays of either half change nothing and emit nothing more.
+    assert joiner.on_ctr(record, raw) is Outcome.UNCHANGED
+    assert joiner.on_object(upload(aws, location, 60.0)) is Outcome.UNCHANGED
+    assert len(output_records(aws, bootstrapped.output_stream)) == 1
+
+
+def test_object_first_is_found_by_head(bootstrapped, aws) -> None:
+    joiner = make_joiner(bootstrapped, aws, FakeClock())
+    record, raw, location = ctr("c-2", bootstrapped, talk=30)
+    upload(aws, location, 12.0)  # its notification was lost
+    assert joiner.on_ctr(record, raw) is Outcome.CREATED
+    stored = joiner.contacts.load("c-2")
+    assert stored is not None and stored.view.state is JoinState.JOINED
+    assert stored.doc["call_duration_seconds"] == 12.0
+    assert "duration_mismatch_short" in stored.doc["flags"]  # 12 s of a 30 s call
+    assert joiner.media.bytes_read <= 4096  # the header only, never the file
+
+
+def test_window_closes_missing_then_late_and_orphans(bootstrapped, aws) -> None:
+    clock = FakeClock()
+    joiner = make_joiner(bootstrapped, aws, clock)
+    record, raw, location = ctr("c-3", bootstrapped)
+    joiner.on_ctr(record, raw)
+    orphan = upload(aws, f"{bootstrapped.recordings_bucket}/connect/x/CallRecordings/orphan.wav", 5.0)
+    joiner.on_object(orphan)
+    assert joiner.sweep().reconciled == 0  # nothing due yet
+    clock.advance(minutes=6)
+    report = joiner.sweep()
+    assert (report.missing, report.orphans) == (1, 1)
+    assert joiner.sweep().orphans == 0  # reported once
+    missing = joiner.contacts.load("c-3")
+    assert missing is not None and missing.view.state is JoinState.RECORDING_MISSING
+    joiner.on_object(upload(aws, location, 60.0))  # late: a new revision, joined
+    states = [r["join_state"] for r in output_records(aws, bootstrapped.output_stream)]
+    assert states == ["recording_missing", "joined"]
+
+
+def test_concurrent_halves_emit_each_contact_once(bootstrapped, aws) -> None:
+    clock = FakeClock()
+    joiners = [make_joiner(bootstrapped, aws, clock, owner=f"w{i}") for i in range(4)]
+    work = []
+    for i in range(12):
+        record, raw, location = ctr(f"race-{i}", bootstrapped)
+        bucket, _, key = location.partition("/")
+        body = wav_bytes(60.0)
+        etag = aws.s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
+        obj = ObjectCreated(bucket, key, len(body), etag, "ObjectCreated:Put", None, None)
+        work += [lambda r=record, w=raw, j=joiners[i % 4]: j.on_ctr(r, w)]
+        work += [lambda o=obj, j=joiners[(i + 1) % 4]: j.on_object(o)]
+        work += [lambda r=record, w=raw, j=joiners[(i + 2) % 4]: j.on_ctr(r, w)]
+    errors = []
+
+    def run(fn) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(fn,)) for fn in work]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    counts = Counter(r["contact_id"] for r in output_records(aws, bootstrapped.output_stream))
+    assert counts == {f"race-{i}": 1 for i in range(12)}
+
+
+@pytest.mark.parametrize("after_put", [False, True])
+def test_crash_around_the_output_put_emits_exactly_once(bootstrapped, aws, after_put: bool) -> None:
+    clock = FakeClock()
+    base = OutputStream(aws.kinesis, bootstrapped.output_stream)
+    crashing = make_joiner(bootstrapped, aws, clock, CrashingOutput(base, after_put=after_put), owner="dead")
+    record, raw, location = ctr("c-crash", bootstrapped)
+    upload(aws, location, 60.0)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.on_ctr(record, raw)
+    stored = crashing.contacts.load("c-crash")
+    assert stored is not None and stored.emission_pending
+    clock.advance(seconds=2)  # the dead worker's claim (1 s lease) is stale
+    survivor = make_joiner(bootstrapped, aws, clock, owner="survivor")
+    assert survivor.on_ctr(record, raw) is Outcome.UNCHANGED  # the replayed CTR
+    records = output_records(aws, bootstrapped.output_stream)
+    assert [r["contact_id"] for r in records] == ["c-crash"]
+    stored = survivor.contacts.load("c-crash")
+    assert stored is not None and not stored.emission_pending
+
+
+def test_names_arrive_after_the_contact(bootstrapped, aws) -> None:
+    joiner = make_joiner(bootstrapped, aws, FakeClock())
+    record, raw, location = ctr("c-names", bootstrapped, username="late.user")
+    upload(aws, location, 60.0)
+    joiner.on_ctr(record, raw)
+    first = joiner.contacts.load("c-names")
+    assert first is not None and "user_unknown" in first.doc["flags"]
+    joiner.users.put(QmUser("late.user", "Late", "User"))  # type: ignore[attr-defined]
+    assert joiner.refresh_agent("late.user") == 1
+    records = output_records(aws, bootstrapped.output_stream)
+    assert [(r["first_name"], r["revision"]) for r in records] == [(None, 0), ("Late", 1)]
+    assert "user_unknown" not in records[-1]["flags"]
