@@ -39,7 +39,7 @@ from processor.adapters.connect_users import (
     instance_id_from_arn,
     sync_users,
 )
-from processor.adapters.contacts import DynamoContactStore
+from processor.adapters.contacts import DynamoContactStore, StoredContact
 from processor.adapters.contacts_query import ContactQuery
 from processor.adapters.runtime_config import AcdConfiguration, ConfigConflict, RuntimeConfigStore
 from processor.adapters.users import DynamoUserAdmin, UserRow
@@ -553,17 +553,22 @@ async def contacts_reveal(request: Request, deps: ConsoleDeps, account: ConsoleA
     return await contacts_page(request, deps, account, params=params, revealed=contact_id)
 
 
-async def _contact(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
+async def _stored(deps: ConsoleDeps, request: Request) -> StoredContact:
     stored = await run_in_threadpool(deps.contacts.get, request.path_params["contact_id"])
     if stored is None:
         raise HTTPException(404, "No such contact.")
-    return with_every_field(stored.doc)
+    return stored
+
+
+async def _contact(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
+    return with_every_field((await _stored(deps, request)).doc)
 
 
 async def contact_page(
     request: Request, deps: ConsoleDeps, account: ConsoleAccount, *, revealed: bool = False
 ) -> Response:
-    doc = await _contact(deps, request)
+    stored = await _stored(deps, request)
+    doc = with_every_field(stored.doc)
     location = doc.get("recording_location")
     parties = None
     recording_present = False
@@ -585,7 +590,12 @@ async def contact_page(
         parties=parties,
         recording_present=recording_present,
         has_screen=has_screen,
-        check=duration_check(doc),
+        check=duration_check(
+            doc,
+            stored.view.expected_media_seconds,
+            tolerance_seconds=deps.settings.duration_tolerance_seconds,
+            tolerance_ratio=deps.settings.duration_tolerance_ratio,
+        ),
     )
 
 

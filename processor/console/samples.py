@@ -87,7 +87,11 @@ def contact_doc(
         "flags": flags or [],
         "join_state": "joined" if recording_location else "no_recording_expected",
         "imported_at": disconnect,
+        "revision": 0,
+        "version": f"{disconnect}#000000",
     }
+    if recording_location:
+        doc["recording_durations"] = {recording_location: duration_seconds}
     doc.update(extra)
     validate("qm-contact", doc)
     return doc
@@ -98,9 +102,13 @@ def contact_item(doc: dict[str, Any]) -> dict[str, Any]:
     item: dict[str, Any] = {
         "contact_id": {"S": doc["contact_id"]},
         "last_update": {"S": doc["last_update"]},
+        "revision": {"N": str(doc.get("revision") or 0)},
+        "version": {"S": doc.get("version") or f"{doc['last_update']}#000000"},
         "doc": {"S": orjson.dumps(doc).decode()},
         "direction": {"S": doc["direction"]},
     }
+    if doc.get("join_state"):
+        item["state"] = {"S": doc["join_state"]}
     if doc.get("imported_at"):
         item["imported_at"] = {"S": doc["imported_at"]}
     if doc.get("acd_id"):

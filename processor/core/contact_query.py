@@ -124,10 +124,12 @@ def decode_cursor(text: str | None, flt: ContactFilter) -> Cursor | None:
 
 @dataclass(frozen=True)
 class DurationCheck:
-    """The call duration (from the media file) against the contact's connected interval."""
+    """The call duration (from the media file) against what the CTR says it should be."""
 
     media_seconds: float | None
-    interval_seconds: float | None
+    expected_seconds: float | None
+    #: "talk + hold" (from the CTR's agent times, as the join checks it) or "connected interval".
+    basis: str
     difference_seconds: float | None
     verdict: str  # "consistent", "recording shorter", "recording longer", "not comparable"
 
@@ -141,20 +143,31 @@ def _instant(value: Any) -> datetime | None:
         return None
 
 
-def duration_check(doc: Mapping[str, Any], tolerance_seconds: float = 5.0) -> DurationCheck:
-    """Connect records from the agent's connection to the disconnect: compare the two."""
+def duration_check(
+    doc: Mapping[str, Any],
+    expected_seconds: float | None = None,
+    *,
+    tolerance_seconds: float = 5.0,
+    tolerance_ratio: float = 0.0,
+) -> DurationCheck:
+    """The join's expectation (talk + hold time) when known, else the connected interval:
+    Connect records from the agent's connection to the disconnect."""
     media = doc.get("call_duration_seconds")
     media_seconds = float(media) if isinstance(media, int | float) else None
-    start, end = _instant(doc.get("connected_at")), _instant(doc.get("disconnect_at"))
-    interval = (end - start).total_seconds() if start and end and end >= start else None
-    if media_seconds is None or interval is None:
-        return DurationCheck(media_seconds, interval, None, "not comparable")
-    difference = round(media_seconds - interval, 1)
+    basis = "talk + hold"
+    if expected_seconds is None:
+        basis = "connected interval"
+        start, end = _instant(doc.get("connected_at")), _instant(doc.get("disconnect_at"))
+        expected_seconds = (end - start).total_seconds() if start and end and end >= start else None
+    if media_seconds is None or expected_seconds is None:
+        return DurationCheck(media_seconds, expected_seconds, basis, None, "not comparable")
+    difference = round(media_seconds - expected_seconds, 1)
+    slack = max(tolerance_seconds, tolerance_ratio * expected_seconds)
     verdict = (
         "consistent"
-        if abs(difference) <= tolerance_seconds
+        if abs(difference) <= slack
         else "recording shorter"
         if difference < 0
         else "recording longer"
     )
-    return DurationCheck(media_seconds, interval, difference, verdict)
+    return DurationCheck(media_seconds, expected_seconds, basis, difference, verdict)

@@ -68,3 +68,12 @@ def test_duration_cross_check() -> None:
     assert duration_check({**base, "call_duration_seconds": 400}).verdict == "recording longer"
     assert duration_check({**base, "call_duration_seconds": None}).verdict == "not comparable"
     assert duration_check({"call_duration_seconds": 10}).verdict == "not comparable"
+
+
+def test_duration_against_the_joins_expectation() -> None:
+    doc = {"call_duration_seconds": 280.0, "connected_at": "2024-06-29T10:00:00.000Z"}
+    check = duration_check(doc, 290.0, tolerance_seconds=5.0, tolerance_ratio=0.05)
+    assert (check.basis, check.verdict, check.difference_seconds) == ("talk + hold", "consistent", -10.0)
+    assert (
+        duration_check(doc, 400.0, tolerance_seconds=5.0, tolerance_ratio=0.05).verdict == "recording shorter"
+    )
