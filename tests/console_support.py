@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from processor.adapters.users import DynamoUserDirectory
+from processor.adapters.users import DynamoUserAdmin, DynamoUserDirectory
 from processor.console.auth import ConsoleAccount, hash_password
 from processor.console.samples import contact_doc, put_contacts, stereo_wav
+from processor.core.agent_queue import agent_queue_name
 from processor.core.users import QmUser
 from processor.settings import ConsoleRole, Settings
 
@@ -103,6 +104,16 @@ def seed(settings: Settings, aws: Any) -> tuple[dict[str, dict[str, Any]], dict[
     users = DynamoUserDirectory(aws.dynamodb, settings.users_table)
     users.put(QmUser("ana.silva", "Ana", "Silva"))
     users.put(QmUser("ben.okafor", "Ben", "Okafor", screen_recording=True, desktop_id="PC-0042"))
+    DynamoUserAdmin(aws.dynamodb, settings.users_table).record_desktop_contact(
+        "ben.okafor", seen_at="2024-06-30T11:58:02.000Z", desktop_id="PC-0042", queue_depth=2
+    )
+    # Two commands wait on Ben's own queue (the desktop is off).
+    queue = aws.sqs.create_queue(
+        QueueName=agent_queue_name("ben.okafor"),
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+    )["QueueUrl"]
+    for n in range(2):
+        aws.sqs.send_message(QueueUrl=queue, MessageBody=f'{{"n": {n}}}', MessageGroupId="ben.okafor")
     bucket = settings.recordings_bucket
     wavs = {
         "c-both": stereo_wav(24, customer=True, agent=True),

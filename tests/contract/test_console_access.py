@@ -198,7 +198,12 @@ def test_bulk_screen_recording_and_import(console_env: ConsoleEnv) -> None:
     users = DynamoUserDirectory(console_env.aws.dynamodb, console_env.settings.users_table, cache_seconds=0)
     admin = console_env.signed_in("admin")
     page = admin.get("/users")
-    assert "ana.silva" in page.text and "PC-0042" not in page.text  # desktop shown only once seen
+    ben = re.search(r"<tr>\s*<td><input[^>]*value=\"ben.okafor\".*?</tr>", page.text, re.S)
+    assert ben is not None
+    assert "2024-06-30T11:58:02.000Z (PC-0042)" in ben.group(0)  # the desktop's last contact
+    assert "<td>2</td>" in ben.group(0)  # commands waiting on the agent's queue
+    ana = re.search(r"<tr>\s*<td><input[^>]*value=\"ana.silva\".*?</tr>", page.text, re.S)
+    assert ana is not None and "never" in ana.group(0) and "no queue" in ana.group(0)
     csrf = csrf_of(page.text)
     response = admin.post(
         "/users/screen-recording",

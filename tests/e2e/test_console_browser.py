@@ -7,6 +7,7 @@ of the four pages go to ``QM_SCREENSHOTS_DIR`` (``docs/`` when refreshing the RE
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ import pytest
 
 from processor.adapters.runtime_config import RuntimeConfigReader, RuntimeConfigStore
 from processor.adapters.users import DynamoUserDirectory
+from processor.console.samples import INSTANCE_ARN
 from tests.console_support import DAY, PASSWORD, ConsoleEnv
 
 pytestmark = pytest.mark.e2e
@@ -65,12 +67,14 @@ def _wait(driver: Any, condition: Any, timeout: float = 20) -> Any:
 
 
 def _shot(driver: Any, directory: Path, name: str) -> Path:
-    # The whole page at laptop width: grow the window to the document's height.
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1440, max(900, min(int(height) + 40, 2400)))
+    """The whole page at laptop width (DevTools' full-page capture)."""
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": 1440, "height": max(900, size["height"]), "scale": 1}
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
     path = directory / name
-    driver.save_screenshot(str(path))
-    driver.set_window_size(1440, 900)
+    path.write_bytes(base64.b64decode(shot["data"]))
     assert path.stat().st_size > 10_000
     return path
 
@@ -99,10 +103,13 @@ def test_console_in_a_browser(console_env: ConsoleEnv, browser: Any, tmp_path: P
     label = browser.find_element(By.CSS_SELECTOR, "label[for='rte_enabled']")
     assert label.text == "Enable RTE Messaging for Screen Recording"
     label.click()  # the label toggles its box: accessible labelling
+    arn = browser.find_element(By.ID, "instance_arn")
+    arn.send_keys(INSTANCE_ARN)
     browser.find_element(By.CSS_SELECTOR, "form[action='/config'] button[type='submit']").click()
     _wait(browser, lambda d: "Saved." in d.page_source)
     assert not browser.find_element(By.ID, "rte_enabled").is_selected()
     assert reader.get().rte_enabled is False  # what the running service reads, without a restart
+    assert reader.get().region == "us-east-1"  # taken from the ARN
     _shot(browser, shots, "console-acd-configuration.png")
 
     # Users: select Ana and enable screen recording.
@@ -128,6 +135,11 @@ def test_console_in_a_browser(console_env: ConsoleEnv, browser: Any, tmp_path: P
     assert [r.get_attribute("data-contact") for r in rows] == ["c-both"]
     assert "+14255550120" not in browser.page_source  # masked until revealed
     browser.get(f"{url}/contacts?from=2024-06-27&to={DAY}")
+    browser.find_element(
+        By.CSS_SELECTOR, "button[aria-label='Reveal phone numbers of contact c-agent-only']"
+    ).click()
+    _wait(browser, lambda d: "+14255550121" in d.page_source)
+    assert "+14255550120" not in browser.page_source  # only the revealed row
     _shot(browser, shots, "console-contacts.png")
     browser.get(f"{url}/contacts?agent=ben.okafor&from={DAY}&to={DAY}")
     browser.find_element(By.CSS_SELECTOR, "a[aria-label='Open contact c-both']").click()
