@@ -424,12 +424,20 @@ def simulate(
 def demo(
     contacts: Annotated[int, typer.Option("--contacts", min=1)] = 16,
     port: PortOption = 4566,
+    console_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--console-seconds",
+            help="Serve the console this long at the end (default: until Ctrl-C on a terminal, else 0)",
+        ),
+    ] = None,
 ) -> None:
-    """Emulator + bootstrap + service + simulated contact centre -> prints the QM contacts."""
+    """Emulator + bootstrap + service + simulated contact centre -> prints the QM contacts,
+    then the console's address and a login."""
     from processor.demo import run_demo
 
     try:
-        code = run_demo(contacts=contacts, port=port)
+        code = run_demo(contacts=contacts, port=port, console_seconds=console_seconds)
     except QmIngestError as exc:
         fail(str(exc))
     raise typer.Exit(code)

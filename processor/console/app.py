@@ -135,6 +135,13 @@ async def checked_form(request: Request) -> FormData:
 Handler = Callable[[Request, ConsoleDeps, ConsoleAccount], Awaitable[Response]]
 
 
+def _refused(body: dict[str, str], status: int, request: Request) -> Response:
+    # A refused POST's body is never read: close the connection rather than let the client
+    # send its next request after an unread body on the same keep-alive connection.
+    headers = {"Connection": "close"} if request.method not in ("GET", "HEAD") else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def guarded(
     deps: ConsoleDeps, role: ConsoleRole | None, handler: Handler
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -144,11 +151,11 @@ def guarded(
         account = _account(request, deps)
         if account is None:
             if _is_api(request) or request.method != "GET":
-                return JSONResponse({"error": "sign in first"}, status_code=401)
+                return _refused({"error": "sign in first"}, 401, request)
             return RedirectResponse("/login?" + urlencode({"next": request.url.path}), status_code=303)
         if role is not None and not account.has(role):
-            if _is_api(request):
-                return JSONResponse({"error": f"needs the {role.value} role"}, status_code=403)
+            if _is_api(request) or request.method != "GET":
+                return _refused({"error": f"needs the {role.value} role"}, 403, request)
             return _page(
                 request,
                 deps,

@@ -161,3 +161,10 @@ def start_console(settings: Settings, aws: AwsClients | None = None, **parts: An
     when ``QM_CONSOLE_ENABLED`` is true (stop it with ``.stop()`` on shutdown)."""
     app = create_app(build_deps(settings, aws, **parts))
     return ConsoleServer(app, settings.console_host, settings.console_port).start()
+
+
+def maybe_start_console(settings: Settings, aws: AwsClients | None = None) -> ConsoleServer | None:
+    """For ``qm-ingest run``: the console when ``QM_CONSOLE_ENABLED`` is true, else None."""
+    if not settings.console_enabled:
+        return None
+    return start_console(settings, aws)
