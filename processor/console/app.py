@@ -487,7 +487,7 @@ async def users_import(request: Request, deps: ConsoleDeps, account: ConsoleAcco
 
 
 # --- contacts -----------------------------------------------------------------------------------
-def _filter_or_error(request: Request, deps: ConsoleDeps, params: Mapping[str, str]) -> Any:
+def _filter(deps: ConsoleDeps, params: Mapping[str, str]) -> Any:
     return parse_filter(params, deps.now().astimezone(UTC).date(), known_flags())
 
 
@@ -501,7 +501,7 @@ async def contacts_page(
 ) -> Response:
     error = None
     try:
-        flt = _filter_or_error(request, deps, params)
+        flt = _filter(deps, params)
         page = await run_in_threadpool(
             deps.contact_query.page, flt, params.get("cursor"), deps.settings.console_page_size
         )
@@ -684,7 +684,7 @@ def _masked(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 async def api_contacts(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
     try:
-        flt = _filter_or_error(request, deps, request.query_params)
+        flt = _filter(deps, request.query_params)
         page = await run_in_threadpool(
             deps.contact_query.page, flt, request.query_params.get("cursor"), deps.settings.console_page_size
         )
