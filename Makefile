@@ -3,10 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml processor/local/kinesis-mock/package-lock.json | sha1sum | cut -c1-12)
+LOCKS := pyproject.toml processor/local/kinesis-mock/package-lock.json tools/package-lock.json
+STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install system-packages demo test lint unit e2e faults bench image clean help
+.PHONY: install system-packages demo test lint unit e2e faults bench image image-check clean help
 
 help:
 	@echo "make demo    - embedded AWS emulator + service + simulated contact centre, prints QM contacts"
@@ -14,8 +15,9 @@ help:
 	@echo "make faults  - the full fault suite (kill -9, outage, resharding, ...)"
 	@echo "make bench   - benchmarks, each next to a baseline measured in the same run"
 	@echo "make image   - the container image (needs a Docker engine)"
+	@echo "make image-check - what can be checked of the image without Docker (lint, parse, stage 1 in a venv)"
 
-$(STAMP): pyproject.toml processor/local/kinesis-mock/package-lock.json
+$(STAMP): $(LOCKS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -24,6 +26,10 @@ $(STAMP): pyproject.toml processor/local/kinesis-mock/package-lock.json
 	@$(BIN)/python -c 'from processor.adapters.kcl.daemon import jars_dir; from processor.settings import Settings; print("KCL jars:", jars_dir(Settings()))'
 	# kinesis-mock (pure Node) for the resharding scenarios.
 	npm ci --prefix processor/local/kinesis-mock --silent --no-audit --no-fund
+	# dclint (compose linter, and the compose-spec schema the tests validate against).
+	npm ci --prefix tools --silent --no-audit --no-fund
+	# tini: the image's PID 1; the tests run `qm-ingest run` under it to check SIGTERM forwarding.
+	@command -v tini >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends tini)
 	@java -version 2>&1 | head -1 || (echo "Java 17+ is required for the KCL daemon" && exit 1)
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
@@ -59,6 +65,9 @@ bench: install
 
 image:
 	docker build -t qm-ingest:latest .
+
+image-check: install
+	$(BIN)/pytest -m slow tests/unit/test_container.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .qm-local .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -12,6 +12,9 @@ from pathlib import Path
 
 
 def main() -> None:
+    from processor.logs import configure_logging
+
+    configure_logging("WARNING")  # figures only; the service's own logs are not the point here
     here = Path(__file__).parent
     names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
     wanted = sys.argv[1:] or names

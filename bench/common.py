@@ -32,7 +32,7 @@ def line(
     note = " (lower is better)" if lower_is_better else ""
     return (
         f"{name:<52} {value:>12,.1f} {unit:<8} | {baseline_name:<40} {baseline:>12,.1f} {unit:<8}"
-        f" | ratio {ratio:6.2f}x{note}"
+        f" | ratio {ratio:8.4g}x{note}"
     )
 
 

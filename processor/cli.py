@@ -7,6 +7,7 @@ one line on stderr with exit status 2 (bad input) or 1 (environment), never a tr
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import orjson
 import typer
 
 from processor.exceptions import ConfigurationError, InvalidInput, QmIngestError, ResourceMissing
-from processor.settings import Settings, get_settings
+from processor.settings import LogFormat, Settings, get_settings
 
 app = typer.Typer(
     name="qm-ingest",
@@ -41,6 +42,30 @@ console_app = typer.Typer(
 app.add_typer(console_app, name="console")
 
 CHUNK = 1 << 16
+
+
+@app.callback()
+def global_options(
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(
+            "--log-format",
+            case_sensitive=False,
+            help="json (default: one JSON object per line on stderr) or console (for people). "
+            "Same as QM_LOG_FORMAT.",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR. Same as QM_LOG_LEVEL.")
+    ] = None,
+) -> None:
+    """Import Amazon Connect contacts (CTRs and call recordings) into QM."""
+    # Through the environment, so the KCL daemon's record processors log the same way.
+    if log_format is not None:
+        os.environ["QM_LOG_FORMAT"] = log_format.value
+    if log_level is not None:
+        os.environ["QM_LOG_LEVEL"] = log_level
+    get_settings.cache_clear()
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -160,6 +185,28 @@ def run() -> None:
     raise typer.Exit(code)
 
 
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per finding")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too")] = False,
+) -> None:
+    """Check settings, endpoint, credentials, every resource and its configuration, Java and the
+    KCL jars; print each problem with its fix. Exit 1 on a fatal problem (what stops `run`)."""
+    from processor.doctor import Doctor, render
+
+    s = settings()
+    _setup_logs(s)
+    findings = Doctor(s).check_all()
+    if as_json:
+        for finding in findings:
+            sys.stdout.buffer.write(orjson.dumps(finding.to_dict()) + b"\n")
+        sys.stdout.flush()
+    else:
+        typer.echo(render(findings, s))
+    if findings.fatal_ones or (strict and findings.warnings):
+        raise typer.Exit(1)
+
+
 # --- mapping ------------------------------------------------------------------------------------
 def _load_users(path: str | None) -> dict[str, Any]:
     if path is None:
@@ -260,13 +307,19 @@ def contacts_show(
 def users_import(file: Annotated[str, typer.Argument(help="JSON array or CSV of users; - = stdin")]) -> None:
     """Import QM users (username = ACD ID) into the users table."""
     from processor.adapters.users import DynamoUserDirectory
+    from processor.wiring import build_joiner
 
     s = settings()
+    _setup_logs(s)
     users = _load_users(file)
-    directory = DynamoUserDirectory(_clients(s).dynamodb, s.users_table)
+    aws = _clients(s)
+    directory = DynamoUserDirectory(aws.dynamodb, s.users_table)
     for user in users.values():
         directory.put(user)
-    typer.echo(f"imported {len(users)} users")
+    # Contacts imported before their agent's user existed get the names now.
+    joiner = build_joiner(s, aws)
+    named = sum(joiner.refresh_agent(username) for username in users)
+    typer.echo(f"imported {len(users)} users; {named} contacts got their agent's name")
 
 
 @users_app.command("list")
@@ -395,6 +448,27 @@ def quarantine_list(as_json: Annotated[bool, typer.Option("--json")] = False) ->
         else:
             where = " ".join(f"{k}={v}" for k, v in entry.position.items())
             typer.echo(f"{entry.quarantined_at}  {entry.reason:18} {entry.status:8} {where}  {entry.detail}")
+
+
+@quarantine_app.command("retry")
+def quarantine_retry(
+    ids: Annotated[list[str] | None, typer.Argument(help="Quarantine ids to retry")] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Retry every open entry with this reason")
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Retry every open entry")] = False,
+) -> None:
+    """Run quarantined input again through the same path (after a fix); idempotent."""
+    from processor.quarantine_retry import retry_entries
+
+    if not ids and reason is None and not everything:
+        fail("name entries to retry: ids, --reason REASON or --all", 2)
+    s = settings()
+    _setup_logs(s)
+    report = retry_entries(s, _clients(s), ids=ids or (), reason=reason, everything=everything)
+    typer.echo(f"retried {report.retried}, still failing {report.still_failing}, skipped {report.skipped}")
+    if report.still_failing:
+        raise typer.Exit(1)
 
 
 # --- simulation and demo -----------------------------------------------------------------------

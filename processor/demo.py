@@ -55,6 +55,8 @@ def run_demo(*, contacts: int, port: int, console_seconds: float | None = None) 
     env.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     for key, value in FAST_KCL.items():
         env.setdefault(key, value)
+    # A free port for /metrics, unless one was asked for: 8080 may be taken on a workstation.
+    env.setdefault("QM_HEALTH_PORT", str(control.free_port()))
     os.environ.update(env)
     settings = Settings()
     aws = AwsClients(settings)
@@ -76,6 +78,8 @@ def run_demo(*, contacts: int, port: int, console_seconds: float | None = None) 
                 stdin=subprocess.DEVNULL,
             )
         console.print(f"[bold]service[/]: qm-ingest run (pid {service.pid}), logs in {log_path}")
+        health = f"http://127.0.0.1:{env['QM_HEALTH_PORT']}"
+        console.print(f"[bold]health[/]: {health}/healthz, {health}/readyz, {health}/metrics")
         published = publish_scenario(settings, aws, contacts=contacts)
         console.print(
             f"[bold]simulate[/]: {len(published.expected)} contacts, {published.deliveries} CTR deliveries "

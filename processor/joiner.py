@@ -23,7 +23,7 @@ from processor.adapters.join_store import DynamoJoinStore
 from processor.adapters.media import S3Media
 from processor.adapters.output import OutputStream, emission_id
 from processor.adapters.users import UserDirectory
-from processor.core.ctr import ContactRecord, parse_instant
+from processor.core.ctr import ContactRecord, format_instant, parse_instant
 from processor.core.join import (
     ContactView,
     JoinState,
@@ -124,7 +124,7 @@ class Joiner:
                     self._schedule(current.view)
                 return Outcome.UNCHANGED
             if self._write(view, current, raw, now):
-                self._after_write(view)
+                self._after_write(view, current, now)
                 return Outcome.CREATED if current is None else Outcome.UPDATED
         raise RuntimeError(f"contact {record.contact_id}: too many concurrent updates")
 
@@ -167,7 +167,7 @@ class Joiner:
                 self._schedule(current.view)
                 return Outcome.UNCHANGED
             if self._write(view, current, None, now):
-                self._after_write(view)
+                self._after_write(view, current, now)
                 return Outcome.UPDATED
         raise RuntimeError(f"contact {contact_id}: too many concurrent updates")
 
@@ -217,7 +217,8 @@ class Joiner:
         self, view: ContactView, current: StoredContact | None, raw: bytes | None, now: datetime
     ) -> bool:
         return retry_transient(
-            lambda: self.contacts.write(view, replaces=current, raw_ctr=raw, now=now), "contacts.write"
+            lambda: self.contacts.write(view, replaces=current, raw_ctr=raw, now=now, claim_owner=self.owner),
+            "contacts.write",
         )
 
     def _objects(self, contact_id: str, locations: Iterable[str]) -> dict[str, RecordingObject]:
@@ -248,12 +249,17 @@ class Joiner:
             obj = RecordingObject(obj.location, obj.size, obj.seen_at, duration.seconds, duration.source)
         return obj
 
-    def _after_write(self, view: ContactView) -> None:
+    def _after_write(self, view: ContactView, previous: StoredContact | None, now: datetime) -> None:
         if view.state.final:
-            stored = self._load(view.contact_id)
-            if stored is not None:
-                self._finish(stored)
-        self._schedule(view)
+            # This writer holds the claim (taken in the write): publish straight away.
+            imported_at = previous.imported_at if previous and previous.imported_at else format_instant(now)
+            self._publish(view.contact_id, view, imported_at)
+        if (
+            previous is None
+            or previous.view.state is not view.state
+            or previous.view.deadline != view.deadline
+        ):
+            self._schedule(view)
 
     def _schedule(self, view: ContactView) -> None:
         """A waiting view has its sweeper marker; a final one none (idempotent, so a crash
@@ -291,10 +297,10 @@ class Joiner:
         previous = retry_transient(
             lambda: self.contacts.note_attempt(contact_id, version, self.owner, now), "contacts.note_attempt"
         )
-        eid = emission_id(contact_id, version)
         if previous is not None:
             since = parse_instant(previous, "emit_attempted_at")
             assert since is not None
+            eid = emission_id(contact_id, version)
             if retry_transient(lambda: self.output.contains(contact_id, eid, since), "output.read_back"):
                 log.info(
                     "emission found on the output stream after a crash",
@@ -305,12 +311,15 @@ class Joiner:
                     lambda: self.contacts.mark_emitted(contact_id, version), "contacts.mark_emitted"
                 )
                 return
-        doc = view_doc(stored.view, stored.imported_at)
-        doc["emission_id"] = eid
+        self._publish(contact_id, stored.view, stored.imported_at)
+
+    def _publish(self, contact_id: str, view: ContactView, imported_at: str | None) -> None:
+        """Put the view on the output stream and mark it emitted (the caller holds the claim)."""
+        version = view.version
+        doc = view_doc(view, imported_at)
+        doc["emission_id"] = emission_id(contact_id, version)
         retry_transient(lambda: self.output.publish(doc), "output.put_record")
         fault_point("after_output_put")
         retry_transient(lambda: self.contacts.mark_emitted(contact_id, version), "contacts.mark_emitted")
-        self.observer.emitted(stored.view.state.value)
-        log.info(
-            "contact emitted", contact_id=contact_id, version=version, join_state=stored.view.state.value
-        )
+        self.observer.emitted(view.state.value)
+        log.info("contact emitted", contact_id=contact_id, version=version, join_state=view.state.value)

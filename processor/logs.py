@@ -62,6 +62,19 @@ def mask_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) ->
 
 
 _configured = False
+_process_context: dict[str, Any] = {}
+
+
+def bind_process_context(**values: Any) -> None:
+    """Fields added to every log line of this process, from every thread (a record
+    processor's stream and shard). Unlike contextvars, pool threads see them too."""
+    _process_context.update(values)
+
+
+def _add_process_context(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in _process_context.items():
+        event_dict.setdefault(key, value)
+    return event_dict
 
 
 LOG_SOCKET_ENV = "QM_LOG_SOCKET"
@@ -145,6 +158,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", *, stream: Any = N
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_process_context,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

@@ -48,7 +48,7 @@ class RecordingEventConsumer:
     joiner: Joiner
     quarantine: Quarantine
     clock: Clock
-    wait_seconds: int = 10
+    wait_seconds: int = 5  # long poll; short enough for SIGTERM to stop within 10 s
     stats: ConsumerStats = field(default_factory=ConsumerStats)
 
     def poll_once(self) -> int:
@@ -142,6 +142,12 @@ def run_sweeper(joiner: Joiner, interval: float, stop: threading.Event) -> None:
         except Exception as exc:
             log.warning("sweep failed; retrying at the next interval", error=type(exc).__name__)
             continue
+        try:
+            from processor import metrics
+
+            metrics.joins_pending.set(sum(joiner.joins.count_pending()))
+        except Exception:  # noqa: S110 - a gauge must never stop the sweeper
+            pass
         if report.reconciled or report.orphans:
             log.info(
                 "join windows closed",

@@ -12,48 +12,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
-from botocore.exceptions import ClientError
-
-from processor.adapters.aws import NETWORK_ERRORS, AwsClients
-from processor.adapters.kcl.daemon import KclApplication, jars_dir
+from processor import health, metrics_files
+from processor.adapters.aws import AwsClients
+from processor.adapters.kcl.daemon import KclApplication
 from processor.adapters.kcl.supervisor import KclDaemon, WorkerSlot
-from processor.bootstrap import table_specs
-from processor.exceptions import ConfigurationError, ResourceMissing
+from processor.doctor import preflight
 from processor.logs import LogRelay, get_logger
 from processor.settings import Settings
 
 log = get_logger("processor.service")
 
 CTR_PROCESSOR_MODULE = "processor.adapters.kcl.ctr_worker"
-
-
-def preflight(settings: Settings, aws: AwsClients) -> None:
-    """Refuse to start when a resource is missing, with the fix in the message."""
-    jars_dir(settings)
-    try:
-        aws.kinesis.describe_stream_summary(StreamName=settings.ctr_stream)
-    except NETWORK_ERRORS as exc:
-        raise ConfigurationError(
-            f"cannot reach AWS at {settings.aws_endpoint_url or 'the default endpoint'}: {exc}. "
-            "Start the emulator (`qm-ingest local up`) or fix AWS_ENDPOINT_URL."
-        ) from None
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-            raise ResourceMissing(
-                f"the CTR stream {settings.ctr_stream!r} does not exist: run `qm-ingest bootstrap`"
-            ) from None
-        raise
-    for spec in table_specs(settings):
-        try:
-            aws.dynamodb.describe_table(TableName=spec.name)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-                raise ResourceMissing(
-                    f"the table {spec.name!r} does not exist: run `qm-ingest bootstrap`"
-                ) from None
-            raise
 
 
 @dataclass
@@ -66,6 +38,8 @@ class Service:
     def run(self) -> int:
         settings = self.settings
         aws = AwsClients(settings)
+        # Before anything imports prometheus_client: this process and the KCL's children write here.
+        metrics_dir = metrics_files.prepare(Path(settings.state_dir))
         preflight(settings, aws)
         relay = LogRelay()
         slot = WorkerSlot(settings, settings.application_name)
@@ -79,7 +53,9 @@ class Service:
         self.daemons = [daemon]
         backoff = 1.0
         threads = self._background(aws)
+        ops: health.Operations | None = None
         try:
+            ops = health.start(settings, aws, lambda: self.daemons)
             daemon.start()
             for thread in threads:
                 thread.start()
@@ -104,6 +80,9 @@ class Service:
             code = daemon.stop()
             for thread in threads:
                 thread.join(timeout=15)
+            if ops is not None:
+                ops.stop()
+            metrics_files.remove(metrics_dir)
             relay.close()
             slot.release()
             log.info("stopped", exit_code=code)

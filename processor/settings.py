@@ -7,14 +7,22 @@ The README's settings table is generated from this class (``qm-ingest settings``
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
+from collections.abc import Mapping
 from enum import StrEnum
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from processor.exceptions import ConfigurationError
 
@@ -61,7 +69,6 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="QM_",
-        env_file=os.environ.get("QM_SETTINGS_FILE"),
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
@@ -197,6 +204,40 @@ class Settings(BaseSettings):
         LogFormat.JSON
     )
 
+    # --- operations ----------------------------------------------------------------------
+    health_host: Annotated[
+        str,
+        Field(
+            description="Address of the health and metrics endpoint of `run` (0.0.0.0 in the container image)"
+        ),
+    ] = "127.0.0.1"
+    health_port: Annotated[
+        int,
+        Field(ge=0, le=65535, description="Port of /healthz, /readyz and /metrics in `run`; 0 = no endpoint"),
+    ] = 8080
+    replay_window_hours: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=8760,
+            description="How far back a replay must reach: doctor checks stream and queue retention "
+            "against it",
+        ),
+    ] = 24
+    ready_min_leases: Annotated[
+        int,
+        Field(
+            ge=0, description="/readyz needs this many shard leases held by this worker (0: standby worker)"
+        ),
+    ] = 1
+    ready_heartbeat_max_age_s: Annotated[
+        int,
+        Field(
+            ge=5,
+            description="/readyz: a record processor silent for longer than this is not running",
+        ),
+    ] = 120
+
     # --- local ---------------------------------------------------------------------------
     state_dir: Annotated[
         str, Field(description="Where local runs keep pid files, logs and generated KCL properties")
@@ -246,6 +287,26 @@ class Settings(BaseSettings):
         int, Field(ge=10, le=500, description="Contacts and users per console page")
     ] = 50
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file is named at construction time (not import time), and a named file that
+        # does not exist is an error, not silently "no settings".
+        path = os.environ.get(SETTINGS_FILE_ENV)
+        if not path:
+            return init_settings, env_settings, file_secret_settings
+        if not Path(path).is_file():
+            raise ConfigurationError(f"{SETTINGS_FILE_ENV}: {path} is not a readable file")
+        dotenv = DotEnvSettingsSource(settings_cls, env_file=path, env_file_encoding="utf-8")
+        # Environment variables win over the file.
+        return init_settings, env_settings, dotenv, file_secret_settings
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -291,6 +352,36 @@ class Settings(BaseSettings):
 
     def resolved_worker_id(self, slot: int = 1) -> str:
         return self.worker_id or f"{socket.gethostname()}-{slot}"
+
+
+SETTINGS_FILE_ENV = "QM_SETTINGS_FILE"
+
+#: QM_ variables that are not settings: the settings file, and what `run` passes to its children.
+INTERNAL_VARIABLES = frozenset({SETTINGS_FILE_ENV, "QM_LOG_SOCKET", "QM_FAULT_KILL_AT", "QM_FAULT_MARKER"})
+
+
+def env_names() -> set[str]:
+    """Every environment variable that is a setting."""
+    names: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(c) for c in alias.choices)
+        else:
+            names.add(f"QM_{name.upper()}")
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """``QM_`` variables that no setting reads (typos), each with the closest real name."""
+    environ = os.environ if environ is None else environ
+    known = env_names()
+    out = []
+    for key in sorted(environ):
+        if key.startswith("QM_") and key not in known and key not in INTERNAL_VARIABLES:
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+            out.append((key, close[0] if close else None))
+    return out
 
 
 def env_name(field_name: str) -> str:

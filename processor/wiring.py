@@ -14,6 +14,7 @@ from processor.adapters.runtime_config import RuntimeConfigReader, RuntimeConfig
 from processor.adapters.users import DynamoUserDirectory
 from processor.core.join import Tolerance
 from processor.joiner import Joiner
+from processor.metrics import CountingQuarantine, JoinMetrics
 from processor.pipeline import CtrIngest, utc_now
 from processor.settings import Settings
 
@@ -39,11 +40,15 @@ def build_joiner(settings: Settings, aws: AwsClients) -> Joiner:
         window=lambda: join_window(settings, config),
         tolerance=Tolerance(settings.duration_tolerance_seconds, settings.duration_tolerance_ratio),
         clock=utc_now,
+        observer=JoinMetrics(),
     )
 
 
-def build_quarantine(settings: Settings, aws: AwsClients) -> DynamoQuarantine:
-    return DynamoQuarantine(aws.dynamodb, settings.quarantine_table, aws.s3, settings.quarantine_bucket)
+def build_quarantine(settings: Settings, aws: AwsClients) -> CountingQuarantine:
+    # The counting wrapper feeds qm_quarantined_total (by reason and source).
+    return CountingQuarantine(
+        DynamoQuarantine(aws.dynamodb, settings.quarantine_table, aws.s3, settings.quarantine_bucket)
+    )
 
 
 def build_ingest(settings: Settings, aws: AwsClients | None = None) -> CtrIngest:

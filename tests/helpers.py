@@ -36,17 +36,29 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
 class ServiceProcess:
     """``qm-ingest run`` in a child process with its logs in a file."""
 
-    def __init__(self, log_path: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        prefix: tuple[str, ...] = (),
+    ) -> None:
+        from processor.local.control import free_port
+
         self.log_path = log_path
         self.env = {**os.environ, **FAST_KCL, **(env or {})}
+        # Its own health port: parallel runs (and other developers' on this host) never clash.
+        self.env.setdefault("QM_HEALTH_PORT", str(free_port()))
+        self.health_port = int(self.env["QM_HEALTH_PORT"])
         self.args = args
+        self.prefix = prefix  # e.g. ("tini", "--"), as in the container image
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "processor", "run", *self.args],
+            [*self.prefix, sys.executable, "-m", "processor", "run", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -82,6 +94,19 @@ class ServiceProcess:
         self.proc.wait()
         self._log.close()
 
+    def get(self, path: str) -> tuple[int, bytes]:
+        """GET the service's health endpoint; (0, b"") while nothing listens."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}{path}", timeout=10) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except (urllib.error.URLError, OSError):
+            return 0, b""
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -91,6 +116,22 @@ class ServiceProcess:
     def __exit__(self, *exc: object) -> None:
         if self.alive():
             self.stop()
+
+
+def leaked_numbers(log_text: str, numbers: set[str]) -> list[str]:
+    """The phone numbers of ``numbers`` that appear in ``log_text`` in any form: as written,
+    as bare digits (formatting removed), or their national part (last 10 digits)."""
+    import re
+
+    # Formatting between digits removed: "+61 2 9123-4567" reads as "+61291234567".
+    compact = re.sub(r"(?<=\d)[\s().-]+(?=\d)", "", log_text)
+    leaked = []
+    for number in sorted(numbers):
+        digits = re.sub(r"[^0-9]", "", number)
+        national = digits[-10:] if len(digits) >= 11 else digits
+        if number.strip() in log_text or re.search(rf"(?<!\d)(?:{digits}|0?{national})(?!\d)", compact):
+            leaked.append(number)
+    return leaked
 
 
 def descendants(pid: int) -> list[int]:

@@ -85,9 +85,17 @@ class ContactStore(Protocol):
     def load(self, contact_id: str) -> StoredContact | None: ...
 
     def write(
-        self, view: ContactView, *, replaces: StoredContact | None, raw_ctr: bytes | None, now: datetime
+        self,
+        view: ContactView,
+        *,
+        replaces: StoredContact | None,
+        raw_ctr: bytes | None,
+        now: datetime,
+        claim_owner: str | None = None,
     ) -> bool:
-        """Write ``view`` if the stored item is still ``replaces`` (or older); durable on return."""
+        """Write ``view`` if the stored item is still ``replaces`` (or older); durable on return.
+        With ``claim_owner``, a final view's emission is claimed (and its attempt noted) in
+        the same write."""
         ...
 
     def claim_emission(
@@ -171,7 +179,13 @@ class DynamoContactStore:
 
     # --- writes ------------------------------------------------------------------------
     def write(
-        self, view: ContactView, *, replaces: StoredContact | None, raw_ctr: bytes | None, now: datetime
+        self,
+        view: ContactView,
+        *,
+        replaces: StoredContact | None,
+        raw_ctr: bytes | None,
+        now: datetime,
+        claim_owner: str | None = None,
     ) -> bool:
         now_text = format_instant(now)
         imported_at = replaces.imported_at if replaces and replaces.imported_at else now_text
@@ -206,6 +220,12 @@ class DynamoContactStore:
         if view.emittable:
             item["emit_version"] = {"S": view.version}
             item["emit_state"] = {"S": "pending"}
+            if claim_owner is not None:
+                # The writer publishes next: its claim and attempt ride on this write, so a
+                # crash before the put is recovered by a read-back from this instant.
+                item["emit_claim"] = {"S": claim_owner}
+                item["emit_claimed_at"] = {"S": now_text}
+                item["emit_attempted_at"] = {"S": now_text}
         if replaces is None or replaces.last_update < contact.last_update:
             condition = "attribute_not_exists(contact_id) OR last_update < :lu"
             values: dict[str, Any] = {":lu": {"S": contact.last_update}}

@@ -33,3 +33,18 @@ def test_log_lines_are_json_and_masked() -> None:
     assert doc["sequence_number"] == "49590338271490256608559692538361571095921575989136588898"
     assert doc["timestamp"].startswith("20")  # timestamps are not mistaken for numbers
     configure_logging("INFO", "json")
+
+
+def test_the_log_scan_of_the_e2e_suite_finds_a_leak() -> None:
+    from tests.helpers import leaked_numbers
+
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    get_logger("t").info("callback to +61 2 9123 4567", address=" 19182690528")
+    masked = out.getvalue()
+    configure_logging("INFO", "json")
+    numbers = {"+61291234567", " 19182690528", "+442079460321"}
+    assert leaked_numbers(masked, numbers) == []
+    assert leaked_numbers('{"event":"callback to +61 2 9123 4567"}', numbers) == ["+61291234567"]
+    assert leaked_numbers('{"n":"19182690528"}', numbers) == [" 19182690528"]
+    assert leaked_numbers('{"n":"tel 02079460321"}', numbers) == ["+442079460321"]

@@ -79,6 +79,8 @@ def properties(settings: Settings, app: KclApplication, executable: str) -> str:
         "shutdownGraceMillis": SHUTDOWN_GRACE_MS,
         "cleanupLeasesUponShardCompletion": "true",
         "validateSequenceNumberBeforeCheckpointing": "true",
+        # Empty GetRecords reach the processor too: its heartbeat and MillisBehindLatest stay current.
+        "callProcessRecordsEvenForEmptyRecordList": "true",
     }
     if settings.aws_endpoint_url:
         lines["kinesisEndpoint"] = settings.aws_endpoint_url

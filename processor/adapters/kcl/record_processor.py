@@ -13,12 +13,15 @@ import base64
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from processor.exceptions import SourcePosition
 from processor.faults import fault_point
-from processor.logs import get_logger
+from processor.logs import bind_process_context, get_logger
 from processor.pipeline import StreamRecord
+
+if TYPE_CHECKING:
+    from processor.metrics import ShardMetrics
 
 log = get_logger("processor.kcl")
 
@@ -43,10 +46,17 @@ class KclRecordProcessor:
         self._factory = handler_factory
         self._handler: BatchHandler | None = None
         self._shard_id = "unknown"
+        self._metrics: ShardMetrics | None = None
 
     # --- protocol -----------------------------------------------------------------------
     def initialize(self, initialize_input: Any) -> None:
+        from processor.metrics import ShardMetrics
+
         self._shard_id = initialize_input.shard_id
+        # One process per shard: every log line of this process names its stream and shard.
+        bind_process_context(stream=self._stream, shard_id=self._shard_id)
+        self._metrics = ShardMetrics(self._stream, self._shard_id)
+        self._metrics.heartbeat()
         self._handler = self._factory(self._shard_id)
         log.info(
             "record processor initialised",
@@ -55,15 +65,22 @@ class KclRecordProcessor:
         )
 
     def process_records(self, process_records_input: Any) -> None:
-        assert self._handler is not None
+        assert self._handler is not None and self._metrics is not None
+        # Called for empty GetRecords too (callProcessRecordsEvenForEmptyRecordList): the heartbeat.
+        self._metrics.heartbeat(process_records_input.millis_behind_latest)
         records = [self._convert(r) for r in process_records_input.records]
         if not records:
             return
+        self._metrics.batch_read(len(records))
         started = time.monotonic()
         result = self._handler.process(records)
+        self._metrics.batch_result(result)
         fault_point("after_write")
         last = process_records_input.records[-1]
-        self._checkpoint(process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number)
+        if self._checkpoint(
+            process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number
+        ):
+            self._metrics.checkpointed()
         fault_point("after_checkpoint")
         log.info(
             "batch processed",
@@ -105,13 +122,14 @@ class KclRecordProcessor:
             ),
         )
 
-    def _checkpoint(self, checkpointer: Any, sequence_number: str | None, sub_sequence: int | None) -> None:
+    def _checkpoint(self, checkpointer: Any, sequence_number: str | None, sub_sequence: int | None) -> bool:
+        """True when the checkpoint was written."""
         from amazon_kclpy.checkpoint_error import CheckpointError
 
         for attempt in range(1, CHECKPOINT_RETRIES + 1):
             try:
                 checkpointer.checkpoint(sequence_number, sub_sequence)
-                return
+                return True
             except CheckpointError as exc:
                 code = str(exc.value)
                 if code == "ThrottlingException" and attempt < CHECKPOINT_RETRIES:
@@ -121,9 +139,10 @@ class KclRecordProcessor:
                     log.warning(
                         "checkpoint refused: lease no longer held", shard_id=self._shard_id, error=code
                     )
-                    return
+                    return False
                 log.error("checkpoint failed", shard_id=self._shard_id, error=code, attempt=attempt)
-                return
+                return False
+        return False
 
     def _close(self) -> None:
         if self._handler is not None:

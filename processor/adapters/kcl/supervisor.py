@@ -162,6 +162,9 @@ class KclDaemon:
             start_new_session=True,  # its own process group: record processors included
         )
         self.started_at = time.monotonic()
+        from processor import metrics
+
+        metrics.kcl_daemon_starts.labels(application=self.app.application_name).inc()
         for stream in (self._proc.stdout, self._proc.stderr):
             assert stream is not None
             pump = threading.Thread(target=self._pump, args=(stream,), name="kcl-log", daemon=True)
