@@ -7,7 +7,7 @@ LOCKS := pyproject.toml processor/local/kinesis-mock/package-lock.json tools/pac
 STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install xvfb demo demo-screen test lint unit e2e faults bench image image-check clean help
+.PHONY: install xvfb system-packages demo demo-screen test lint unit e2e faults bench image image-check clean help
 
 help:
 	@echo "make demo    - embedded AWS emulator + service + simulated contact centre, prints QM contacts"
@@ -35,7 +35,14 @@ $(STAMP): $(LOCKS)
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
-install: $(STAMP)
+# Debian packages, each only when its binary is missing: headless Chromium and its
+# WebDriver for the console's browser tests and screenshots.
+system-packages:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core; \
+	fi
+
+install: system-packages $(STAMP)
 
 # Xvfb: a virtual X display for qm-desktop's real screen-capture tests and benchmark.
 xvfb:

@@ -56,6 +56,7 @@ def table_specs(settings: Settings) -> list[TableSpec]:
             indexes=(("by_due", "due_shard", "due_at"),),
         ),
         TableSpec(settings.config_table, "name"),
+        TableSpec(settings.audit_table, "id", indexes=(("by_day", "day", "at"),)),
     ]
 
 

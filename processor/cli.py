@@ -40,6 +40,10 @@ app.add_typer(users_app, name="users")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(keys_app, name="keys")
 app.add_typer(screen_app, name="screen")
+console_app = typer.Typer(
+    help="The QM console (ACD Configuration, Users, Contacts) on 127.0.0.1.", invoke_without_command=True
+)
+app.add_typer(console_app, name="console")
 
 CHUNK = 1 << 16
 
@@ -337,6 +341,90 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             typer.echo(f"{user.username:30} {user.first_name or '':15} {user.last_name or '':15} {flag}")
 
 
+@users_app.command("sync")
+def users_sync(
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            "--instance-id", help="Amazon Connect instance id or ARN (default: the ACD configuration's)"
+        ),
+    ] = None,
+) -> None:
+    """Sync QM users from Amazon Connect (ListUsers + DescribeUser); keeps screen recording."""
+    from datetime import UTC, datetime
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from processor.adapters.connect_users import (
+        BotoConnectUsers,
+        SyncStateStore,
+        instance_id_from_arn,
+        sync_users,
+    )
+    from processor.adapters.runtime_config import RuntimeConfigStore
+    from processor.adapters.users import DynamoUserAdmin
+
+    s = settings()
+    _setup_logs(s)
+    aws = _clients(s)
+    target = instance_id or RuntimeConfigStore(aws.dynamodb, s.config_table).load().instance_arn
+    target = target or s.instance_arn
+    if not target:
+        fail(
+            "no instance: pass --instance-id or set the instance ARN on the console's ACD Configuration page",
+            2,
+        )
+    try:
+        outcome = sync_users(
+            BotoConnectUsers(aws.client("connect")),
+            DynamoUserAdmin(aws.dynamodb, s.users_table, cache_seconds=0),
+            SyncStateStore(aws.dynamodb, s.config_table),
+            instance_id=instance_id_from_arn(target),
+            now=lambda: datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        )
+    except (ClientError, BotoCoreError) as exc:
+        fail(f"Amazon Connect user listing failed: {exc}")
+    typer.echo(
+        f"synced {outcome.total} users ({len(outcome.created)} new, {len(outcome.updated)} updated, "
+        f"{len(outcome.gone)} no longer in Connect, {len(outcome.problems)} unreadable)"
+    )
+    for problem in outcome.problems:
+        typer.echo(f"  {problem}", err=True)
+
+
+# --- console --------------------------------------------------------------------------------------
+@console_app.callback()
+def console(ctx: typer.Context) -> None:
+    """Serve the console until Ctrl-C (address: QM_CONSOLE_HOST / QM_CONSOLE_PORT)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from processor.console.server import start_console
+
+    s = settings()
+    _setup_logs(s)
+    try:
+        server = start_console(s)
+    except ConfigurationError as exc:
+        fail(str(exc))
+    typer.echo(f"QM console: {server.url}  (Ctrl-C stops it)")
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+@console_app.command("hash-password")
+def console_hash_password() -> None:
+    """Print the argon2id hash of a password typed twice (for QM_CONSOLE_USERS)."""
+    from processor.console.auth import hash_password
+
+    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        typer.echo(hash_password(password))
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+
 # --- quarantine ---------------------------------------------------------------------------------
 @quarantine_app.command("list")
 def quarantine_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -522,12 +610,20 @@ def simulate(
 def demo(
     contacts: Annotated[int, typer.Option("--contacts", min=1)] = 16,
     port: PortOption = 4566,
+    console_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--console-seconds",
+            help="Serve the console this long at the end (default: until Ctrl-C on a terminal, else 0)",
+        ),
+    ] = None,
 ) -> None:
-    """Emulator + bootstrap + service + simulated contact centre -> prints the QM contacts."""
+    """Emulator + bootstrap + service + simulated contact centre -> prints the QM contacts,
+    then the console's address and a login."""
     from processor.demo import run_demo
 
     try:
-        code = run_demo(contacts=contacts, port=port)
+        code = run_demo(contacts=contacts, port=port, console_seconds=console_seconds)
     except QmIngestError as exc:
         fail(str(exc))
     raise typer.Exit(code)

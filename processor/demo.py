@@ -41,7 +41,7 @@ FAST_KCL = {
 WAIT_SECONDS = 300
 
 
-def run_demo(*, contacts: int, port: int) -> int:
+def run_demo(*, contacts: int, port: int, console_seconds: float | None = None) -> int:
     console = Console(stderr=True)
     state = Path(os.environ.get("QM_STATE_DIR", ".qm-local"))
     # Whatever already listens (a LocalStack, an emulator from `local up`) is used and left running.
@@ -96,6 +96,9 @@ def run_demo(*, contacts: int, port: int) -> int:
         console.print(
             f"[bold green]{len(docs)} contacts imported, each once, at its newest version[/] ({summary})."
         )
+        from processor.console.demo import demo_console
+
+        demo_console(settings, aws, lambda text: console.print(f"[bold]{text}[/]"), console_seconds)
         return 0
     finally:
         if service is not None and service.poll() is None:

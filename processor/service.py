@@ -54,9 +54,13 @@ class Service:
         backoff = 1.0
         threads = self._background(aws)
         ops: health.Operations | None = None
+        console = None
         try:
             ops = health.start(settings, aws, lambda: self.daemons)
             daemon.start()
+            from processor.console.server import maybe_start_console
+
+            console = maybe_start_console(settings, aws)
             for thread in threads:
                 thread.start()
             if self.on_started:
@@ -80,6 +84,8 @@ class Service:
             code = daemon.stop()
             for thread in threads:
                 thread.join(timeout=15)
+            if console is not None:
+                console.stop()
             if ops is not None:
                 ops.stop()
             metrics_files.remove(metrics_dir)

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -37,9 +37,32 @@ class DesktopSource(StrEnum):
     SYNTHETIC = "synthetic"
 
 
+class ConsoleRole(StrEnum):
+    ADMINISTRATOR = "administrator"  # ACD configuration and users
+    EVALUATOR = "evaluator"  # contacts and playback
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
+
+
+class ConsoleAccountSetting(BaseModel):
+    """One console user as configured (``QM_CONSOLE_USERS``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    username: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")]
+    roles: Annotated[list[ConsoleRole], Field(min_length=1)]
+    password_hash: Annotated[SecretStr, Field(description="argon2id hash of the password")]
+    reveal_numbers: bool = False
+
+    @field_validator("password_hash")
+    @classmethod
+    def _is_argon2(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("$argon2"):
+            raise ValueError("password_hash must be an argon2 hash (qm-ingest console hash-password)")
+        return value
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -272,9 +295,50 @@ class Settings(BaseSettings):
         str, Field(description="Where local runs keep pid files, logs and generated KCL properties")
     ] = ".qm-local"
 
+    audit_table: Annotated[
+        str, Field(description="DynamoDB table of the console's audit log (changes, phone-number reveals)")
+    ] = "qm-audit"
+
+    # --- QM console -----------------------------------------------------------------------
     console_password: Annotated[
-        SecretStr | None, Field(description="Password of the QM console administrator (never printed)")
+        SecretStr | None,
+        Field(
+            description="Password of the console user 'admin' (administrator and evaluator) when "
+            "QM_CONSOLE_USERS is unset; hashed in memory, never printed"
+        ),
     ] = None
+    console_users: Annotated[
+        list[ConsoleAccountSetting],
+        Field(
+            description='Console users as JSON: [{"username", "roles": ["administrator"|'
+            '"evaluator"], "password_hash" (argon2id, from `qm-ingest console hash-password`), '
+            '"reveal_numbers"}]'
+        ),
+    ] = []
+    console_host: Annotated[str, Field(description="Address the console listens on")] = "127.0.0.1"
+    console_port: Annotated[
+        int,
+        Field(ge=0, le=65535, description="Port of the console (0 = any free); /metrics of `run` uses 8080"),
+    ] = 8081
+    console_enabled: Annotated[
+        bool, Field(description="Serve the console inside `qm-ingest run` as well")
+    ] = False
+    console_session_secret: Annotated[
+        SecretStr | None,
+        Field(
+            description="Key that signs console session cookies (32+ characters); unset = a random key "
+            "per process (sessions end at restart)"
+        ),
+    ] = None
+    console_session_minutes: Annotated[
+        int, Field(ge=5, le=24 * 60, description="Console sessions expire after this many minutes")
+    ] = 480
+    console_secure_cookies: Annotated[
+        bool, Field(description="Mark console cookies Secure (set when served behind HTTPS)")
+    ] = False
+    console_page_size: Annotated[
+        int, Field(ge=10, le=500, description="Contacts and users per console page")
+    ] = 50
 
     @classmethod
     def settings_customise_sources(
@@ -303,6 +367,21 @@ class Settings(BaseSettings):
         if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError(f"unknown log level {value!r}")
         return upper
+
+    @field_validator("console_session_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("console_users")
+    @classmethod
+    def _unique_users(cls, value: list[ConsoleAccountSetting]) -> list[ConsoleAccountSetting]:
+        names = [u.username for u in value]
+        if len(names) != len(set(names)):
+            raise ValueError("a username appears twice")
+        return value
 
     @field_validator("aws_endpoint_url")
     @classmethod

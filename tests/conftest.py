@@ -55,6 +55,7 @@ def unique_names(prefix: str = "t") -> dict[str, str]:
         "QM_USERS_TABLE": f"{base}-users",
         "QM_JOIN_TABLE": f"{base}-join",
         "QM_CONFIG_TABLE": f"{base}-config",
+        "QM_AUDIT_TABLE": f"{base}-audit",
         "QM_SCREEN_RESULTS_QUEUE": f"{base}-results",
         "QM_APPLICATION_NAME": f"{base}-app",
     }

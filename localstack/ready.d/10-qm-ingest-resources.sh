@@ -29,6 +29,7 @@ QUARANTINE_TABLE="${QM_QUARANTINE_TABLE:-qm-quarantine}"
 USERS_TABLE="${QM_USERS_TABLE:-qm-users}"
 JOIN_TABLE="${QM_JOIN_TABLE:-qm-join}"
 CONFIG_TABLE="${QM_CONFIG_TABLE:-qm-config}"
+AUDIT_TABLE="${QM_AUDIT_TABLE:-qm-audit}"
 RESULTS_QUEUE="${QM_SCREEN_RESULTS_QUEUE:-qm-screen-results}"
 # As in processor/bootstrap.py: NOTIFICATION_ID, DLQ_MAX_RECEIVES, MAX_RETENTION_SECONDS.
 NOTIFICATION_ID="qm-ingest-recordings"
@@ -122,6 +123,7 @@ table "$QUARANTINE_TABLE" id "$(attributes id)"
 table "$USERS_TABLE" username "$(attributes agent_arn username)" "[$(gsi agent_arn-index agent_arn)]"
 table "$JOIN_TABLE" pk "$(attributes due_at due_shard pk)" "[$(gsi by_due due_shard due_at)]" expires_at
 table "$CONFIG_TABLE" name "$(attributes name)"
+table "$AUDIT_TABLE" id "$(attributes at day id)" "[$(gsi by_day day at)]"
 
 # --- buckets ---------------------------------------------------------------------------------
 bucket "$RECORDINGS_BUCKET"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from botocore.exceptions import ClientError
 
 from processor.core.users import QmUser
 
@@ -94,3 +97,167 @@ class DynamoUserDirectory:
         for page in self._ddb.get_paginator("scan").paginate(TableName=self._table):
             for item in page.get("Items", []):
                 yield _user(item)
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """A user as the console's Users page shows it: the QM user plus sync and desktop state."""
+
+    user: QmUser
+    #: When a Connect sync last wrote this user (None: imported from a file only).
+    synced_at: str | None = None
+    #: Set when a later sync no longer found the user in Amazon Connect.
+    gone_from_connect_at: str | None = None
+    #: The desktop's last message to the server, and the queue depth it reported then.
+    desktop_last_seen_at: str | None = None
+    desktop_reported_queue_depth: int | None = None
+
+
+def _row(item: dict[str, Any]) -> UserRow:
+    def s(name: str) -> str | None:
+        value = item.get(name, {}).get("S")
+        return str(value) if value is not None else None
+
+    depth = item.get("desktop_queue_depth", {}).get("N")
+    return UserRow(
+        user=_user(item),
+        synced_at=s("synced_at"),
+        gone_from_connect_at=s("gone_from_connect_at"),
+        desktop_last_seen_at=s("desktop_last_seen_at"),
+        desktop_reported_queue_depth=int(depth) if depth is not None else None,
+    )
+
+
+def _set_names(
+    sets: list[str], removes: list[str], values: dict[str, Any], fields: dict[str, str | None]
+) -> None:
+    for name, value in fields.items():
+        if value:
+            sets.append(f"{name} = :{name}")
+            values[f":{name}"] = {"S": value}
+        else:
+            removes.append(name)
+
+
+class DynamoUserAdmin(DynamoUserDirectory):
+    """The writes the console and the Connect sync make: attribute-level updates, so a sync
+    never resets what QM administrators set (screen recording, desktop) and an
+    administrator's change never loses a sync's names."""
+
+    def _update(self, username: str, expression: str, values: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"username": {"S": username}},
+            "UpdateExpression": expression,
+            **extra,
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        response = self._ddb.update_item(**kwargs)
+        self._cache.pop(username, None)
+        return dict(response)
+
+    def upsert_synced(
+        self,
+        *,
+        username: str,
+        first_name: str | None,
+        last_name: str | None,
+        agent_arn: str | None,
+        connect_user_id: str,
+        synced_at: str,
+    ) -> bool:
+        """Write a user read from Amazon Connect; True when the user is new to QM."""
+        sets = [
+            "synced_at = :synced",
+            "connect_user_id = :cid",
+            "screen_recording = if_not_exists(screen_recording, :false)",
+        ]
+        removes = ["gone_from_connect_at"]
+        values: dict[str, Any] = {
+            ":synced": {"S": synced_at},
+            ":cid": {"S": connect_user_id},
+            ":false": {"BOOL": False},
+        }
+        _set_names(
+            sets, removes, values, {"first_name": first_name, "last_name": last_name, "agent_arn": agent_arn}
+        )
+        expression = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
+        response = self._update(username, expression, values, ReturnValues="ALL_OLD")
+        return not response.get("Attributes")
+
+    def upsert_imported(self, user: QmUser) -> None:
+        """Write a user from an import file: names and screen recording as the file says;
+        the desktop and ARN only when the file gives them."""
+        sets = ["screen_recording = :sr"]
+        removes: list[str] = []
+        values: dict[str, Any] = {":sr": {"BOOL": user.screen_recording}}
+        _set_names(sets, removes, values, {"first_name": user.first_name, "last_name": user.last_name})
+        for name in ("agent_arn", "desktop_id"):
+            value = getattr(user, name)
+            if value:
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = {"S": value}
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        self._update(user.username, expression, values)
+
+    def set_screen_recording(self, usernames: Iterable[str], enabled: bool) -> list[str]:
+        """Turn screen recording on or off for existing users; returns those that changed."""
+        changed = []
+        for username in sorted(set(usernames)):
+            try:
+                self._update(
+                    username,
+                    "SET screen_recording = :v",
+                    {":v": {"BOOL": enabled}},
+                    ConditionExpression="attribute_exists(username) AND screen_recording <> :v",
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                continue
+            changed.append(username)
+        return changed
+
+    def mark_gone(self, usernames: Iterable[str], at: str) -> None:
+        for username in usernames:
+            self._update(
+                username,
+                "SET gone_from_connect_at = if_not_exists(gone_from_connect_at, :at)",
+                {":at": {"S": at}},
+            )
+
+    def record_desktop_contact(
+        self, username: str, *, seen_at: str, desktop_id: str | None = None, queue_depth: int | None = None
+    ) -> None:
+        """What the results-queue consumer calls on every desktop message (heartbeats included)."""
+        sets = ["desktop_last_seen_at = :seen"]
+        values: dict[str, Any] = {":seen": {"S": seen_at}}
+        if desktop_id:
+            sets.append("desktop_id = :desk")
+            values[":desk"] = {"S": desktop_id}
+        if queue_depth is not None:
+            sets.append("desktop_queue_depth = :depth")
+            values[":depth"] = {"N": str(queue_depth)}
+        try:
+            self._update(
+                username,
+                "SET " + ", ".join(sets),
+                values,
+                # Messages arrive out of order on a standard queue: never move the time back.
+                ConditionExpression=(
+                    "attribute_not_exists(desktop_last_seen_at) OR desktop_last_seen_at < :seen"
+                ),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def rows(self) -> list[UserRow]:
+        out: list[UserRow] = []
+        for page in self._ddb.get_paginator("scan").paginate(TableName=self._table):
+            out.extend(_row(item) for item in page.get("Items", []))
+        return sorted(out, key=lambda r: r.user.username.lower())
+
+    def synced_usernames(self) -> list[str]:
+        return [r.user.username for r in self.rows() if r.synced_at and not r.gone_from_connect_at]

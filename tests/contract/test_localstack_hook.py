@@ -27,6 +27,7 @@ ROLES = [
     "QM_USERS_TABLE",
     "QM_JOIN_TABLE",
     "QM_CONFIG_TABLE",
+    "QM_AUDIT_TABLE",
     "QM_SCREEN_RESULTS_QUEUE",
 ]
 
@@ -65,6 +66,7 @@ def inventory(aws, names: dict[str, str]) -> dict[str, Any]:
         "QM_USERS_TABLE",
         "QM_JOIN_TABLE",
         "QM_CONFIG_TABLE",
+        "QM_AUDIT_TABLE",
     ):
         table = aws.dynamodb.describe_table(TableName=names[role])["Table"]
         ttl = aws.dynamodb.describe_time_to_live(TableName=names[role])["TimeToLiveDescription"]

@@ -1,0 +1,1 @@
+"""The QM console: server-rendered pages for the ACD configuration, users and contacts."""

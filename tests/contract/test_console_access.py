@@ -1,0 +1,274 @@
+"""The console against the emulator: sign-in, roles, CSRF, masking, audit, streaming."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from processor.adapters.audit import DynamoAuditLog
+from processor.adapters.runtime_config import RuntimeConfigReader, RuntimeConfigStore
+from processor.adapters.users import DynamoUserDirectory
+from tests.console_support import DAY, ConsoleEnv, csrf_of
+
+PAGES_ADMIN = ["/config", "/users", "/api/users", "/api/config"]
+PAGES_EVAL = [
+    "/contacts",
+    "/contacts/c-both",
+    "/contacts/c-both/audio",
+    "/contacts/c-both/screen",
+    "/api/contacts",
+]
+CHANGES_ADMIN = ["/config", "/users/screen-recording", "/users/sync", "/users/import"]
+CHANGES_EVAL = ["/contacts/reveal", "/contacts/c-both/reveal"]
+
+
+def _audit(env: ConsoleEnv) -> list:
+    return DynamoAuditLog(env.aws.dynamodb, env.settings.audit_table).recent("2024-06-30", 100)
+
+
+def test_anonymous_requests_are_refused(console_env: ConsoleEnv) -> None:
+    client = console_env.client()
+    for path in ["/", *PAGES_ADMIN, *PAGES_EVAL]:
+        response = client.get(path)
+        if path.startswith("/api/") or path.endswith(("/audio", "/screen")):
+            assert response.status_code == 401, path
+        else:
+            assert response.status_code == 303, path
+            assert response.headers["location"].startswith("/login")
+        assert "+1425555012" not in response.text
+    for path in [*CHANGES_ADMIN, *CHANGES_EVAL, "/logout"]:
+        assert client.post(path, data={"csrf_token": "x"}).status_code == 401, path
+    assert client.get("/static/console.css").status_code == 200
+    login = client.get("/login")
+    assert login.status_code == 200 and 'for="password"' in login.text
+
+
+def test_wrong_role_is_refused(console_env: ConsoleEnv) -> None:
+    admin = console_env.signed_in("admin")
+    for path in PAGES_EVAL:
+        assert admin.get(path).status_code == 403, path
+    csrf = csrf_of(admin.get("/config").text)
+    for path in CHANGES_EVAL:
+        assert admin.post(path, data={"csrf_token": csrf, "contact_id": "c-both"}).status_code == 403, path
+    eva = console_env.signed_in("eva")
+    for path in PAGES_ADMIN:
+        assert eva.get(path).status_code == 403, path
+    csrf = csrf_of(eva.get("/contacts").text)
+    for path in CHANGES_ADMIN:
+        response = eva.post(path, data={"csrf_token": csrf, "action": "enable", "username": "ana.silva"})
+        assert response.status_code == 403, path
+    assert (
+        DynamoUserDirectory(console_env.aws.dynamodb, console_env.settings.users_table)
+        .get("ana.silva")
+        .screen_recording
+        is False
+    )
+
+
+def test_session_cookie_flags(console_env: ConsoleEnv) -> None:
+    client = console_env.client()
+    response = client.get("/login")
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_wrong_password_and_login_without_csrf(console_env: ConsoleEnv) -> None:
+    client = console_env.client()
+    csrf = csrf_of(client.get("/login").text)
+    bad = client.post("/login", data={"username": "eva", "password": "nope", "csrf_token": csrf})
+    assert bad.status_code == 401
+    assert client.get("/contacts").status_code == 303
+    from tests.console_support import PASSWORD
+
+    no_token = client.post("/login", data={"username": "eva", "password": PASSWORD})
+    assert no_token.status_code == 403
+    assert client.get("/contacts").status_code == 303
+
+
+def test_changes_need_the_csrf_token(console_env: ConsoleEnv) -> None:
+    admin = console_env.signed_in("admin")
+    store = RuntimeConfigStore(console_env.aws.dynamodb, console_env.settings.config_table)
+    form = {"join_window_minutes": "30", "include_acw": "on", "version": "0"}  # RTE box unticked
+    assert admin.post("/config", data=form).status_code == 403
+    assert admin.post("/config", data={**form, "csrf_token": "forged"}).status_code == 403
+    assert (
+        admin.post("/users/screen-recording", data={"action": "enable", "username": "ana.silva"}).status_code
+        == 403
+    )
+    assert store.load().rte_enabled is True
+    # Another session's token is no good either.
+    other = csrf_of(console_env.signed_in("boss").get("/config").text)
+    assert admin.post("/config", data={**form, "csrf_token": other}).status_code == 403
+    assert store.load().rte_enabled is True
+
+
+def test_rte_off_reaches_the_running_service_without_restart(console_env: ConsoleEnv) -> None:
+    store = RuntimeConfigStore(console_env.aws.dynamodb, console_env.settings.config_table)
+    reader = RuntimeConfigReader(store, ttl_seconds=0)
+    assert reader.get().rte_enabled is True
+    admin = console_env.signed_in("admin")
+    csrf = csrf_of(admin.get("/config").text)
+    form = {"csrf_token": csrf, "join_window_minutes": "20", "include_acw": "on", "version": "0"}
+    response = admin.post("/config", data=form)
+    assert response.status_code == 303
+    config = reader.get()
+    assert (config.rte_enabled, config.join_window_minutes, config.updated_by) == (False, 20, "admin")
+    entries = [e for e in _audit(console_env) if e.action == "acd_configuration_changed"]
+    assert entries and entries[0].detail["changes"]["rte_enabled"] == [True, False]
+    # A stale form (version 0 again) is refused, not silently overwriting.
+    stale = admin.post("/config", data={**form, "rte_enabled": "on"})
+    assert stale.status_code == 409
+    assert reader.get().rte_enabled is False
+    invalid = admin.post("/config", data={**form, "version": "1", "join_window_minutes": "0"})
+    assert invalid.status_code == 422 and "between 1 and 1440" in invalid.text
+
+
+def test_phone_numbers_absent_until_revealed(console_env: ConsoleEnv) -> None:
+    eva = console_env.signed_in("eva")
+    page = eva.get("/contacts", params={"from": DAY, "to": DAY})
+    assert page.status_code == 200
+    assert 'data-contact="c-both"' in page.text
+    assert not re.search(r"\+14255550\d{3}", page.text)  # no calling number in clear
+    assert "+18005550100" not in page.text
+    assert "+*********20" in page.text  # masked, last two digits only
+    detail = eva.get("/contacts/c-both")
+    assert "+14255550120" not in detail.text and "+18005550100" not in detail.text
+    api = eva.get("/api/contacts", params={"from": DAY, "to": DAY}).json()
+    assert "+14255550120" not in str(api)
+    csrf = csrf_of(page.text)
+    revealed = eva.post(
+        "/contacts/reveal", data={"csrf_token": csrf, "contact_id": "c-both", "from": DAY, "to": DAY}
+    )
+    assert revealed.status_code == 200
+    assert "+14255550120" in revealed.text  # that row only
+    assert "+14255550121" not in revealed.text
+    revealed_detail = eva.post("/contacts/c-agent-only/reveal", data={"csrf_token": csrf})
+    assert "+14255550121" in revealed_detail.text
+    reveals = [e for e in _audit(console_env) if e.action == "phone_numbers_revealed"]
+    assert {(e.actor, e.target) for e in reveals} == {("eva", "c-both"), ("eva", "c-agent-only")}
+    assert all("+1425" not in str(e.detail) for e in reveals)
+    viewer = console_env.signed_in("viewer")
+    vpage = viewer.get("/contacts", params={"from": DAY, "to": DAY})
+    assert ">Reveal<" not in vpage.text
+    denied = viewer.post("/contacts/reveal", data={"csrf_token": csrf_of(vpage.text), "contact_id": "c-both"})
+    assert denied.status_code == 403 and "+14255550120" not in denied.text
+
+
+def test_contact_detail_shows_join_flags_parties_and_players(console_env: ConsoleEnv) -> None:
+    eva = console_env.signed_in("eva")
+    both = eva.get("/contacts/c-both").text
+    assert re.search(r'id="recorded-parties">both', both)
+    assert 'id="audio"' in both and 'id="screen"' in both
+    assert 'id="screen-coverage">98.0 %' in both
+    assert re.search(r'id="duration-check">consistent', both)
+    assert re.search(r'id="recorded-parties">agent', eva.get("/contacts/c-agent-only").text)
+    assert re.search(r'id="recorded-parties">customer', eva.get("/contacts/c-customer-only").text)
+    missing = eva.get("/contacts/c-missing").text
+    assert 'id="join-state">recording_missing' in missing and "no call recording" in missing
+    assert eva.get("/contacts/nope").status_code == 404
+
+
+def test_audio_and_screen_stream_with_ranges(console_env: ConsoleEnv) -> None:
+    eva = console_env.signed_in("eva")
+    wav = console_env.wavs["c-both"]
+    whole = eva.get("/contacts/c-both/audio")
+    assert whole.status_code == 200 and whole.content == wav
+    assert whole.headers["accept-ranges"] == "bytes" and whole.headers["content-type"] == "audio/wav"
+    part = eva.get("/contacts/c-both/audio", headers={"Range": "bytes=1000-1999"})
+    assert part.status_code == 206
+    assert part.headers["content-range"] == f"bytes 1000-1999/{len(wav)}"
+    assert part.content == wav[1000:2000]
+    tail = eva.get("/contacts/c-both/audio", headers={"Range": "bytes=-10"})
+    assert tail.content == wav[-10:]
+    beyond = eva.get("/contacts/c-both/audio", headers={"Range": f"bytes={len(wav)}-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{len(wav)}"
+    mp4 = console_env.mp4
+    seek = eva.get("/contacts/c-both/screen", headers={"Range": "bytes=200-"})
+    assert seek.status_code == 206 and seek.content == mp4[200:]
+    assert seek.headers["content-type"] == "video/mp4"
+    assert eva.get("/contacts/c-agent-only/screen").status_code == 404
+    assert eva.get("/contacts/c-missing/audio").status_code == 404
+    plays = [e for e in _audit(console_env) if e.action in ("audio_played", "screen_played")]
+    assert {(e.action, e.target) for e in plays} >= {("audio_played", "c-both")}
+
+
+def test_bulk_screen_recording_and_import(console_env: ConsoleEnv) -> None:
+    users = DynamoUserDirectory(console_env.aws.dynamodb, console_env.settings.users_table, cache_seconds=0)
+    admin = console_env.signed_in("admin")
+    page = admin.get("/users")
+    ben = re.search(r"<tr>\s*<td><input[^>]*value=\"ben.okafor\".*?</tr>", page.text, re.S)
+    assert ben is not None
+    assert "2024-06-30T11:58:02.000Z (PC-0042)" in ben.group(0)  # the desktop's last contact
+    assert "<td>2</td>" in ben.group(0)  # commands waiting on the agent's queue
+    ana = re.search(r"<tr>\s*<td><input[^>]*value=\"ana.silva\".*?</tr>", page.text, re.S)
+    assert ana is not None and "never" in ana.group(0) and "no queue" in ana.group(0)
+    csrf = csrf_of(page.text)
+    response = admin.post(
+        "/users/screen-recording",
+        data={"csrf_token": csrf, "action": "enable", "username": ["ana.silva", "ben.okafor"]},
+    )
+    assert response.status_code == 303
+    assert users.get("ana.silva").screen_recording is True
+    admin.post(
+        "/users/screen-recording", data={"csrf_token": csrf, "action": "disable", "username": "ben.okafor"}
+    )
+    ben = users.get("ben.okafor")
+    assert ben.screen_recording is False and ben.desktop_id == "PC-0042"
+    csv = b"username,first_name,last_name,screen_recording\nzoe.park,Zoe,Park,yes\n"
+    imported = admin.post(
+        "/users/import", data={"csrf_token": csrf}, files={"file": ("agents.csv", csv, "text/csv")}
+    )
+    assert imported.status_code == 303
+    assert users.get("zoe.park").screen_recording is True
+    bad = admin.post(
+        "/users/import", data={"csrf_token": csrf}, files={"file": ("bad.csv", b"name\nx\n", "text/csv")}
+    )
+    assert bad.status_code == 422 and "Nothing imported" in bad.text
+    search = admin.get("/users", params={"q": "zoe"}).text
+    assert "zoe.park" in search and "ana.silva" not in search
+    actions = {e.action for e in _audit(console_env)}
+    assert {"screen_recording_enabled", "screen_recording_disabled", "users_imported"} <= actions
+
+
+@pytest.mark.parametrize("user", ["eva", "admin"])
+def test_sign_out_ends_the_session(console_env: ConsoleEnv, user: str) -> None:
+    client = console_env.signed_in(user)
+    home = client.get("/")
+    assert home.status_code == 303
+    page = client.get(home.headers["location"])
+    assert client.post("/logout", data={"csrf_token": csrf_of(page.text)}).status_code == 303
+    assert client.get(home.headers["location"]).status_code == 303
+
+
+def test_sync_now_button(console_env: ConsoleEnv) -> None:
+    from botocore.stub import Stubber
+
+    from processor.adapters.connect_users import BotoConnectUsers
+    from tests.connect_fixtures import load
+    from tests.contract.test_users_sync import INSTANCE, _stub_full_sync
+
+    admin = console_env.signed_in("admin")
+    csrf = csrf_of(admin.get("/users").text)
+    no_instance = admin.post("/users/sync", data={"csrf_token": csrf})
+    assert no_instance.status_code == 409 and "No Amazon Connect instance" in no_instance.text
+    arn = f"arn:aws:connect:us-east-1:123456789012:instance/{INSTANCE}"
+    admin.post(
+        "/config", data={"csrf_token": csrf, "instance_arn": arn, "join_window_minutes": "30", "version": "0"}
+    )
+    client = console_env.aws.client("connect")
+    console_env.deps.connect_users = lambda: BotoConnectUsers(client)
+    with Stubber(client) as stubber:
+        _stub_full_sync(stubber)
+        response = admin.post("/users/sync", data={"csrf_token": csrf})
+        assert response.status_code == 303
+        stubber.assert_no_pending_responses()
+    page = admin.get(response.headers["location"]).text
+    assert "Synced 3 user(s)" in page and "chloé@example.com" in page
+    assert "2024-06-30T12:00:00.000Z by admin" in page  # the last sync time, shown
+    with Stubber(client) as stubber:
+        stubber.add_client_error("list_users", "AccessDeniedException", http_status_code=403)
+        failed = admin.post("/users/sync", data={"csrf_token": csrf})
+    assert failed.status_code == 502 and "AccessDeniedException" in failed.text
+    assert load("list-users-page2")["UserSummaryList"][0]["Username"] in page
