@@ -101,6 +101,21 @@ class Joiner:
         """A CTR version from the stream (or the archive)."""
         user = self._user(record.agent.username if record.agent else None)
         base = map_contact(record, user)
+        live = [e.location for e in expected_recordings(record) if not e.deleted]
+        # Most CTRs are their contact's first version: try to create it without reading first.
+        now = self.clock()
+        first = on_ctr(
+            None,
+            record=record,
+            base=base,
+            objects=self._objects(record.contact_id, live),
+            now=now,
+            window=self.window(),
+            tolerance=self.tolerance,
+        )
+        if first is not None and self._write(first, None, raw, now, create_only=True):
+            self._after_write(first, None, now)
+            return Outcome.CREATED
         for _ in range(MAX_CONFLICTS):
             now = self.clock()
             current = self._load(record.contact_id)
@@ -214,10 +229,18 @@ class Joiner:
         return retry_transient(lambda: self.contacts.load(contact_id), "contacts.load")
 
     def _write(
-        self, view: ContactView, current: StoredContact | None, raw: bytes | None, now: datetime
+        self,
+        view: ContactView,
+        current: StoredContact | None,
+        raw: bytes | None,
+        now: datetime,
+        *,
+        create_only: bool = False,
     ) -> bool:
         return retry_transient(
-            lambda: self.contacts.write(view, replaces=current, raw_ctr=raw, now=now, claim_owner=self.owner),
+            lambda: self.contacts.write(
+                view, replaces=current, raw_ctr=raw, now=now, claim_owner=self.owner, create_only=create_only
+            ),
             "contacts.write",
         )
 
@@ -235,13 +258,21 @@ class Joiner:
         now = self.clock()
         obj = self.joins.link_contact(location, contact_id, now).obj
         if obj is None:
-            # A HEAD covers a notification that was lost, or that arrived before this CTR.
-            info = self.media.head(location)
-            if info is None:
+            # One ranged GET covers a notification that was lost or arrived before this CTR:
+            # whether the object exists, its size and its duration.
+            probed = self.media.probe(location)
+            if probed is None:
                 return None
-            obj = self.joins.record_object(location, info.size, info.etag, now, orphan_due=now).obj
-            if obj is None:
-                return None
+            info, duration = probed
+            self.observer.media_bytes(duration.bytes_read)
+            return self.joins.record_object(
+                location,
+                info.size,
+                info.etag,
+                now,
+                orphan_due=now,
+                duration=(duration.seconds, duration.source),
+            ).obj
         if obj.duration_seconds is None:
             duration = self.media.duration(location, obj.size)
             self.observer.media_bytes(duration.bytes_read)

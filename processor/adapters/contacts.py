@@ -95,7 +95,7 @@ class ContactStore(Protocol):
     ) -> bool:
         """Write ``view`` if the stored item is still ``replaces`` (or older); durable on return.
         With ``claim_owner``, a final view's emission is claimed (and its attempt noted) in
-        the same write."""
+        the same write. ``create_only`` writes only if the contact does not exist at all."""
         ...
 
     def claim_emission(
@@ -178,7 +178,7 @@ class DynamoContactStore:
                 yield _stored(item)
 
     # --- writes ------------------------------------------------------------------------
-    def write(
+    def write(  # noqa: PLR0912 - one item, attribute by attribute
         self,
         view: ContactView,
         *,
@@ -186,6 +186,7 @@ class DynamoContactStore:
         raw_ctr: bytes | None,
         now: datetime,
         claim_owner: str | None = None,
+        create_only: bool = False,
     ) -> bool:
         now_text = format_instant(now)
         imported_at = replaces.imported_at if replaces and replaces.imported_at else now_text
@@ -226,19 +227,24 @@ class DynamoContactStore:
                 item["emit_claim"] = {"S": claim_owner}
                 item["emit_claimed_at"] = {"S": now_text}
                 item["emit_attempted_at"] = {"S": now_text}
-        if replaces is None or replaces.last_update < contact.last_update:
+        values: dict[str, Any] = {}
+        if create_only:
+            condition = "attribute_not_exists(contact_id)"
+        elif replaces is None or replaces.last_update < contact.last_update:
             condition = "attribute_not_exists(contact_id) OR last_update < :lu"
-            values: dict[str, Any] = {":lu": {"S": contact.last_update}}
+            values = {":lu": {"S": contact.last_update}}
         else:
             condition = "version = :v"
             values = {":v": {"S": replaces.version}}
         try:
-            self._ddb.put_item(
-                TableName=self._table,
-                Item=item,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-            )
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "Item": item,
+                "ConditionExpression": condition,
+            }
+            if values:
+                request["ExpressionAttributeValues"] = values
+            self._ddb.put_item(**request)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False

@@ -101,16 +101,29 @@ class DynamoJoinStore:
         return self._halves(response.get("Attributes"), location, now)
 
     def record_object(
-        self, location: str, size: int, etag: str | None, now: datetime, orphan_due: datetime
+        self,
+        location: str,
+        size: int,
+        etag: str | None,
+        now: datetime,
+        *,
+        orphan_due: datetime,
+        duration: tuple[float, str] | None = None,
     ) -> RecordingHalves:
-        """Write the object half. Returns both halves; without a CTR half the object
-        becomes an orphan candidate, due at ``orphan_due``."""
+        """Write the object half (with its duration when already read). Returns both halves;
+        without a CTR half the object becomes an orphan candidate, due at ``orphan_due``."""
         values: dict[str, Any] = {
             ":size": {"N": str(size)},
             ":seen": {"S": format_instant(now)},
             ":exp": {"N": str(epoch(now + self._retention))},
             ":etag": {"S": etag or ""},
         }
+        if duration is not None:
+            values[":d"] = {"N": repr(round(duration[0], 6))}
+            values[":ds"] = {"S": duration[1]}
+            duration_update = "duration_s = :d, duration_source = :ds"
+        else:
+            duration_update = ""
         try:
             # A new eTag (the object was overwritten) invalidates the cached duration.
             response = self._ddb.update_item(
@@ -118,8 +131,8 @@ class DynamoJoinStore:
                 Key={"pk": {"S": f"rec#{location}"}},
                 UpdateExpression=(
                     "SET obj_size = :size, obj_etag = :etag, "
-                    "obj_seen_at = if_not_exists(obj_seen_at, :seen), expires_at = :exp "
-                    "REMOVE duration_s, duration_source"
+                    "obj_seen_at = if_not_exists(obj_seen_at, :seen), expires_at = :exp"
+                    + (f", {duration_update}" if duration_update else " REMOVE duration_s, duration_source")
                 ),
                 ConditionExpression="attribute_not_exists(obj_etag) OR obj_etag <> :etag",
                 ExpressionAttributeValues=values,

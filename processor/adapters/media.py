@@ -49,7 +49,26 @@ class S3Media:
             size=int(response["ContentLength"]), etag=response.get("ETag", "").strip('"') or None
         )
 
+    def probe(self, location: str) -> tuple[ObjectInfo, Duration] | None:
+        """Existence, size and duration in one ranged GET (its Content-Range gives the size);
+        None when the object is not there."""
+        bucket, key = split_location(location)
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{FIRST_READ - 1}")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied"):
+                return None
+            raise
+        first = response["Body"].read()
+        total = response.get("ContentRange", "").rpartition("/")[2]
+        size = int(total) if total.isdigit() else int(response.get("ContentLength", len(first)))
+        info = ObjectInfo(size=size, etag=response.get("ETag", "").strip('"') or None)
+        return info, self._duration(location, size, first)
+
     def duration(self, location: str, size: int) -> Duration:
+        return self._duration(location, size, None)
+
+    def _duration(self, location: str, size: int, first: bytes | None) -> Duration:
         """Duration from the header (a ranged GET of the first 4 KiB, more only if the
         header is longer); never the whole file. Falls back to the size when unreadable."""
         bucket, key = split_location(location)
