@@ -56,6 +56,8 @@ def table_specs(settings: Settings) -> list[TableSpec]:
             indexes=(("by_due", "due_shard", "due_at"),),
         ),
         TableSpec(settings.config_table, "name"),
+        TableSpec(settings.commands_table, "command_id", indexes=(("by_agent", "agent", "issued_at"),)),
+        TableSpec(settings.agents_table, "agent"),
         TableSpec(settings.audit_table, "id", indexes=(("by_day", "day", "at"),)),
     ]
 
@@ -202,7 +204,7 @@ def bootstrap(settings: Settings, aws: AwsClients | None = None) -> BootstrapRep
         report.note(f"kinesis stream {name}", ensure_stream(aws, name, shards))
     for spec in table_specs(settings):
         report.note(f"dynamodb table {spec.name}", ensure_table(aws, spec))
-    for bucket in (settings.recordings_bucket, settings.quarantine_bucket):
+    for bucket in (settings.recordings_bucket, settings.quarantine_bucket, settings.screen_bucket):
         report.note(f"s3 bucket {bucket}", ensure_bucket(aws, bucket))
     dlq_url, created = ensure_queue(
         aws, f"{settings.recordings_queue}-dlq", {"MessageRetentionPeriod": str(MAX_RETENTION_SECONDS)}

@@ -502,6 +502,26 @@ def desktop_main() -> None:
         sys.exit(1)
 
 
+@app.command("desktop-sync")
+def desktop_sync(
+    agent: Annotated[str, typer.Option("--agent", help="Connect username of the agent")],
+    since: Annotated[str, typer.Option("--since", help="ISO 8601 instant, e.g. 2026-11-24T17:00:00Z")],
+) -> None:
+    """Republish every extraction of AGENT since SINCE that has no result yet (reconnect recovery)."""
+    from processor.core.ctr import parse_instant
+    from processor.wiring import build_screen_control
+
+    s = settings()
+    _setup_logs(s)
+    try:
+        when = parse_instant(since, "--since")
+    except InvalidInput as exc:
+        fail(exc.detail, 2)
+    assert when is not None
+    count = build_screen_control(s, _clients(s)).resync(agent, when)
+    typer.echo(f"republished {count} extractions of {agent} without a result since {since}")
+
+
 @keys_app.command("generate")
 def keys_generate(
     force: Annotated[

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
@@ -64,6 +64,18 @@ class JoinObserver(Protocol):
     def media_bytes(self, count: int) -> None: ...
 
 
+class ScreenHook(Protocol):
+    """Screen-recording control (:mod:`processor.screen_control`), seen from the join."""
+
+    def expects_extraction(self, contact: QmContact, user: QmUser | None) -> bool: ...
+
+    def ensure_extraction(self, contact: QmContact, user: QmUser | None) -> bool: ...
+
+
+#: A result never goes back: a repeated or late "failed" does not undo an upload.
+SCREEN_RANK = {None: 0, "pending": 1, "failed": 2, "unavailable": 3, "uploaded": 4}
+
+
 class _NoObserver:
     def emitted(self, state: str) -> None:
         return None
@@ -95,12 +107,15 @@ class Joiner:
     observer: JoinObserver = field(default_factory=_NoObserver)
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     claim_lease_s: float = CLAIM_LEASE_S
+    screen: ScreenHook | None = None
 
     # --- entry points --------------------------------------------------------------------
     def on_ctr(self, record: ContactRecord, raw: bytes) -> Outcome:
         """A CTR version from the stream (or the archive)."""
         user = self._user(record.agent.username if record.agent else None)
         base = map_contact(record, user)
+        if self.screen is not None and self.screen.expects_extraction(base, user):
+            base = replace(base, screen_recording_status="pending")
         live = [e.location for e in expected_recordings(record) if not e.deleted]
         # Most CTRs are their contact's first version: try to create it without reading first.
         now = self.clock()
@@ -115,12 +130,15 @@ class Joiner:
         )
         if first is not None and self._write(first, None, raw, now, create_only=True):
             self._after_write(first, None, now)
+            self._extraction(first.contact, user)
             return Outcome.CREATED
         for _ in range(MAX_CONFLICTS):
             now = self.clock()
             current = self._load(record.contact_id)
             if current is not None and current.last_update > base.last_update:
                 return Outcome.UNCHANGED
+            if current is not None and current.view.contact.screen_recording_status:
+                base = base.with_screen_of(current.view.contact)  # a newer CTR keeps the screen recording
             objects = self._objects(
                 record.contact_id, [e.location for e in expected_recordings(record) if not e.deleted]
             )
@@ -137,9 +155,11 @@ class Joiner:
                 if current is not None:
                     self._finish(current)
                     self._schedule(current.view)
+                    self._extraction(current.view.contact, user)  # a replay: publish if a crash prevented it
                 return Outcome.UNCHANGED
             if self._write(view, current, raw, now):
                 self._after_write(view, current, now)
+                self._extraction(view.contact, user)
                 return Outcome.CREATED if current is None else Outcome.UPDATED
         raise RuntimeError(f"contact {record.contact_id}: too many concurrent updates")
 
@@ -185,6 +205,39 @@ class Joiner:
                 self._after_write(view, current, now)
                 return Outcome.UPDATED
         raise RuntimeError(f"contact {contact_id}: too many concurrent updates")
+
+    def record_screen(
+        self, contact_id: str, *, status: str, location: str | None, coverage: float | None
+    ) -> Outcome:
+        """A desktop's result on the QM contact: the next revision, emitted like any change."""
+        for _ in range(MAX_CONFLICTS):
+            now = self.clock()
+            current = self._load(contact_id)
+            if current is None:
+                return Outcome.MISSING
+            contact = current.view.contact
+            if SCREEN_RANK.get(status, 0) < SCREEN_RANK.get(contact.screen_recording_status, 0):
+                return Outcome.UNCHANGED
+            new = replace(
+                contact,
+                screen_recording_status=status,
+                screen_recording_location=location
+                if location is not None
+                else contact.screen_recording_location,
+                screen_coverage=coverage if coverage is not None else contact.screen_coverage,
+            )
+            if new == contact:
+                return Outcome.UNCHANGED
+            view = replace(current.view, contact=new, revision=current.view.revision + 1)
+            if self._write(view, current, None, now):
+                self._after_write(view, current, now)
+                return Outcome.UPDATED
+        raise RuntimeError(f"contact {contact_id}: too many concurrent updates")
+
+    def _extraction(self, contact: QmContact, user: QmUser | None) -> None:
+        if self.screen is not None:
+            screen = self.screen
+            retry_transient(lambda: screen.ensure_extraction(contact, user), "screen.extraction")
 
     def refresh_agent(self, acd_id: str) -> int:
         """A QM user appeared or changed: give that agent's contacts their names."""

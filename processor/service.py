@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from processor import health, metrics_files
 from processor.adapters.aws import AwsClients
@@ -23,9 +24,13 @@ from processor.doctor import preflight
 from processor.logs import LogRelay, get_logger
 from processor.settings import Settings
 
+if TYPE_CHECKING:
+    from processor.joiner import Joiner
+
 log = get_logger("processor.service")
 
 CTR_PROCESSOR_MODULE = "processor.adapters.kcl.ctr_worker"
+AGENT_PROCESSOR_MODULE = "processor.adapters.kcl.agent_worker"
 
 
 @dataclass
@@ -42,22 +47,28 @@ class Service:
         metrics_dir = metrics_files.prepare(Path(settings.state_dir))
         preflight(settings, aws)
         relay = LogRelay()
-        slot = WorkerSlot(settings, settings.application_name)
-        app = KclApplication(
-            application_name=settings.application_name,
-            stream_name=settings.ctr_stream,
-            processor_module=CTR_PROCESSOR_MODULE,
-            worker_id=slot.worker_id,
-        )
-        daemon = KclDaemon(settings, aws, app, relay.address)
-        self.daemons = [daemon]
-        backoff = 1.0
+        slots: list[WorkerSlot] = []
+        for application, stream, module in (
+            (settings.application_name, settings.ctr_stream, CTR_PROCESSOR_MODULE),
+            (settings.agent_application_name, settings.agent_event_stream, AGENT_PROCESSOR_MODULE),
+        ):
+            slot = WorkerSlot(settings, application)
+            slots.append(slot)
+            app = KclApplication(
+                application_name=application,
+                stream_name=stream,
+                processor_module=module,
+                worker_id=slot.worker_id,
+            )
+            self.daemons.append(KclDaemon(settings, aws, app, relay.address))
+        backoff = {d.app.application_name: 1.0 for d in self.daemons}
         threads = self._background(aws)
         ops: health.Operations | None = None
         console = None
         try:
             ops = health.start(settings, aws, lambda: self.daemons)
-            daemon.start()
+            for daemon in self.daemons:
+                daemon.start()
             from processor.console.server import maybe_start_console
 
             console = maybe_start_console(settings, aws)
@@ -66,22 +77,12 @@ class Service:
             if self.on_started:
                 self.on_started(self)
             while not self.stop_event.wait(0.5):
-                code = daemon.poll()
-                if code is None:
-                    continue
-                log.error("KCL daemon exited; restarting", exit_code=code, backoff_s=backoff)
-                if self.stop_event.wait(backoff):
-                    break
-                backoff = min(backoff * 2, 30.0)
-                started = time.monotonic()
-                daemon.start()
-                if time.monotonic() - started < 60:
-                    continue
-                backoff = 1.0
+                for daemon in self.daemons:
+                    self._supervise(daemon, backoff)
         finally:
             log.info("stopping")
             self.stop_event.set()
-            code = daemon.stop()
+            codes = [daemon.stop() for daemon in self.daemons]
             for thread in threads:
                 thread.join(timeout=15)
             if console is not None:
@@ -90,9 +91,24 @@ class Service:
                 ops.stop()
             metrics_files.remove(metrics_dir)
             relay.close()
-            slot.release()
-            log.info("stopped", exit_code=code)
+            for slot in slots:
+                slot.release()
+            log.info("stopped", exit_codes=codes)
         return 0
+
+    def _supervise(self, daemon: KclDaemon, backoff: dict[str, float]) -> None:
+        """Restart a daemon that died, with backoff (reset after a minute of good health)."""
+        name = daemon.app.application_name
+        code = daemon.poll()
+        if code is None:
+            if daemon.started_at is not None and time.monotonic() - daemon.started_at > 60:
+                backoff[name] = 1.0
+            return
+        log.error("KCL daemon exited; restarting", application=name, exit_code=code, backoff_s=backoff[name])
+        if self.stop_event.wait(backoff[name]):
+            return
+        backoff[name] = min(backoff[name] * 2, 30.0)
+        daemon.start()
 
     def _background(self, aws: AwsClients) -> list[threading.Thread]:
         """The recordings-queue consumers and the sweeper (threads of this process)."""
@@ -127,6 +143,58 @@ class Service:
                         target=consumer.run, args=(self.stop_event,), name=f"recordings-{index}", daemon=True
                     )
                 )
+        threads += self._screen_threads(aws, joiner)
+        return threads
+
+    def _screen_threads(self, aws: AwsClients, joiner: Joiner) -> list[threading.Thread]:
+        """The desktops' results consumer and the segment releaser."""
+        from datetime import timedelta
+
+        from processor.adapters.commands import CommandStore
+        from processor.adapters.progress import ShardProgress
+        from processor.adapters.users import DynamoUserAdmin
+        from processor.screen_results import ScreenResultConsumer, run_releaser
+        from processor.wiring import build_quarantine, build_screen_control
+
+        settings = self.settings
+        control = build_screen_control(settings, aws)
+        users = DynamoUserAdmin(aws.dynamodb, settings.users_table)
+        threads = []
+        if settings.results_consumers:
+            url = aws.sqs.get_queue_url(QueueName=settings.screen_results_queue)["QueueUrl"]
+            for index in range(settings.results_consumers):
+                consumer = ScreenResultConsumer(
+                    sqs=aws.sqs,
+                    queue_url=url,
+                    queue_name=settings.screen_results_queue,
+                    joiner=joiner,
+                    control=control,
+                    commands=CommandStore(aws.dynamodb, settings.commands_table),
+                    users=users,
+                    quarantine=build_quarantine(settings, aws),
+                )
+                threads.append(
+                    threading.Thread(
+                        target=consumer.run, args=(self.stop_event,), name=f"results-{index}", daemon=True
+                    )
+                )
+        progress = ShardProgress(aws.dynamodb, settings.join_table, settings.application_name)
+        threads.append(
+            threading.Thread(
+                target=run_releaser,
+                args=(control,),
+                kwargs={
+                    "consumed_until": lambda: progress.consumed_until(aws.kinesis, settings.ctr_stream),
+                    "agents": lambda: [u.username for u in users.scan() if u.screen_recording],
+                    "window": joiner.window,
+                    "slack": timedelta(seconds=settings.release_slack_seconds),
+                    "interval": settings.release_interval_seconds,
+                    "stop": self.stop_event,
+                },
+                name="releaser",
+                daemon=True,
+            )
+        )
         return threads
 
     def request_stop(self, *_: object) -> None:

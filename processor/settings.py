@@ -141,6 +141,33 @@ class Settings(BaseSettings):
     ] = "qm-screen-results"
 
     # --- screen recording (server side) -----------------------------------------------------
+    agent_application_name: Annotated[
+        str, Field(description="KCL application name of the agent-event consumer (also its lease table)")
+    ] = "qm-ingest-agent-events"
+    screen_bucket: Annotated[
+        str, Field(description="S3 bucket where desktops upload encrypted screen recordings")
+    ] = "qm-screen-recordings"
+    screen_upload_url_days: Annotated[
+        int,
+        Field(
+            ge=1, le=7, description="Validity of the pre-signed upload URL in extract_screen (SigV4: <= 7)"
+        ),
+    ] = 7
+    commands_table: Annotated[
+        str, Field(description="DynamoDB table of commands published to desktops (and their results)")
+    ] = "qm-commands"
+    agents_table: Annotated[
+        str, Field(description="DynamoDB table of per-agent recording state and release watermark")
+    ] = "qm-agents"
+    results_consumers: Annotated[
+        int, Field(ge=0, le=16, description="Threads receiving desktop results (0 = off)")
+    ] = 1
+    release_interval_seconds: Annotated[
+        float, Field(gt=0, le=86400, description="How often release_segments_before is recomputed per agent")
+    ] = 60.0
+    release_slack_seconds: Annotated[
+        int, Field(ge=0, le=86400, description="Extra margin before a segment may be released (clock skew)")
+    ] = 300
     screen_private_key_file: Annotated[
         str | None,
         Field(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from processor.adapters.aws import AwsClients
 from processor.adapters.contacts import DynamoContactStore
@@ -18,6 +20,9 @@ from processor.metrics import CountingQuarantine, JoinMetrics
 from processor.pipeline import CtrIngest, utc_now
 from processor.settings import Settings
 
+if TYPE_CHECKING:
+    from processor.screen_control import ScreenControl
+
 
 def join_window(settings: Settings, config: RuntimeConfigReader) -> timedelta:
     """The configured window: the console's saved value, else the setting."""
@@ -27,7 +32,46 @@ def join_window(settings: Settings, config: RuntimeConfigReader) -> timedelta:
     return timedelta(seconds=settings.join_window_seconds)
 
 
-def build_joiner(settings: Settings, aws: AwsClients) -> Joiner:
+def build_screen_control(settings: Settings, aws: AwsClients) -> ScreenControl:
+    from processor.adapters.commands import AgentQueues, AgentStates, CommandPublisher, CommandStore
+    from processor.screen_control import ScreenControl
+
+    commands = CommandStore(aws.dynamodb, settings.commands_table)
+    return ScreenControl(
+        users=DynamoUserDirectory(aws.dynamodb, settings.users_table),
+        config=RuntimeConfigReader(RuntimeConfigStore(aws.dynamodb, settings.config_table)),
+        publisher=CommandPublisher(commands, AgentQueues(aws.sqs), aws.sqs),
+        commands=commands,
+        states=AgentStates(aws.dynamodb, settings.agents_table),
+        s3=aws.s3,
+        bucket=settings.screen_bucket,
+        server_key=cached_server_key(settings),
+        clock=utc_now,
+        url_days=settings.screen_upload_url_days,
+        instance_arn=settings.instance_arn,
+    )
+
+
+def cached_server_key(settings: Settings) -> Callable[[], tuple[str, str] | None]:
+    """The server's public key for extraction commands, read once; None when there is none
+    (then no extraction is published: `qm-ingest doctor` says so)."""
+    from processor.adapters.screen_keys import server_public_key
+    from processor.exceptions import ConfigurationError
+
+    cache: list[tuple[str, str] | None] = []
+
+    def get() -> tuple[str, str] | None:
+        if not cache:
+            try:
+                cache.append(server_public_key(settings))
+            except ConfigurationError:
+                cache.append(None)
+        return cache[0]
+
+    return get
+
+
+def build_joiner(settings: Settings, aws: AwsClients, *, screen: bool = True) -> Joiner:
     config = RuntimeConfigReader(RuntimeConfigStore(aws.dynamodb, settings.config_table))
     return Joiner(
         contacts=DynamoContactStore(aws.dynamodb, settings.contacts_table),
@@ -41,6 +85,7 @@ def build_joiner(settings: Settings, aws: AwsClients) -> Joiner:
         tolerance=Tolerance(settings.duration_tolerance_seconds, settings.duration_tolerance_ratio),
         clock=utc_now,
         observer=JoinMetrics(),
+        screen=build_screen_control(settings, aws) if screen else None,
     )
 
 

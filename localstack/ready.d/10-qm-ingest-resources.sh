@@ -30,6 +30,9 @@ USERS_TABLE="${QM_USERS_TABLE:-qm-users}"
 JOIN_TABLE="${QM_JOIN_TABLE:-qm-join}"
 CONFIG_TABLE="${QM_CONFIG_TABLE:-qm-config}"
 AUDIT_TABLE="${QM_AUDIT_TABLE:-qm-audit}"
+COMMANDS_TABLE="${QM_COMMANDS_TABLE:-qm-commands}"
+AGENTS_TABLE="${QM_AGENTS_TABLE:-qm-agents}"
+SCREEN_BUCKET="${QM_SCREEN_BUCKET:-qm-screen-recordings}"
 RESULTS_QUEUE="${QM_SCREEN_RESULTS_QUEUE:-qm-screen-results}"
 # As in processor/bootstrap.py: NOTIFICATION_ID, DLQ_MAX_RECEIVES, MAX_RETENTION_SECONDS.
 NOTIFICATION_ID="qm-ingest-recordings"
@@ -123,11 +126,14 @@ table "$QUARANTINE_TABLE" id "$(attributes id)"
 table "$USERS_TABLE" username "$(attributes agent_arn username)" "[$(gsi agent_arn-index agent_arn)]"
 table "$JOIN_TABLE" pk "$(attributes due_at due_shard pk)" "[$(gsi by_due due_shard due_at)]" expires_at
 table "$CONFIG_TABLE" name "$(attributes name)"
+table "$COMMANDS_TABLE" command_id "$(attributes agent command_id issued_at)" "[$(gsi by_agent agent issued_at)]"
+table "$AGENTS_TABLE" agent "$(attributes agent)"
 table "$AUDIT_TABLE" id "$(attributes at day id)" "[$(gsi by_day day at)]"
 
 # --- buckets ---------------------------------------------------------------------------------
 bucket "$RECORDINGS_BUCKET"
 bucket "$QUARANTINE_BUCKET"
+bucket "$SCREEN_BUCKET"
 
 # --- queues ----------------------------------------------------------------------------------
 printf '{"MessageRetentionPeriod":"%s"}' "$RETENTION" > "$TMP/retention.json"

@@ -93,6 +93,25 @@ class DynamoUserDirectory:
                 self._cache[name] = (now, None)
         return found
 
+    def by_agent_arn(self, agent_arn: str) -> QmUser | None:
+        """The user of an Amazon Connect agent ARN (agent events without a snapshot)."""
+        now = time.monotonic()
+        key = f"arn:{agent_arn}"
+        cached = self._cache.get(key)
+        if cached and now - cached[0] < self._ttl:
+            return cached[1]
+        page = self._ddb.query(
+            TableName=self._table,
+            IndexName="agent_arn-index",
+            KeyConditionExpression="agent_arn = :a",
+            ExpressionAttributeValues={":a": {"S": agent_arn}},
+            Limit=1,
+        )
+        items = page.get("Items", [])
+        user = _user(items[0]) if items else None
+        self._cache[key] = (now, user)
+        return user
+
     def scan(self) -> Iterator[QmUser]:
         for page in self._ddb.get_paginator("scan").paginate(TableName=self._table):
             for item in page.get("Items", []):

@@ -96,6 +96,11 @@ class QmContact:
     customer_endpoint_raw: dict[str, str | None] | None
     flags: tuple[str, ...] = field(default=())
     join_state: str | None = None
+    #: Screen recording (qm-desktop): pending once its extraction is published, then
+    #: uploaded / unavailable / failed with the desktop's result.
+    screen_recording_status: str | None = None
+    screen_recording_location: str | None = None
+    screen_coverage: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,7 +131,20 @@ class QmContact:
             "customer_endpoint_raw": self.customer_endpoint_raw,
             "flags": list(self.flags),
             "join_state": self.join_state,
+            "screen_recording_status": self.screen_recording_status,
+            "screen_recording_location": self.screen_recording_location,
+            "screen_coverage": self.screen_coverage,
         }
+
+    def with_screen_of(self, other: QmContact) -> QmContact:
+        """This contact with ``other``'s screen-recording fields (a newer CTR version keeps
+        the screen recording the desktop already delivered)."""
+        return replace(
+            self,
+            screen_recording_status=other.screen_recording_status,
+            screen_recording_location=other.screen_recording_location,
+            screen_coverage=other.screen_coverage,
+        )
 
     def with_user(self, user: QmUser | None) -> QmContact:
         flags = tuple(f for f in self.flags if f != FLAG_USER_UNKNOWN)

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+from processor.adapters.aws import AwsClients
 from processor.adapters.kcl.record_processor import KclRecordProcessor, run_kcl_process
+from processor.adapters.progress import ShardProgress
 from processor.logs import configure_logging
 from processor.settings import get_settings
 from processor.wiring import build_ingest
@@ -14,7 +16,11 @@ from processor.wiring import build_ingest
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format.value)
-    run_kcl_process(KclRecordProcessor(settings.ctr_stream, lambda _shard: build_ingest(settings)))
+    aws = AwsClients(settings)
+    progress = ShardProgress(aws.dynamodb, settings.join_table, settings.application_name)
+    run_kcl_process(
+        KclRecordProcessor(settings.ctr_stream, lambda _shard: build_ingest(settings, aws), progress)
+    )
 
 
 if __name__ == "__main__":

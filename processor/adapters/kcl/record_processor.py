@@ -13,6 +13,7 @@ import base64
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from processor.exceptions import SourcePosition
@@ -36,14 +37,28 @@ class BatchHandler(Protocol):
     def close(self) -> None: ...
 
 
+class ShardProgressSink(Protocol):
+    """Where a shard's consumption progress goes (segment release reads it)."""
+
+    def note(self, shard_id: str, millis_behind_latest: int | None, now: datetime) -> None: ...
+
+    def forget(self, shard_id: str) -> None: ...
+
+
 class KclRecordProcessor:
     """amazon_kclpy v3 ``RecordProcessorBase`` implementation (duck-typed)."""
 
     version = 3
 
-    def __init__(self, stream: str, handler_factory: Callable[[str], BatchHandler]) -> None:
+    def __init__(
+        self,
+        stream: str,
+        handler_factory: Callable[[str], BatchHandler],
+        progress: ShardProgressSink | None = None,
+    ) -> None:
         self._stream = stream
         self._factory = handler_factory
+        self._progress = progress
         self._handler: BatchHandler | None = None
         self._shard_id = "unknown"
         self._metrics: ShardMetrics | None = None
@@ -70,6 +85,8 @@ class KclRecordProcessor:
         self._metrics.heartbeat(process_records_input.millis_behind_latest)
         records = [self._convert(r) for r in process_records_input.records]
         if not records:
+            # Everything delivered so far is checkpointed: the shard is consumed up to its lag.
+            self._note_progress(process_records_input.millis_behind_latest)
             return
         self._metrics.batch_read(len(records))
         started = time.monotonic()
@@ -82,6 +99,7 @@ class KclRecordProcessor:
         ):
             self._metrics.checkpointed()
         fault_point("after_checkpoint")
+        self._note_progress(process_records_input.millis_behind_latest)
         log.info(
             "batch processed",
             shard_id=self._shard_id,
@@ -96,10 +114,21 @@ class KclRecordProcessor:
         log.warning("lease lost; another worker takes over from the last checkpoint", shard_id=self._shard_id)
         self._close()
 
+    def _note_progress(self, millis_behind: int | None) -> None:
+        if self._progress is None:
+            return
+        progress = self._progress
+        try:
+            progress.note(self._shard_id, millis_behind, datetime.now(UTC))
+        except Exception as exc:
+            log.warning("could not note shard progress", shard_id=self._shard_id, error=type(exc).__name__)
+
     def shard_ended(self, shard_ended_input: Any) -> None:
         # Checkpointing at SHARD_END lets the KCL start the child shards.
         self._checkpoint(shard_ended_input.checkpointer, None, None)
         log.info("shard ended; checkpointed at shard end", shard_id=self._shard_id)
+        if self._progress is not None:
+            self._progress.forget(self._shard_id)
         self._close()
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:

@@ -1,0 +1,310 @@
+"""Screen-recording control, server side (the seed's "Capturing Screen Recordings").
+
+* Agent events -> ``start_recording`` / ``stop_recording`` on the agent's own queue, for
+  users configured for screen recording, while "RTE messaging for screen recording" is on.
+* A contact of such an agent, once imported -> ``extract_screen`` (the contact's interval,
+  where to upload, the server's key).
+* Results from desktops -> the QM contact (status, location, coverage), versioned and
+  emitted like every other change; ``sync_request`` -> republish what has no result yet.
+* Segment release: ``release_segments_before`` once nothing can still need a segment
+  (see :func:`release_before` and the README's timeline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from processor.adapters.commands import AgentStates, CommandPublisher, CommandStore
+from processor.adapters.quarantine import Quarantine
+from processor.adapters.runtime_config import RuntimeConfigReader
+from processor.core.agent_events import AgentEvent, Intent, apply, parse_agent_event
+from processor.core.ctr import format_instant, normalise_instance_arn
+from processor.core.desktop_protocol import CommandType, build_command, extract_command_id
+from processor.core.mapping import QmContact
+from processor.core.users import QmUser
+from processor.exceptions import InvalidInput
+from processor.logs import get_logger
+from processor.pipeline import BatchResult, StreamRecord
+from processor.retry import retry_transient
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+log = get_logger("processor.screen")
+
+Clock = Callable[[], datetime]
+
+
+class UserLookup(Protocol):
+    def get_many(self, usernames: Sequence[str]) -> dict[str, QmUser]: ...
+
+    def by_agent_arn(self, agent_arn: str) -> QmUser | None: ...
+
+
+def _instant(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def release_before(
+    *,
+    consumed_until: datetime | None,
+    window: timedelta,
+    slack: timedelta,
+    contacts: Sequence[tuple[datetime, datetime]] = (),
+) -> datetime | None:
+    """Up to when an agent's segments can no longer be needed by any contact.
+
+    A segment ending at ``e`` is needed by every contact of the agent that starts before
+    ``e``. A contact reaches the CTR stream at most ``window`` after it ends (the join
+    window is that bound) and its extraction is published before the stream is
+    checkpointed past it. So once every shard is consumed up to ``consumed_until``, every
+    contact that ended before ``cutoff = consumed_until - window - slack`` has been
+    imported and its extraction published. A contact the agent event stream showed in hand
+    at or after ``cutoff`` (``contacts``: its start and the last time it was seen in hand)
+    may still be on its way: it holds the watermark at its start. ``slack`` absorbs clock
+    skew between Connect and us.
+    """
+    if consumed_until is None:
+        return None
+    cutoff = consumed_until - window - slack
+    before = cutoff
+    for start, last_seen in contacts:
+        if last_seen >= cutoff:
+            before = min(before, start)
+    return before
+
+
+@dataclass
+class ScreenControl:
+    users: UserLookup
+    config: RuntimeConfigReader
+    publisher: CommandPublisher
+    commands: CommandStore
+    states: AgentStates
+    s3: S3Client
+    bucket: str
+    server_key: Callable[[], tuple[str, str] | None]
+    clock: Clock
+    url_days: int = 7
+    instance_arn: str | None = None
+    ignored: dict[str, int] = field(default_factory=dict)
+    published: dict[str, int] = field(default_factory=dict)
+
+    # --- agent events ------------------------------------------------------------------------
+    def _user_of(self, event: AgentEvent) -> QmUser | None:
+        if event.username:
+            return retry_transient(lambda: self.users.get_many([event.username or ""]), "users.get_many").get(
+                event.username
+            )
+        return retry_transient(lambda: self.users.by_agent_arn(event.agent_arn), "users.by_agent_arn")
+
+    def _ignore(self, reason: str) -> str:
+        self.ignored[reason] = self.ignored.get(reason, 0) + 1
+        return f"ignored:{reason}"
+
+    def on_agent_event(self, event: AgentEvent) -> str:
+        """Apply one agent event; returns the command sent or why nothing was sent."""
+        if not self.config.get().rte_enabled:
+            return self._ignore("rte_disabled")
+        user = self._user_of(event)
+        if user is None:
+            return self._ignore("unknown_user")
+        if not user.screen_recording:
+            return self._ignore("not_configured")
+        for _ in range(10):
+            state, stored_last, _released = retry_transient(
+                lambda: self.states.load(user.username), "agents.load"
+            )
+            new, intent = apply(state, event)
+            if new == state:
+                return self._ignore("already_applied")
+            if intent is not Intent.NONE:
+                command_type = (
+                    CommandType.START_RECORDING if intent is Intent.START else CommandType.STOP_RECORDING
+                )
+                body = build_command(
+                    command_type,
+                    agent=user.username,
+                    command_id=_command_id(f"{intent.value}:{user.username}:{event.dedup_key}"),
+                    issued_at=self.clock(),
+                    event_at=event.at,
+                )
+                self._publish(body)
+            # Publish, then save: a crash in between replays the event, and its command id
+            # (deterministic per event) makes the second publish a no-op.
+            saved = retry_transient(
+                lambda n=new, last=stored_last: self.states.save(user.username, n, last),  # type: ignore[misc]
+                "agents.save",
+            )
+            if saved:
+                return intent.value if intent is not Intent.NONE else self._ignore("no_change")
+        raise RuntimeError(f"agent {user.username}: too many concurrent updates")
+
+    # --- extractions ----------------------------------------------------------------------------
+    def expects_extraction(self, contact: QmContact, user: QmUser | None) -> bool:
+        if not (
+            user is not None
+            and user.screen_recording
+            and contact.connected_at
+            and self.config.get().rte_enabled
+        ):
+            return False
+        if self.server_key() is None:
+            self._ignore("no_server_key")
+            if self.ignored["no_server_key"] == 1:
+                log.error(
+                    "no screen-recording server key: extractions are not published (qm-ingest keys generate)"
+                )
+            return False
+        return True
+
+    def extraction(self, contact: QmContact) -> dict[str, Any] | None:
+        """The ``extract_screen`` command of a contact (None without an agent connection)."""
+        start = _instant(contact.connected_at)
+        if start is None or not contact.acd_id:
+            return None
+        include_acw = self.config.get().include_acw
+        end = (
+            _instant(contact.acw_end_at)
+            if include_acw and contact.acw_end_at
+            else _instant(contact.disconnect_at)
+        )
+        if end is None or end < start:
+            end = start
+        server_key = self.server_key()
+        if server_key is None:
+            return None
+        key_id, public_pem = server_key
+        key = f"screen/{start:%Y/%m/%d}/{contact.contact_id}.qmrec"
+        # The desktop gets exactly one right: PUT this one object, for a few days.
+        url = self.s3.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_days * 24 * 3600
+        )
+        return build_command(
+            CommandType.EXTRACT_SCREEN,
+            agent=contact.acd_id,
+            command_id=extract_command_id(contact.contact_id),
+            issued_at=self.clock(),
+            contact_id=contact.contact_id,
+            start=start,
+            end=end,
+            upload={"bucket": self.bucket, "key": key, "url": url},
+            server_key_id=key_id,
+            server_public_key_pem=public_pem,
+        )
+
+    def ensure_extraction(self, contact: QmContact, user: QmUser | None) -> bool:
+        """Publish the contact's extraction unless done already; True when sent now."""
+        if not self.expects_extraction(contact, user):
+            return False
+        existing = retry_transient(
+            lambda: self.commands.get(extract_command_id(contact.contact_id)), "commands.get"
+        )
+        if existing is not None and existing.state == "sent":
+            return False
+        body = self.extraction(contact)
+        if body is None:
+            return False
+        return self._publish(body)
+
+    def _publish(self, body: dict[str, Any], *, resend: bool = False, tag: str | None = None) -> bool:
+        sent = retry_transient(
+            lambda: self.publisher.publish(body, resend=resend, resend_tag=tag), "commands.publish"
+        )
+        if sent:
+            self.published[body["type"]] = self.published.get(body["type"], 0) + 1
+            try:
+                from processor import metrics
+
+                metrics.commands_published.labels(type=body["type"]).inc()
+            except Exception:  # noqa: S110 - metrics never stop a command
+                pass
+            log.info(
+                "command published", agent=body["agent"], type=body["type"], command_id=body["command_id"]
+            )
+        return sent
+
+    # --- recovery and release -------------------------------------------------------------------
+    def resync(self, agent: str, since: datetime) -> int:
+        """Republish the agent's extractions since ``since`` that have no result yet."""
+        count = 0
+        tag = format_instant(self.clock())
+        for record in self.commands.of_agent(agent, since, CommandType.EXTRACT_SCREEN.value):
+            if record.result is None:
+                count += self._publish(record.body, resend=True, tag=tag)
+        return count
+
+    def release(
+        self, agent: str, consumed_until: datetime | None, window: timedelta, slack: timedelta
+    ) -> bool:
+        state, _, released = self.states.load(agent)
+        before = release_before(
+            consumed_until=consumed_until, window=window, slack=slack, contacts=state.recent_contacts
+        )
+        if before is None:
+            return False
+        previous = _instant(released)
+        if previous is not None and before <= previous + timedelta(minutes=1):
+            return False
+        body = build_command(
+            CommandType.RELEASE_SEGMENTS_BEFORE,
+            agent=agent,
+            command_id=_command_id(f"release:{agent}:{format_instant(before)}"),
+            issued_at=self.clock(),
+            before=before,
+        )
+        self._publish(body)
+        self.states.set_released(agent, before)
+        return True
+
+
+def _command_id(text: str) -> str:
+    """Deterministic, schema-safe command ids ([A-Za-z0-9_.:-], <= 128)."""
+    safe = "".join(c if c.isalnum() or c in "_.:-" else "_" for c in text)
+    if len(safe) <= 100 and safe == text:
+        return safe
+    return f"{text.split(':', 1)[0]}:{hashlib.sha256(text.encode()).hexdigest()[:40]}"
+
+
+@dataclass
+class AgentEventIngest:
+    """The agent-event stream's batch handler (one per shard, driven by the KCL)."""
+
+    control: ScreenControl
+    quarantine: Quarantine
+    clock: Clock
+
+    def process(self, records: Sequence[StreamRecord]) -> BatchResult:
+        result = BatchResult(read=len(records))
+        for record in records:
+            try:
+                event = parse_agent_event(record.data)
+                expected = self.control.instance_arn
+                if expected is not None and event.instance_arn != normalise_instance_arn(expected):
+                    raise InvalidInput("foreign_instance", f"agent event of instance {event.instance_arn}")
+            except InvalidInput as exc:
+                located = exc.at(record.position, record.data)
+                at = format_instant(self.clock())
+                retry_transient(lambda e=located, a=at: self.quarantine.put(e, a), "quarantine.put")  # type: ignore[misc]
+                result.quarantined += 1
+                result.quarantined_by_reason[exc.reason] = result.quarantined_by_reason.get(exc.reason, 0) + 1
+                log.warning(
+                    "agent event quarantined",
+                    reason=exc.reason,
+                    detail=exc.detail,
+                    **record.position.as_dict(),
+                )
+                continue
+            outcome = self.control.on_agent_event(event)
+            if outcome.startswith("ignored"):
+                result.unchanged += 1
+            else:
+                result.created += 1
+        return result
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,169 @@
+"""The results queue: what desktops report, recorded on the QM contacts.
+
+``screen_uploaded`` / ``screen_unavailable`` / ``screen_failed`` become the contact's
+``screen_recording_status`` (with location and coverage) through the join's versioned
+write, so the change is emitted once like any other; the command's record notes the
+result (a repeated result changes nothing). ``sync_request`` republishes the agent's
+extractions since the given time that have no result yet. Every message (heartbeats
+included) updates the desktop's last contact for the console's Users page.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from processor.adapters.commands import CommandStore
+from processor.adapters.quarantine import Quarantine
+from processor.core.ctr import format_instant
+from processor.core.desktop_protocol import RESULT_SCHEMA, ResultType, parse_instant
+from processor.core.schemas import SchemaViolation, validate
+from processor.exceptions import InvalidInput, SourcePosition
+from processor.joiner import Joiner
+from processor.logs import get_logger
+from processor.retry import retry_transient
+from processor.screen_control import ScreenControl
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+    from processor.adapters.users import DynamoUserAdmin
+
+log = get_logger("processor.screen.results")
+
+STATUS = {
+    ResultType.SCREEN_UPLOADED: "uploaded",
+    ResultType.SCREEN_UNAVAILABLE: "unavailable",
+    ResultType.SCREEN_FAILED: "failed",
+}
+
+
+def parse_result(body: str | bytes) -> dict[str, Any]:
+    raw = body.encode() if isinstance(body, str) else body
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("bad_json", "desktop result is not JSON", payload=raw) from None
+    try:
+        validate(RESULT_SCHEMA, doc)
+    except SchemaViolation as exc:
+        raise InvalidInput("schema", str(exc), payload=raw) from None
+    return doc  # type: ignore[no-any-return]
+
+
+@dataclass
+class ScreenResultConsumer:
+    sqs: SQSClient
+    queue_url: str
+    queue_name: str
+    joiner: Joiner
+    control: ScreenControl
+    commands: CommandStore
+    users: DynamoUserAdmin
+    quarantine: Quarantine
+    wait_seconds: int = 5
+    handled: dict[str, int] = field(default_factory=dict)
+
+    def poll_once(self) -> int:
+        response = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_seconds
+        )
+        messages = response.get("Messages", [])
+        for message in messages:
+            self.handle(dict(message))
+        return len(messages)
+
+    def handle(self, message: dict[str, Any]) -> bool:
+        body = message.get("Body", "")
+        try:
+            doc = parse_result(body)
+        except InvalidInput as exc:
+            position = SourcePosition("sqs", self.queue_name, sequence_number=message.get("MessageId"))
+            located = exc.at(position, body.encode())
+            at = format_instant(self.joiner.clock())
+            retry_transient(lambda: self.quarantine.put(located, at), "quarantine.put")
+            log.warning("desktop result quarantined", reason=exc.reason, detail=exc.detail)
+            self._delete(message)
+            return True
+        try:
+            self._apply(doc)
+        except Exception as exc:
+            log.error(
+                "desktop result failed; left for redelivery", error=type(exc).__name__, type=doc.get("type")
+            )
+            return False
+        self._delete(message)
+        return True
+
+    def _apply(self, doc: dict[str, Any]) -> None:
+        kind = ResultType(doc["type"])
+        self.handled[kind.value] = self.handled.get(kind.value, 0) + 1
+        agent = doc["agent"]
+        self.users.record_desktop_contact(
+            agent,
+            seen_at=doc["sent_at"],
+            desktop_id=doc.get("desktop_id"),
+            queue_depth=doc.get("queue_depth"),
+        )
+        if kind is ResultType.SYNC_REQUEST:
+            count = self.control.resync(agent, parse_instant(doc["since"]))
+            log.info("desktop asked to resync; extractions republished", agent=agent, republished=count)
+            return
+        if kind not in STATUS:
+            return  # heartbeat
+        status = STATUS[kind]
+        location = doc.get("location")
+        where = f"{location['bucket']}/{location['key']}" if location else None
+        outcome = self.joiner.record_screen(
+            doc["contact_id"], status=status, location=where, coverage=doc.get("coverage")
+        )
+        if doc.get("command_id"):
+            self.commands.mark_result(doc["command_id"], kind.value, parse_instant(doc["sent_at"]))
+        log.info(
+            "screen recording result",
+            agent=agent,
+            contact_id=doc["contact_id"],
+            status=status,
+            outcome=outcome.value,
+            reason=doc.get("reason"),
+        )
+
+    def _delete(self, message: dict[str, Any]) -> None:
+        receipt = message["ReceiptHandle"]
+        retry_transient(
+            lambda: self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt), "sqs.delete"
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.poll_once()
+            except Exception as exc:
+                log.warning("results queue unavailable; retrying", error=type(exc).__name__)
+                stop.wait(2.0)
+
+
+def run_releaser(
+    control: ScreenControl,
+    *,
+    consumed_until: Any,
+    agents: Any,
+    window: Any,
+    slack: Any,
+    interval: float,
+    stop: threading.Event,
+) -> None:
+    """Every ``interval``: publish each configured agent's advanced release watermark."""
+    while not stop.wait(interval):
+        try:
+            until: datetime | None = consumed_until()
+            if until is None:
+                continue
+            for agent in agents():
+                control.release(agent, until, window(), slack)
+        except Exception as exc:
+            log.warning("segment release round failed", error=type(exc).__name__)
