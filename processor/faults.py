@@ -1,6 +1,6 @@
 """Fault-injection points for the fault suite; inert unless armed by environment variables.
 
-``QM_FAULT_KILL_AT=<point>[:<n>]`` makes the process that reaches ``<point>`` for the n-th
+``QM_FAULT_KILL_AT=<point>[@<scope>][:<n>]`` makes the process that reaches ``<point>`` for the n-th
 time kill itself with SIGKILL (as ``kill -9`` would). With ``QM_FAULT_MARKER=<file>`` only
 the first process to get there dies (the file records it), so restarted workers run clean.
 """
@@ -13,12 +13,15 @@ import signal
 _passages: dict[str, int] = {}
 
 
-def fault_point(name: str) -> None:
+def fault_point(name: str, scope: str | None = None) -> None:
+    """``QM_FAULT_KILL_AT=<point>[@<scope>][:<n>]``: the scope (e.g. a stream name) narrows
+    the point to one kind of process."""
     target = os.environ.get("QM_FAULT_KILL_AT")
     if not target:
         return
     wanted, _, count = target.partition(":")
-    if wanted != name:
+    point, _, wanted_scope = wanted.partition("@")
+    if point != name or (wanted_scope and wanted_scope != scope):
         return
     _passages[name] = _passages.get(name, 0) + 1
     if _passages[name] < int(count or 1):

@@ -235,9 +235,20 @@ class Joiner:
         raise RuntimeError(f"contact {contact_id}: too many concurrent updates")
 
     def _extraction(self, contact: QmContact, user: QmUser | None) -> None:
-        if self.screen is not None:
-            screen = self.screen
+        """Publish the screen extraction. Transient failures are retried (the batch waits);
+        anything else is logged and does not hold the contact's import back."""
+        if self.screen is None:
+            return
+        screen = self.screen
+        try:
             retry_transient(lambda: screen.ensure_extraction(contact, user), "screen.extraction")
+        except Exception as exc:
+            log.error(
+                "screen extraction could not be published",
+                contact_id=contact.contact_id,
+                error=type(exc).__name__,
+                detail=str(exc)[:300],
+            )
 
     def refresh_agent(self, acd_id: str) -> int:
         """A QM user appeared or changed: give that agent's contacts their names."""

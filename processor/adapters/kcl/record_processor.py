@@ -92,13 +92,13 @@ class KclRecordProcessor:
         started = time.monotonic()
         result = self._handler.process(records)
         self._metrics.batch_result(result)
-        fault_point("after_write")
+        fault_point("after_write", self._stream)
         last = process_records_input.records[-1]
         if self._checkpoint(
             process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number
         ):
             self._metrics.checkpointed()
-        fault_point("after_checkpoint")
+        fault_point("after_checkpoint", self._stream)
         self._note_progress(process_records_input.millis_behind_latest)
         log.info(
             "batch processed",

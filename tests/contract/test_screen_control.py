@@ -1,0 +1,270 @@
+"""Screen-recording control on the emulator: per-agent queues, commands once, results on contacts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from processor.adapters.commands import AgentStates, CommandStore
+from processor.adapters.progress import ShardProgress
+from processor.adapters.runtime_config import RuntimeConfigStore
+from processor.adapters.screen_keys import generate_server_key
+from processor.adapters.users import DynamoUserAdmin, DynamoUserDirectory
+from processor.core.agent_queue import agent_queue_name
+from processor.core.ctr import ctr_from_object
+from processor.core.desktop_protocol import ResultType, build_result, parse_command
+from processor.core.users import QmUser
+from processor.exceptions import SourcePosition
+from processor.pipeline import StreamRecord, utc_now
+from processor.screen_control import AgentEventIngest
+from processor.screen_results import ScreenResultConsumer
+from processor.wiring import build_joiner, build_quarantine, build_screen_control
+from tests.contract.test_joiner import output_records
+
+SAMPLE_ARN = (
+    "arn:aws:connect:us-east-1:236630710668:instance/6e3230e5-2dd2-4464-ade8-b032cdd0abef/agent/"
+    "dfe8970a-ee78-4fa2-b79b-b6b3e92d35c0"
+)
+
+
+@pytest.fixture
+def screen_settings(bootstrapped, aws, tmp_path: Path):  # type: ignore[no-untyped-def]
+    key_file = tmp_path / "server.pem"
+    generate_server_key(key_file)
+    settings = bootstrapped.model_copy(update={"screen_private_key_file": str(key_file)})
+    users = DynamoUserDirectory(aws.dynamodb, settings.users_table)
+    users.put(QmUser("christy.burkholder", "Christy", "Burkholder", True, agent_arn=SAMPLE_ARN))
+    users.put(QmUser("agent.one", "Agent", "One", True))
+    users.put(QmUser("not.recorded", "Not", "Recorded", False))
+    return settings
+
+
+def queue_messages(aws, agent: str) -> list[dict]:
+    try:
+        url = aws.sqs.get_queue_url(QueueName=agent_queue_name(agent))["QueueUrl"]
+    except aws.sqs.exceptions.QueueDoesNotExist:
+        return []
+    out = []
+    while True:
+        got = aws.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=60
+        )
+        messages = got.get("Messages", [])
+        if not messages:
+            return out
+        for message in messages:
+            out.append(orjson.loads(message["Body"]))
+            aws.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def agent_records(samples_dir: Path, username: str | None = None) -> list[StreamRecord]:
+    events = orjson.loads((samples_dir / "agent-events/aspect-wfm-quickstart-recorddata.json").read_bytes())
+    out = []
+    for i, event in enumerate(events):
+        if username and event.get("CurrentAgentSnapshot"):
+            event["CurrentAgentSnapshot"]["Configuration"]["Username"] = username
+        if username:
+            event["AgentARN"] = event["AgentARN"].replace("dfe8970a", "00000000")
+        out.append(
+            StreamRecord(orjson.dumps(event), SourcePosition("kinesis", "agents", "shardId-0", str(i)))
+        )
+    return out
+
+
+def test_login_logout_become_start_stop_once_each(screen_settings, aws, samples_dir: Path) -> None:
+    control = build_screen_control(screen_settings, aws)
+    ingest = AgentEventIngest(control, build_quarantine(screen_settings, aws), utc_now)
+    records = agent_records(samples_dir)
+    ingest.process(records)
+    ingest.process(records)  # a replay of the whole stream
+    ingest.process(list(reversed(records)))
+    commands = queue_messages(aws, "christy.burkholder")
+    assert [c["type"] for c in commands] == ["start_recording", "stop_recording"]
+    for command in commands:
+        parse_command(orjson.dumps(command))  # schema-valid
+    assert commands[0]["event_at"] == "2018-05-16T16:12:59.059Z"  # the LOGIN (no snapshot: ARN lookup)
+
+
+def test_unconfigured_users_and_rte_off_produce_nothing(screen_settings, aws, samples_dir: Path) -> None:
+    control = build_screen_control(screen_settings, aws)
+    ingest = AgentEventIngest(control, build_quarantine(screen_settings, aws), utc_now)
+    ingest.process(agent_records(samples_dir, username="not.recorded"))
+    assert queue_messages(aws, "not.recorded") == []
+    assert control.ignored.get("not_configured", 0) > 0
+    store = RuntimeConfigStore(aws.dynamodb, screen_settings.config_table)
+    store.save(
+        replace(store.load(), rte_enabled=False), updated_by="test", updated_at="2026-01-01T00:00:00.000Z"
+    )
+    control = build_screen_control(screen_settings, aws)
+    AgentEventIngest(control, build_quarantine(screen_settings, aws), utc_now).process(
+        agent_records(samples_dir)
+    )
+    assert queue_messages(aws, "christy.burkholder") == []
+    assert control.ignored.get("rte_disabled", 0) == 11
+
+
+def ctr(contact_id: str, username: str) -> tuple:
+    obj = {
+        "ContactId": contact_id,
+        "InstanceARN": "arn:aws:connect:us-east-1:1:instance/x",
+        "InitiationMethod": "INBOUND",
+        "LastUpdateTimestamp": "2026-06-01T11:00:00Z",
+        "DisconnectTimestamp": "2026-06-01T10:59:00Z",
+        "Agent": {
+            "Username": username,
+            "ConnectedToAgentTimestamp": "2026-06-01T10:58:00Z",
+            "AfterContactWorkEndTimestamp": "2026-06-01T10:59:30Z",
+            "AgentInteractionDuration": 60,
+        },
+        "Recordings": None,
+    }
+    return ctr_from_object(obj), orjson.dumps(obj)
+
+
+def test_imported_contact_gets_one_extraction(screen_settings, aws) -> None:
+    joiner = build_joiner(screen_settings, aws)
+    record, raw = ctr("c-screen-1", "agent.one")
+    joiner.on_ctr(record, raw)
+    joiner.on_ctr(record, raw)  # duplicate delivery
+    build_joiner(screen_settings, aws).on_ctr(record, raw)  # another worker replays it
+    [command] = queue_messages(aws, "agent.one")
+    parsed = parse_command(orjson.dumps(command))
+    assert parsed.command_id == "extract:c-screen-1" and parsed.contact_id == "c-screen-1"
+    assert parsed.start == datetime(2026, 6, 1, 10, 58, tzinfo=UTC)
+    assert parsed.end == datetime(2026, 6, 1, 10, 59, 30, tzinfo=UTC)  # after-contact work included
+    assert (
+        parsed.upload is not None
+        and parsed.upload.url
+        and parsed.upload.bucket == screen_settings.screen_bucket
+    )
+    stored = joiner.contacts.load("c-screen-1")
+    assert stored is not None and stored.doc["screen_recording_status"] == "pending"
+    # Not configured: no extraction, no status.
+    joiner.on_ctr(*ctr("c-screen-2", "not.recorded"))
+    assert queue_messages(aws, "not.recorded") == []
+    other = joiner.contacts.load("c-screen-2")
+    assert other is not None and other.doc["screen_recording_status"] is None
+
+
+def test_without_after_contact_work_the_extraction_ends_at_disconnect(screen_settings, aws) -> None:
+    store = RuntimeConfigStore(aws.dynamodb, screen_settings.config_table)
+    store.save(
+        replace(store.load(), include_acw=False), updated_by="t", updated_at="2026-01-01T00:00:00.000Z"
+    )
+    build_joiner(screen_settings, aws).on_ctr(*ctr("c-noacw", "agent.one"))
+    [command] = queue_messages(aws, "agent.one")
+    assert command["end"] == "2026-06-01T10:59:00.000Z"
+
+
+def test_a_crash_between_send_and_mark_resends_the_same_command(screen_settings, aws) -> None:
+    joiner = build_joiner(screen_settings, aws)
+    record, raw = ctr("c-crash-screen", "agent.one")
+    joiner.on_ctr(record, raw)
+    first = queue_messages(aws, "agent.one")
+    # The worker died after the send, before the mark: the record is still pending.
+    aws.dynamodb.update_item(
+        TableName=screen_settings.commands_table,
+        Key={"command_id": {"S": "extract:c-crash-screen"}},
+        UpdateExpression="SET #s = :p",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":p": {"S": "pending"}},
+    )
+    build_joiner(screen_settings, aws).on_ctr(record, raw)
+    again = queue_messages(aws, "agent.one")
+    # The same command id again: the desktop's journal makes it a no-op.
+    assert [c["command_id"] for c in first + again] == ["extract:c-crash-screen"] * 2
+    record_after = CommandStore(aws.dynamodb, screen_settings.commands_table).get("extract:c-crash-screen")
+    assert record_after is not None and record_after.state == "sent"
+    build_joiner(screen_settings, aws).on_ctr(record, raw)
+    assert queue_messages(aws, "agent.one") == []
+
+
+def result_consumer(settings, aws) -> ScreenResultConsumer:
+    url = aws.sqs.get_queue_url(QueueName=settings.screen_results_queue)["QueueUrl"]
+    return ScreenResultConsumer(
+        sqs=aws.sqs,
+        queue_url=url,
+        queue_name=settings.screen_results_queue,
+        joiner=build_joiner(settings, aws),
+        control=build_screen_control(settings, aws),
+        commands=CommandStore(aws.dynamodb, settings.commands_table),
+        users=DynamoUserAdmin(aws.dynamodb, settings.users_table),
+        quarantine=build_quarantine(settings, aws),
+        wait_seconds=0,
+    )
+
+
+def send_result(aws, settings, doc: dict) -> None:
+    url = aws.sqs.get_queue_url(QueueName=settings.screen_results_queue)["QueueUrl"]
+    aws.sqs.send_message(QueueUrl=url, MessageBody=orjson.dumps(doc).decode())
+
+
+def test_results_land_on_the_contact_once_and_sync_republishes(screen_settings, aws) -> None:
+    joiner = build_joiner(screen_settings, aws)
+    joiner.on_ctr(*ctr("c-res-1", "agent.one"))
+    joiner.on_ctr(*ctr("c-res-2", "agent.one"))
+    assert len(queue_messages(aws, "agent.one")) == 2
+    consumer = result_consumer(screen_settings, aws)
+    now = datetime.now(UTC)
+    uploaded = build_result(
+        ResultType.SCREEN_UPLOADED,
+        agent="agent.one",
+        sent_at=now,
+        command_id="extract:c-res-1",
+        contact_id="c-res-1",
+        location={"bucket": screen_settings.screen_bucket, "key": "screen/c-res-1.qmrec"},
+        duration_seconds=90.0,
+        coverage=0.75,
+        gaps=[],
+        server_key_id="k",
+    )
+    for _ in range(2):  # a repeated result changes nothing
+        send_result(aws, screen_settings, uploaded)
+    send_result(aws, screen_settings, {"schema_version": 1, "type": "bogus"})
+    while consumer.poll_once():
+        pass
+    stored = joiner.contacts.load("c-res-1")
+    assert stored is not None
+    assert stored.doc["screen_recording_status"] == "uploaded"
+    assert stored.doc["screen_recording_location"] == f"{screen_settings.screen_bucket}/screen/c-res-1.qmrec"
+    assert stored.doc["screen_coverage"] == 0.75
+    emitted = [r for r in output_records(aws, screen_settings.output_stream) if r["contact_id"] == "c-res-1"]
+    assert [r["screen_recording_status"] for r in emitted] == ["pending", "uploaded"]
+    # The desktop comes back and asks for what it missed: c-res-2 only (c-res-1 has a result).
+    sync = build_result(
+        ResultType.SYNC_REQUEST, agent="agent.one", sent_at=now, since=now - timedelta(days=1)
+    )
+    send_result(aws, screen_settings, sync)
+    while consumer.poll_once():
+        pass
+    assert [c["command_id"] for c in queue_messages(aws, "agent.one")] == ["extract:c-res-2"]
+    row = next(
+        u
+        for u in DynamoUserAdmin(aws.dynamodb, screen_settings.users_table).rows()
+        if u.user.username == "agent.one"
+    )
+    assert row.desktop_last_seen_at is not None
+
+
+def test_release_waits_for_every_shard(screen_settings, aws) -> None:
+    control = build_screen_control(screen_settings, aws)
+    progress = ShardProgress(aws.dynamodb, screen_settings.join_table, screen_settings.application_name)
+    shards = [s["ShardId"] for s in aws.kinesis.list_shards(StreamName=screen_settings.ctr_stream)["Shards"]]
+    now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    progress.note(shards[0], 0, now)
+    consumed = progress.consumed_until(aws.kinesis, screen_settings.ctr_stream)
+    assert consumed is None  # one shard has no progress yet: nothing is released
+    progress.note(shards[1], 60_000, now)  # one minute behind
+    consumed = progress.consumed_until(aws.kinesis, screen_settings.ctr_stream)
+    assert consumed == now - timedelta(minutes=1)
+    assert control.release("agent.one", consumed, timedelta(minutes=30), timedelta(minutes=5))
+    assert not control.release("agent.one", consumed, timedelta(minutes=30), timedelta(minutes=5))  # once
+    [command] = queue_messages(aws, "agent.one")
+    assert command["type"] == "release_segments_before"
+    assert command["before"] == "2026-06-01T11:24:00.000Z"
+    _, _, released = AgentStates(aws.dynamodb, screen_settings.agents_table).load("agent.one")
+    assert released == "2026-06-01T11:24:00.000Z"
