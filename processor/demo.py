@@ -26,7 +26,7 @@ from processor.exceptions import QmIngestError
 from processor.local import control
 from processor.report import print_contacts
 from processor.settings import Settings
-from processor.simulator import publish_scenario
+from processor.simulator import PublishedScenario, publish_scenario
 
 #: KCL timings for a quick local start (the defaults suit production).
 FAST_KCL = {
@@ -68,6 +68,7 @@ def run_demo(*, contacts: int, port: int, console_seconds: float | None = None) 
         console.print(
             f"[bold]bootstrap[/]: {len(report.created)} created, {len(report.existing)} already there"
         )
+        _ensure_server_key(settings, console)
         state.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as log_file:
             service = subprocess.Popen(
@@ -96,6 +97,7 @@ def run_demo(*, contacts: int, port: int, console_seconds: float | None = None) 
         console.print(
             f"[bold green]{len(docs)} contacts imported, each once, at its newest version[/] ({summary})."
         )
+        _print_commands(settings, aws, published, console)
         from processor.console.demo import demo_console
 
         demo_console(settings, aws, lambda text: console.print(f"[bold]{text}[/]"), console_seconds)
@@ -143,3 +145,41 @@ def _wait_for(
             last_report = now
         with contextlib.suppress(KeyboardInterrupt):
             time.sleep(1)
+
+
+def _ensure_server_key(settings: Settings, console: Console) -> None:
+    """Extractions carry the server's public key: make one for the demo if there is none."""
+    from processor.adapters.screen_keys import generate_server_key, private_key_path
+
+    path = private_key_path(settings)
+    if not path.exists():
+        key = generate_server_key(path)
+        console.print(f"[bold]screen key[/]: generated {path} (key id {key.key_id})")
+
+
+def _print_commands(
+    settings: Settings, aws: AwsClients, published: PublishedScenario, console: Console
+) -> None:
+    """The commands each configured agent's desktop was sent (start/stop from the agent
+    event stream, an extraction per imported contact), from the commands table."""
+    from datetime import UTC, datetime
+
+    from processor.adapters.commands import CommandStore
+    from processor.core.agent_queue import agent_queue_name
+    from processor.report import commands_table
+
+    store = CommandStore(aws.dynamodb, settings.commands_table)
+    configured = [u.username for u in published.users if u.screen_recording]
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    deadline = time.monotonic() + 90
+    rows: list[tuple[str, str, dict[str, int]]] = []
+    while True:
+        rows = []
+        for agent in configured:
+            counts = Counter(r.type for r in store.of_agent(agent, epoch))
+            rows.append((agent, agent_queue_name(agent), dict(counts)))
+        # The agent-event consumer is a second KCL application: wait for its first batch.
+        if all(r[2].get("start_recording") for r in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    Console(width=220).print(commands_table(rows))

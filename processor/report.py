@@ -39,6 +39,7 @@ def contacts_table(docs: Iterable[dict[str, Any]], *, show_numbers: bool = False
         "Time",
         "Duration",
         "Recording Type",
+        "Screen",
         "Contact ID",
         "Flags",
     ):
@@ -55,6 +56,7 @@ def contacts_table(docs: Iterable[dict[str, Any]], *, show_numbers: bool = False
             doc.get("time") or "",
             _duration(doc.get("call_duration_seconds")),
             doc.get("recording_type") or "",
+            doc.get("screen_recording_status") or "",
             doc.get("contact_id") or "",
             ", ".join(doc.get("flags") or []),
         )
@@ -88,3 +90,14 @@ def settings_table(settings: Settings, *, markdown: bool = False) -> str:
         return "\n".join(lines)
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{v.ljust(width)}  {c}" for v, _, _, c in rows)
+
+
+def commands_table(rows: Iterable[tuple[str, str, dict[str, int]]]) -> Table:
+    """Commands published per agent: (agent, queue name, {type: count})."""
+    table = Table(title="Commands sent to agents' desktops", header_style="bold")
+    kinds = ("start_recording", "stop_recording", "extract_screen", "release_segments_before")
+    for column in ("Agent", "Queue", *kinds):
+        table.add_column(column, overflow="fold")
+    for agent, queue, counts in rows:
+        table.add_row(agent, queue, *(str(counts.get(k, 0)) for k in kinds))
+    return table

@@ -87,6 +87,8 @@ class Scenario:
     expected_duration: dict[str, float | None] = field(default_factory=dict)
     #: contact id -> the newest CTR object.
     newest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Agent events (LOGIN, STATE_CHANGE, LOGOUT) of the simulated agents, in order.
+    agent_events: list[bytes] = field(default_factory=list)
 
     def users(self) -> list[QmUser]:
         return [a.user(self.instance_arn) for a in self.agents]
@@ -283,6 +285,7 @@ def build_scenario(  # noqa: PLR0915 - one contact, field by field
         scenario.newest[contact_id] = newest
         parsed = datetime.strptime(newest["LastUpdateTimestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         scenario.expected[contact_id] = format_instant(parsed)
+    scenario.agent_events = _agent_session(roster, instance_arn, start, when + timedelta(minutes=15))
     return scenario
 
 
@@ -311,3 +314,47 @@ def wav_bytes(seconds: float, *, seed: int = 0, corrupt_header: bool = False) ->
     if corrupt_header:
         header = b"\0" * len(header)
     return header + data
+
+
+def _agent_session(
+    roster: list[SimulatedAgent], instance_arn: str, start: datetime, end: datetime
+) -> list[bytes]:
+    """Every agent logs on before the first contact (LOGIN has no snapshot, as in Connect)
+    and becomes Available; after the last contact the first agent goes Offline and logs out
+    (its desktop is told to stop)."""
+    events: list[bytes] = []
+
+    def event(agent: SimulatedAgent, kind: str, at: datetime, status: str | None) -> bytes:
+        snapshot = None
+        if status is not None:
+            snapshot = {
+                "AgentStatus": {"Name": status, "StartTimestamp": _ts(at)},
+                "Configuration": {
+                    "Username": agent.username,
+                    "FirstName": agent.first_name,
+                    "LastName": agent.last_name,
+                },
+                "Contacts": [],
+            }
+        return orjson.dumps(
+            {
+                "AWSAccountId": "123456789012",
+                "AgentARN": f"{instance_arn}/agent/{agent.agent_id}",
+                "CurrentAgentSnapshot": snapshot,
+                "EventId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{agent.agent_id}/{kind}/{at.isoformat()}")),
+                "EventTimestamp": at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                "EventType": kind,
+                "InstanceARN": instance_arn,
+                "PreviousAgentSnapshot": None,
+                "Version": "2017-10-01",
+            }
+        )
+
+    for i, agent in enumerate(roster):
+        login = start - timedelta(minutes=10, seconds=i)
+        events.append(event(agent, "LOGIN", login, None))
+        events.append(event(agent, "STATE_CHANGE", login + timedelta(seconds=20), "Available"))
+    first = roster[0]
+    events.append(event(first, "STATE_CHANGE", end, "Offline"))
+    events.append(event(first, "LOGOUT", end + timedelta(seconds=30), None))
+    return events

@@ -85,6 +85,16 @@ def publish_scenario(
             put_records(aws.kinesis, settings.ctr_stream, pending)
             pending.clear()
 
+    # The agents log on first (their desktops are told to record), then the contact centre runs.
+    agent_key = {a.agent_id: a.username for a in scenario.agents}
+    put_records(
+        aws.kinesis,
+        settings.agent_event_stream,
+        [
+            (e, agent_key.get(orjson.loads(e)["AgentARN"].rsplit("/", 1)[-1], "agent"))
+            for e in scenario.agent_events
+        ],
+    )
     for event in scenario.events:
         if isinstance(event, RecordingUpload):
             flush()
