@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from processor.adapters.aws import OUTPUT_PUT_MAX_S, is_transient
 from processor.adapters.contacts import ClaimResult, DynamoContactStore, StoredContact, view_doc
 from processor.adapters.join_store import DynamoJoinStore
 from processor.adapters.media import S3Media
@@ -44,7 +45,16 @@ log = get_logger("processor.join")
 
 Clock = Callable[[], datetime]
 MAX_CONFLICTS = 20
-CLAIM_LEASE_S = 30.0
+#: An emission claim older than this may be taken over. Its holder stops starting puts
+#: ``OUTPUT_PUT_MAX_S + CLOCK_SKEW_S`` before that, so when another worker takes over, any
+#: put of the holder has landed or failed, and the read-back sees it: no duplicate even
+#: when the holder is slow (an outage), not dead.
+CLAIM_LEASE_S = 60.0
+CLOCK_SKEW_S = 10.0
+
+
+class ClaimExpiring(Exception):
+    """The output stream did not take the put within the claim's safe time."""
 
 
 class Outcome(StrEnum):
@@ -128,8 +138,9 @@ class Joiner:
             window=self.window(),
             tolerance=self.tolerance,
         )
+        claimed = time.monotonic()
         if first is not None and self._write(first, None, raw, now, create_only=True):
-            self._after_write(first, None, now)
+            self._after_write(first, None, now, claimed)
             self._extraction(first.contact, user)
             return Outcome.CREATED
         for _ in range(MAX_CONFLICTS):
@@ -157,8 +168,9 @@ class Joiner:
                     self._schedule(current.view)
                     self._extraction(current.view.contact, user)  # a replay: publish if a crash prevented it
                 return Outcome.UNCHANGED
+            claimed = time.monotonic()
             if self._write(view, current, raw, now):
-                self._after_write(view, current, now)
+                self._after_write(view, current, now, claimed)
                 self._extraction(view.contact, user)
                 return Outcome.CREATED if current is None else Outcome.UPDATED
         raise RuntimeError(f"contact {record.contact_id}: too many concurrent updates")
@@ -201,8 +213,9 @@ class Joiner:
             if view is None:
                 self._schedule(current.view)
                 return Outcome.UNCHANGED
+            claimed = time.monotonic()
             if self._write(view, current, None, now):
-                self._after_write(view, current, now)
+                self._after_write(view, current, now, claimed)
                 return Outcome.UPDATED
         raise RuntimeError(f"contact {contact_id}: too many concurrent updates")
 
@@ -229,8 +242,9 @@ class Joiner:
             if new == contact:
                 return Outcome.UNCHANGED
             view = replace(current.view, contact=new, revision=current.view.revision + 1)
+            claimed = time.monotonic()
             if self._write(view, current, None, now):
-                self._after_write(view, current, now)
+                self._after_write(view, current, now, claimed)
                 return Outcome.UPDATED
         raise RuntimeError(f"contact {contact_id}: too many concurrent updates")
 
@@ -344,11 +358,17 @@ class Joiner:
             obj = RecordingObject(obj.location, obj.size, obj.seen_at, duration.seconds, duration.source)
         return obj
 
-    def _after_write(self, view: ContactView, previous: StoredContact | None, now: datetime) -> None:
+    def _after_write(
+        self, view: ContactView, previous: StoredContact | None, now: datetime, claimed: float | None = None
+    ) -> None:
         if view.state.final:
             # This writer holds the claim (taken in the write): publish straight away.
             imported_at = previous.imported_at if previous and previous.imported_at else format_instant(now)
-            self._publish(view.contact_id, view, imported_at)
+            try:
+                self._publish(view.contact_id, view, imported_at, claimed=claimed)
+            except ClaimExpiring:
+                self._wait_until_stale(claimed if claimed is not None else time.monotonic())
+                self._finish(self._load(view.contact_id))
         if (
             previous is None
             or previous.view.state is not view.state
@@ -367,53 +387,98 @@ class Joiner:
         else:
             retry_transient(lambda: self.joins.clear_waiting(view.contact_id), "join.clear_waiting")
 
-    def _finish(self, stored: StoredContact) -> None:
-        """Complete a pending emission of the stored version (ours, or a crashed worker's)."""
-        if not stored.emission_pending:
-            return
-        version = stored.version
-        contact_id = stored.contact_id
-        deadline = time.monotonic() + self.claim_lease_s * 2
-        while True:
+    def _finish(self, stored: StoredContact | None) -> None:
+        """Complete a pending emission of the stored version (ours, or a crashed or stuck
+        worker's): wait while another holder's claim is fresh, then take it over, read the
+        stream back from the last attempt, and publish only if the record is not there."""
+        waited_since = time.monotonic()
+        while stored is not None and stored.emission_pending:
+            version = stored.version
+            contact_id = stored.contact_id
             claim = retry_transient(
-                lambda: self.contacts.claim_emission(
-                    contact_id, version, self.owner, self.clock(), self.claim_lease_s
+                lambda c=contact_id, v=version: self.contacts.claim_emission(  # type: ignore[misc]
+                    c, v, self.owner, self.clock(), self.claim_lease_s
                 ),
                 "contacts.claim_emission",
             )
             if claim is ClaimResult.DONE:
                 return
-            if claim is ClaimResult.CLAIMED:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"contact {contact_id}: emission claimed by another worker for too long")
-            time.sleep(0.5)
-        now = self.clock()
-        previous = retry_transient(
-            lambda: self.contacts.note_attempt(contact_id, version, self.owner, now), "contacts.note_attempt"
-        )
-        if previous is not None:
-            since = parse_instant(previous, "emit_attempted_at")
-            assert since is not None
-            eid = emission_id(contact_id, version)
-            if retry_transient(lambda: self.output.contains(contact_id, eid, since), "output.read_back"):
-                log.info(
-                    "emission found on the output stream after a crash",
-                    contact_id=contact_id,
-                    version=version,
-                )
-                retry_transient(
-                    lambda: self.contacts.mark_emitted(contact_id, version), "contacts.mark_emitted"
-                )
+            if claim is ClaimResult.BUSY:
+                if time.monotonic() - waited_since > 10 * self.claim_lease_s:
+                    raise RuntimeError(f"contact {contact_id}: emission claim never released")
+                time.sleep(0.5)
+                continue
+            claimed = time.monotonic()
+            now = self.clock()
+            previous = retry_transient(
+                lambda c=contact_id, v=version, n=now: self.contacts.note_attempt(c, v, self.owner, n),  # type: ignore[misc]
+                "contacts.note_attempt",
+            )
+            try:
+                if previous is not None and self._already_published(contact_id, version, previous):
+                    retry_transient(
+                        lambda c=contact_id, v=version: self.contacts.mark_emitted(c, v),  # type: ignore[misc]
+                        "contacts.mark_emitted",
+                    )
+                    return
+                self._publish(contact_id, stored.view, stored.imported_at, claimed=claimed)
                 return
-        self._publish(contact_id, stored.view, stored.imported_at)
+            except ClaimExpiring:
+                self._wait_until_stale(claimed)
+                stored = self._load(contact_id)
 
-    def _publish(self, contact_id: str, view: ContactView, imported_at: str | None) -> None:
-        """Put the view on the output stream and mark it emitted (the caller holds the claim)."""
+    def _already_published(self, contact_id: str, version: str, attempted_at: str) -> bool:
+        since = parse_instant(attempted_at, "emit_attempted_at")
+        assert since is not None
+        eid = emission_id(contact_id, version)
+        found = retry_transient(lambda: self.output.contains(contact_id, eid, since), "output.read_back")
+        if found:
+            log.info(
+                "emission found on the output stream after a crash", contact_id=contact_id, version=version
+            )
+        return bool(found)
+
+    def _wait_until_stale(self, claimed: float) -> None:
+        """Our claim is about to lapse with the output stream unreachable: let it lapse, so
+        that whoever takes over (possibly us) reads back after our last put could land."""
+        time.sleep(max(0.0, claimed + self.claim_lease_s + 1.0 - time.monotonic()))
+
+    def _publish(
+        self, contact_id: str, view: ContactView, imported_at: str | None, *, claimed: float | None
+    ) -> None:
+        """Put the view on the output stream and mark it emitted. The caller holds the claim,
+        taken at ``claimed`` (monotonic): puts are only started while the claim is safely
+        ours (see ``CLAIM_LEASE_S``); past that :class:`ClaimExpiring` is raised and the
+        claim is left to lapse before anyone (with a read-back) tries again."""
         version = view.version
         doc = view_doc(view, imported_at)
         doc["emission_id"] = emission_id(contact_id, version)
-        retry_transient(lambda: self.output.publish(doc), "output.put_record")
+        started = claimed if claimed is not None else time.monotonic()
+        deadline = started + self.claim_lease_s - OUTPUT_PUT_MAX_S - CLOCK_SKEW_S
+        eid = doc["emission_id"]
+        delay = 0.2
+        while True:
+            if time.monotonic() >= deadline:
+                raise ClaimExpiring(contact_id)
+            attempt_at = self.clock()
+            try:
+                self.output.publish(doc)
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("output put failed; checking whether it landed", contact_id=contact_id)
+            # A put whose answer was lost may have landed: never put again before a read-back
+            # says it is not there (a read-back that fails leaves it to the claim's expiry).
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 5.0)
+            try:
+                if self.output.contains(contact_id, eid, attempt_at, timeout_s=OUTPUT_PUT_MAX_S):
+                    break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                raise ClaimExpiring(contact_id) from exc
         fault_point("after_output_put")
         retry_transient(lambda: self.contacts.mark_emitted(contact_id, version), "contacts.mark_emitted")
         self.observer.emitted(view.state.value)

@@ -79,7 +79,7 @@ def build_joiner(settings: Settings, aws: AwsClients, *, screen: bool = True) ->
             aws.dynamodb, settings.join_table, timedelta(hours=settings.join_retention_hours)
         ),
         media=S3Media(aws.s3),
-        output=OutputStream(aws.kinesis, settings.output_stream),
+        output=OutputStream(aws.kinesis_output, settings.output_stream),
         users=DynamoUserDirectory(aws.dynamodb, settings.users_table),
         window=lambda: join_window(settings, config),
         tolerance=Tolerance(settings.duration_tolerance_seconds, settings.duration_tolerance_ratio),

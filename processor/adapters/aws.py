@@ -50,6 +50,11 @@ TRANSIENT_ERROR_CODES = frozenset(
     }
 )
 
+#: One output-stream put lasts at most this long (connect + read); see ``kinesis_output``.
+OUTPUT_CONNECT_TIMEOUT_S = 3
+OUTPUT_READ_TIMEOUT_S = 7
+OUTPUT_PUT_MAX_S = OUTPUT_CONNECT_TIMEOUT_S + OUTPUT_READ_TIMEOUT_S
+
 NETWORK_ERRORS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
 
 
@@ -84,13 +89,14 @@ class AwsClients:
         self._session = boto3.session.Session(**kwargs)
 
     def _config(self, **extra: Any) -> Config:
-        return Config(
-            retries={"mode": "standard", "max_attempts": self.settings.aws_max_attempts},
-            connect_timeout=5,
-            read_timeout=30,
-            max_pool_connections=32,
-            **extra,
-        )
+        options: dict[str, Any] = {
+            "retries": {"mode": "standard", "max_attempts": self.settings.aws_max_attempts},
+            "connect_timeout": 5,
+            "read_timeout": 30,
+            "max_pool_connections": 32,
+        }
+        options.update(extra)
+        return Config(**options)
 
     def client(self, service: str, **extra: Any) -> Any:
         return self._session.client(
@@ -102,6 +108,17 @@ class AwsClients:
     @cached_property
     def kinesis(self) -> KinesisClient:
         return self.client("kinesis")  # type: ignore[no-any-return]
+
+    @cached_property
+    def kinesis_output(self) -> KinesisClient:
+        """For the output stream's puts: one attempt each, bounded in time, so that the
+        emitter knows when an attempt can no longer land (its claim's lease depends on it)."""
+        return self.client(  # type: ignore[no-any-return]
+            "kinesis",
+            retries={"mode": "standard", "max_attempts": 1},
+            connect_timeout=OUTPUT_CONNECT_TIMEOUT_S,
+            read_timeout=OUTPUT_READ_TIMEOUT_S,
+        )
 
     @cached_property
     def dynamodb(self) -> DynamoDBClient:

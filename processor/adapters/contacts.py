@@ -263,7 +263,7 @@ class DynamoContactStore:
                 UpdateExpression="SET emit_claim = :o, emit_claimed_at = :now",
                 ConditionExpression=(
                     "emit_version = :v AND emit_state = :pending AND "
-                    "(attribute_not_exists(emit_claim) OR emit_claim = :o OR emit_claimed_at < :stale)"
+                    "(attribute_not_exists(emit_claim) OR emit_claimed_at < :stale)"
                 ),
                 ExpressionAttributeValues={
                     ":o": {"S": owner},

@@ -64,7 +64,9 @@ class OutputStream:
             kwargs = {"NextToken": token}
 
     def contains(self, contact_id: str, emission: str, since: datetime, timeout_s: float = 30.0) -> bool:
-        """Whether a record with ``emission`` arrived on the contact's shard since ``since``."""
+        """Whether a record with ``emission`` arrived on the contact's shard since ``since``.
+        Raises :class:`TimeoutError` (transient) when the shard could not be read to its end:
+        "not found" must mean absent, never "not looked at"."""
         needle = f'"emission_id":"{emission}"'.encode()
         deadline = time.monotonic() + timeout_s
         for shard in self._shard_for(contact_id):
@@ -74,7 +76,9 @@ class OutputStream:
                 ShardIteratorType="AT_TIMESTAMP",
                 Timestamp=since - READ_BACK_SKEW,
             )["ShardIterator"]
-            while iterator and time.monotonic() < deadline:
+            while iterator:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"read-back of {self.stream} did not reach the end of {shard}")
                 page = self.client.get_records(ShardIterator=iterator, Limit=1000)
                 for record in page["Records"]:
                     if needle in record["Data"]:

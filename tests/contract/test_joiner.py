@@ -66,7 +66,6 @@ def make_joiner(
         tolerance=Tolerance(),
         clock=clock,
         owner=owner,
-        claim_lease_s=1.0,
     )
 
 
@@ -206,7 +205,7 @@ def test_crash_around_the_output_put_emits_exactly_once(bootstrapped, aws, after
         crashing.on_ctr(record, raw)
     stored = crashing.contacts.load("c-crash")
     assert stored is not None and stored.emission_pending
-    clock.advance(seconds=2)  # the dead worker's claim (1 s lease) is stale
+    clock.advance(seconds=61)  # the dead worker's claim (60 s lease) is stale
     survivor = make_joiner(bootstrapped, aws, clock, owner="survivor")
     assert survivor.on_ctr(record, raw) is Outcome.UNCHANGED  # the replayed CTR
     records = output_records(aws, bootstrapped.output_stream)
@@ -227,3 +226,95 @@ def test_names_arrive_after_the_contact(bootstrapped, aws) -> None:
     records = output_records(aws, bootstrapped.output_stream)
     assert [(r["first_name"], r["revision"]) for r in records] == [(None, 0), ("Late", 1)]
     assert "user_unknown" not in records[-1]["flags"]
+
+
+class FlakyOutput(OutputStream):
+    """The output stream during an outage: each put lands, but its answer is lost."""
+
+    def __init__(self, base: OutputStream, failures: int) -> None:
+        super().__init__(base.client, base.stream)
+        self.failures = failures
+        self.puts = 0
+
+    def publish(self, doc: dict[str, Any]) -> str:
+        self.puts += 1
+        sequence = super().publish(doc)
+        if self.puts <= self.failures:
+            from botocore.exceptions import ReadTimeoutError
+
+            raise ReadTimeoutError(endpoint_url="http://127.0.0.1")
+        return sequence
+
+
+def test_lost_put_answers_never_duplicate(bootstrapped, aws) -> None:
+    clock = FakeClock()
+    base = OutputStream(aws.kinesis, bootstrapped.output_stream)
+    flaky = FlakyOutput(base, failures=3)
+    joiner = make_joiner(bootstrapped, aws, clock, flaky, owner="slow")
+    record, raw, location = ctr("c-lost-answer", bootstrapped)
+    upload(aws, location, 60.0)
+    joiner.on_ctr(record, raw)
+    # The first put landed; the read-back after its lost answer found it: no second put.
+    assert flaky.puts == 1
+    assert [r["contact_id"] for r in output_records(aws, bootstrapped.output_stream)] == ["c-lost-answer"]
+    stored = joiner.contacts.load("c-lost-answer")
+    assert stored is not None and not stored.emission_pending
+
+
+class DownOutput(OutputStream):
+    """The output stream unreachable for a while: puts fail without landing."""
+
+    def __init__(self, base: OutputStream, seconds: float) -> None:
+        super().__init__(base.client, base.stream)
+        import time
+
+        self.until = time.monotonic() + seconds
+
+    def publish(self, doc: dict[str, Any]) -> str:
+        import time
+
+        if time.monotonic() < self.until:
+            from botocore.exceptions import EndpointConnectionError
+
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1")
+        return super().publish(doc)
+
+
+def test_a_stuck_holder_and_a_second_worker_emit_once(bootstrapped, aws) -> None:
+    """The holder's puts fail longer than its claim is safe; it lets the claim lapse; a
+    second worker waiting on the same pending emission takes over after the lapse. One
+    record, whoever wins."""
+    import time
+
+    clock = FakeClock()
+    base = OutputStream(aws.kinesis, bootstrapped.output_stream)
+    lease = 22.0  # safe put time: lease - 10 s put - 10 s skew = 2 s
+    holder = make_joiner(bootstrapped, aws, clock, DownOutput(base, seconds=4.0), owner="holder")
+    holder.claim_lease_s = lease
+    other = make_joiner(bootstrapped, aws, clock, owner="other")
+    other.claim_lease_s = lease
+    record, raw, location = ctr("c-stuck", bootstrapped)
+    upload(aws, location, 60.0)
+    errors: list[BaseException] = []
+
+    def run_holder() -> None:
+        try:
+            holder.on_ctr(record, raw)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run_holder)
+    thread.start()
+    time.sleep(1.0)
+
+    def advance_clock() -> None:  # the join's clock follows real time for the claim's lease
+        while thread.is_alive():
+            clock.advance(seconds=0.5)
+            time.sleep(0.5)
+
+    ticker = threading.Thread(target=advance_clock, daemon=True)
+    ticker.start()
+    other.on_ctr(record, raw)  # a replay on another worker: waits, then completes or finds it done
+    thread.join(timeout=120)
+    assert errors == []
+    assert [r["contact_id"] for r in output_records(aws, bootstrapped.output_stream)] == ["c-stuck"]

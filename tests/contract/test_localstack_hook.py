@@ -28,6 +28,9 @@ ROLES = [
     "QM_JOIN_TABLE",
     "QM_CONFIG_TABLE",
     "QM_AUDIT_TABLE",
+    "QM_COMMANDS_TABLE",
+    "QM_AGENTS_TABLE",
+    "QM_SCREEN_BUCKET",
     "QM_SCREEN_RESULTS_QUEUE",
 ]
 
@@ -67,6 +70,8 @@ def inventory(aws, names: dict[str, str]) -> dict[str, Any]:
         "QM_JOIN_TABLE",
         "QM_CONFIG_TABLE",
         "QM_AUDIT_TABLE",
+        "QM_COMMANDS_TABLE",
+        "QM_AGENTS_TABLE",
     ):
         table = aws.dynamodb.describe_table(TableName=names[role])["Table"]
         ttl = aws.dynamodb.describe_time_to_live(TableName=names[role])["TimeToLiveDescription"]
@@ -83,7 +88,7 @@ def inventory(aws, names: dict[str, str]) -> dict[str, Any]:
             ),
             "ttl": {k: ttl.get(k) for k in ("TimeToLiveStatus", "AttributeName")},
         }
-    for role in ("QM_RECORDINGS_BUCKET", "QM_QUARANTINE_BUCKET"):
+    for role in ("QM_RECORDINGS_BUCKET", "QM_QUARANTINE_BUCKET", "QM_SCREEN_BUCKET"):
         aws.s3.head_bucket(Bucket=names[role])
         out[role] = "exists"
     queues = {
