@@ -82,6 +82,8 @@ class Service:
         finally:
             log.info("stopping")
             self.stop_event.set()
+            for daemon in self.daemons:  # all at once: each waits out the KCL's grace period
+                daemon.terminate()
             codes = [daemon.stop() for daemon in self.daemons]
             for thread in threads:
                 thread.join(timeout=15)

@@ -174,14 +174,19 @@ class KclDaemon:
     def poll(self) -> int | None:
         return self._proc.poll() if self._proc else None
 
+    def terminate(self) -> None:
+        """SIGTERM: the KCL asks its processors to checkpoint and releases its leases."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = _STOP_TIMEOUT_S) -> int | None:
-        """SIGTERM (the KCL checkpoints and releases its leases), then SIGKILL the group."""
+        """SIGTERM (if not sent yet), wait, then SIGKILL the group."""
         proc = self._proc
         if proc is None:
             return None
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
