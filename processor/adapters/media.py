@@ -14,6 +14,22 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
+#: Answers that mean "no usable object there" (missing, or in a bucket we cannot read):
+#: the recording is then awaited until its window closes, never a reason to stall.
+ABSENT = frozenset(
+    {
+        "404",
+        "NoSuchKey",
+        "NotFound",
+        "403",
+        "AccessDenied",
+        "NoSuchBucket",
+        "AllAccessDisabled",
+        "InvalidBucketName",
+    }
+)
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     size: int
@@ -42,7 +58,7 @@ class S3Media:
         try:
             response = self._s3.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied"):
+            if exc.response["Error"]["Code"] in ABSENT:
                 return None
             raise
         return ObjectInfo(
@@ -56,7 +72,7 @@ class S3Media:
         try:
             response = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{FIRST_READ - 1}")
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied"):
+            if exc.response["Error"]["Code"] in ABSENT:
                 return None
             raise
         first = response["Body"].read()

@@ -18,6 +18,7 @@ to ``inbound`` and the contact is flagged ``initiation_method_unknown``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -63,6 +64,7 @@ FLAG_CALLED_NOT_E164 = "called_number_not_e164"
 FLAG_CALLING_NOT_E164 = "calling_number_not_e164"
 FLAG_UNSUPPORTED_MEDIA = "recording_media_unsupported"
 FLAG_RECORDING_DELETED = "recording_deleted"
+FLAG_LOCATION_INVALID = "recording_location_invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +165,21 @@ def direction_of(initiation_method: str) -> tuple[str, bool]:
     return direction, True
 
 
+#: ``bucket/key``: an S3 bucket name (3-63 of [a-z0-9.-]) and a key of at most 1,024 bytes.
+_LOCATION = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$", re.DOTALL)
+
+
+def valid_location(location: str | None) -> bool:
+    return bool(location and _LOCATION.match(location) and len(location.encode()) <= 64 + 1024)
+
+
+def _s3(ref: RecordingRef) -> bool:
+    return (ref.storage_type or "S3").upper() == "S3" and bool(ref.location)
+
+
 def s3_recordings(record: ContactRecord) -> tuple[RecordingRef, ...]:
-    """Recordings stored in S3 (the ones QM imports), in CTR order."""
-    return tuple(r for r in record.recordings if (r.storage_type or "S3").upper() == "S3" and r.location)
+    """Recordings stored in S3 at a usable location (the ones QM imports), in CTR order."""
+    return tuple(r for r in record.recordings if _s3(r) and valid_location(r.location))
 
 
 def _raw_endpoint(endpoint: Endpoint | None) -> dict[str, str | None] | None:
@@ -202,7 +216,9 @@ def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
         flags.append(FLAG_CALLING_NOT_E164)
 
     s3 = s3_recordings(record)
-    others = [r for r in record.recordings if r not in s3]
+    if any(_s3(r) and not valid_location(r.location) for r in record.recordings):
+        flags.append(FLAG_LOCATION_INVALID)
+    others = [r for r in record.recordings if r not in s3 and not _s3(r)]
     if not s3:
         flags.append(FLAG_KVS_ONLY if any(_is_kvs(r) for r in others) else FLAG_NO_RECORDING)
     elif others:

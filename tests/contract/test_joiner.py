@@ -318,3 +318,31 @@ def test_a_stuck_holder_and_a_second_worker_emit_once(bootstrapped, aws) -> None
     thread.join(timeout=120)
     assert errors == []
     assert [r["contact_id"] for r in output_records(aws, bootstrapped.output_stream)] == ["c-stuck"]
+
+
+def test_recordings_in_unreadable_places_never_stall(bootstrapped, aws) -> None:
+    """Untrusted locations: a bucket that does not exist, another account's bucket, a
+    location that is not bucket/key. The contact is imported, never the shard stalled."""
+    clock = FakeClock()
+    joiner = make_joiner(bootstrapped, aws, clock)
+    for contact_id, location in (
+        ("c-nobucket", "no-such-bucket-anywhere/connect/x/CallRecordings/a.wav"),
+        ("c-badloc", "not a location"),
+        ("c-upper", "Upper_Case_Bucket/x.wav"),
+    ):
+        obj = {
+            "ContactId": contact_id,
+            "InstanceARN": "arn:aws:connect:us-east-1:1:instance/x",
+            "InitiationMethod": "INBOUND",
+            "LastUpdateTimestamp": "2026-06-01T11:00:00Z",
+            "Recordings": [{"Location": location, "StorageType": "S3"}],
+        }
+        joiner.on_ctr(ctr_from_object(obj), orjson.dumps(obj))
+    assert joiner.contacts.load("c-nobucket").view.state is JoinState.WAITING  # type: ignore[union-attr]
+    for contact_id in ("c-badloc", "c-upper"):
+        stored = joiner.contacts.load(contact_id)
+        assert stored is not None and "recording_location_invalid" in stored.doc["flags"]
+        assert stored.view.state is JoinState.NO_RECORDING_EXPECTED
+    clock.advance(minutes=6)
+    joiner.sweep()
+    assert joiner.contacts.load("c-nobucket").view.state is JoinState.RECORDING_MISSING  # type: ignore[union-attr]
