@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from processor.adapters.aws import is_transient
 from processor.adapters.quarantine import Quarantine
 from processor.core.ctr import ContactRecord, check_instance, format_instant, parse_ctr
 from processor.exceptions import InvalidInput, SourcePosition
@@ -104,9 +105,11 @@ class CtrIngest:
                 newest[parsed.contact_id] = _Parsed(parsed, record)
         if not newest:
             return result
-        outcomes = self._pool.map(lambda p: self._joiner.on_ctr(p.record, p.source.data), newest.values())
+        outcomes = self._pool.map(self._join_one, newest.values())
         for item, outcome in zip(newest.values(), outcomes, strict=True):
-            if outcome == "created":
+            if isinstance(outcome, InvalidInput):
+                self._quarantine_one(outcome, result)
+            elif outcome == "created":
                 result.created += 1
             elif outcome == "updated":
                 result.updated += 1
@@ -114,6 +117,28 @@ class CtrIngest:
                 result.unchanged += 1
             log.debug("contact", contact_id=item.record.contact_id, outcome=str(outcome))
         return result
+
+    def _join_one(self, item: _Parsed) -> str | InvalidInput:
+        """Join one CTR. Transient failures are retried inside (the batch waits); any other
+        failure is this record's alone: it is quarantined with its payload and the reason,
+        and the shard moves on (``quarantine retry`` runs it again after a fix)."""
+        try:
+            return str(self._joiner.on_ctr(item.record, item.source.data))
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.error(
+                "CTR could not be processed; quarantined",
+                contact_id=item.record.contact_id,
+                error=type(exc).__name__,
+                **item.source.position.as_dict(),
+            )
+            return InvalidInput(
+                "processing_error",
+                f"{type(exc).__name__}: {str(exc)[:500]}",
+                payload=item.source.data,
+                position=item.source.position,
+            )
 
     def _quarantine_one(self, error: InvalidInput, result: BatchResult) -> None:
         at = format_instant(self._clock())

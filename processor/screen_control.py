@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from processor.adapters.aws import is_transient
 from processor.adapters.commands import AgentStates, CommandPublisher, CommandStore
 from processor.adapters.quarantine import Quarantine
 from processor.adapters.runtime_config import RuntimeConfigReader
@@ -299,7 +300,19 @@ class AgentEventIngest:
                     **record.position.as_dict(),
                 )
                 continue
-            outcome = self.control.on_agent_event(event)
+            try:
+                outcome = self.control.on_agent_event(event)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                failed = InvalidInput(
+                    "processing_error", f"{type(exc).__name__}: {str(exc)[:500]}", payload=record.data
+                ).at(record.position, record.data)
+                at = format_instant(self.clock())
+                retry_transient(lambda e=failed, a=at: self.quarantine.put(e, a), "quarantine.put")  # type: ignore[misc]
+                result.quarantined += 1
+                log.error("agent event could not be processed; quarantined", error=type(exc).__name__)
+                continue
             if outcome.startswith("ignored"):
                 result.unchanged += 1
             else:

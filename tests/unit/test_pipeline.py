@@ -1,0 +1,75 @@
+"""The CTR path's contract: poison is quarantined once and the batch moves on; transient
+failures are never quarantined (the batch waits for them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from processor.adapters.quarantine import QuarantineEntry
+from processor.core.ctr import ContactRecord
+from processor.exceptions import InvalidInput, SourcePosition
+from processor.pipeline import CtrIngest, StreamRecord
+
+
+class MemoryQuarantine:
+    def __init__(self) -> None:
+        self.entries: list[InvalidInput] = []
+
+    def put(self, error: InvalidInput, at: str) -> str:
+        self.entries.append(error)
+        return str(len(self.entries))
+
+    def list(self) -> Iterator[QuarantineEntry]:
+        return iter(())
+
+    def mark_retried(self, entry_id: str) -> None:
+        return None
+
+
+class Join:
+    def __init__(self, fail: dict[str, BaseException]) -> None:
+        self.fail = fail
+        self.seen: list[str] = []
+
+    def on_ctr(self, record: ContactRecord, raw: bytes) -> str:
+        if record.contact_id in self.fail:
+            raise self.fail[record.contact_id]
+        self.seen.append(record.contact_id)
+        return "created"
+
+
+def records(samples_dir: Path, ids: list[str]) -> list[StreamRecord]:
+    base = orjson.loads((samples_dir / "ctr/voicebase-quickstart-1.json").read_bytes())
+    return [
+        StreamRecord(
+            orjson.dumps({**base, "ContactId": cid}), SourcePosition("kinesis", "s", "shard-0", str(i))
+        )
+        for i, cid in enumerate(ids)
+    ]
+
+
+def test_a_record_that_breaks_the_join_is_quarantined_and_the_batch_moves_on(samples_dir: Path) -> None:
+    quarantine = MemoryQuarantine()
+    join = Join({"bad": ValueError("boom")})
+    ingest = CtrIngest(joiner=join, quarantine=quarantine, instance_arn=None, max_record_bytes=1 << 20)
+    result = ingest.process(records(samples_dir, ["a", "bad", "b"]))
+    assert (result.created, result.quarantined) == (2, 1)
+    assert sorted(join.seen) == ["a", "b"]
+    [entry] = quarantine.entries
+    assert entry.reason == "processing_error" and "ValueError: boom" in entry.detail
+    assert entry.position is not None and entry.position.sequence_number == "1"
+    assert orjson.loads(entry.payload or b"")["ContactId"] == "bad"
+
+
+def test_transient_failures_are_never_quarantined(samples_dir: Path) -> None:
+    quarantine = MemoryQuarantine()
+    join = Join({"b": EndpointConnectionError(endpoint_url="http://127.0.0.1")})
+    ingest = CtrIngest(joiner=join, quarantine=quarantine, instance_arn=None, max_record_bytes=1 << 20)
+    with pytest.raises(EndpointConnectionError):
+        ingest.process(records(samples_dir, ["a", "b"]))
+    assert quarantine.entries == []
