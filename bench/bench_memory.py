@@ -12,6 +12,8 @@ import resource
 import time
 from datetime import UTC, datetime
 
+import orjson
+
 from bench.common import emulator, line
 from processor.adapters.aws import AwsClients
 from processor.bootstrap import bootstrap
@@ -50,9 +52,14 @@ def run() -> None:
                 missing_rate=1.0,  # every S3 recording is expected, none arrives
             )
             seed += 1
+            waiting = [  # only contacts that expect a recording: every one of them waits
+                p
+                for p in scenario.deliveries
+                if scenario.expected_state[orjson.loads(p)["ContactId"]] == "recording_missing"
+            ]
             records = [
                 StreamRecord(p, SourcePosition("kinesis", settings.ctr_stream, "shardId-0", str(done + i)))
-                for i, p in enumerate(scenario.deliveries)
+                for i, p in enumerate(waiting[: WAITING - done])
             ]
             ingest.process(records)
             done += len(records)
