@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from processor.adapters.runtime_config import RuntimeConfigReader, RuntimeConfigStore
@@ -122,6 +123,32 @@ def test_console_in_a_browser(console_env: ConsoleEnv, browser: Any, tmp_path: P
     users = DynamoUserDirectory(console_env.aws.dynamodb, console_env.settings.users_table, cache_seconds=0)
     assert users.get("ana.silva").screen_recording is True
     _shot(browser, shots, "console-users.png")
+
+    # RTE is off: Ana, configured now, logs on to Connect, and her desktop is told nothing.
+    from processor.exceptions import SourcePosition
+    from processor.pipeline import StreamRecord, utc_now
+    from processor.screen_control import AgentEventIngest
+    from processor.wiring import build_quarantine, build_screen_control
+    from tests.contract.test_screen_control import queue_messages
+
+    logged_on = orjson.dumps(
+        {
+            "AgentARN": f"{INSTANCE_ARN}/agent/ana",
+            "EventType": "STATE_CHANGE",
+            "EventTimestamp": "2026-06-01T08:00:00.000Z",
+            "InstanceARN": INSTANCE_ARN,
+            "CurrentAgentSnapshot": {
+                "AgentStatus": {"Name": "Available"},
+                "Configuration": {"Username": "ana.silva"},
+            },
+        }
+    )
+    control = build_screen_control(console_env.settings, console_env.aws)
+    AgentEventIngest(control, build_quarantine(console_env.settings, console_env.aws), utc_now).process(
+        [StreamRecord(logged_on, SourcePosition("kinesis", "agent-events", "shardId-0", "1"))]
+    )
+    assert control.ignored == {"rte_disabled": 1} and control.published == {}
+    assert queue_messages(console_env.aws, "ana.silva") == []
 
     # Contacts: find Ben's contact of that day.
     browser.get(f"{url}/contacts")
