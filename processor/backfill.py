@@ -39,6 +39,7 @@ from processor.adapters.archive import (
     read_object,
 )
 from processor.adapters.aws import AwsClients, is_transient
+from processor.adapters.contact_versions import imported_between, imported_versions
 from processor.core.archive_layout import HOUR, ArchiveLocation, object_hour
 from processor.core.ctr import format_instant, parse_ctr
 from processor.core.firehose import read_archive_object
@@ -476,6 +477,41 @@ class ArchiveEventConsumer:
                 stop.wait(2.0)
 
 
+def archive_followers(settings: Settings, aws: AwsClients, stop: threading.Event) -> list[threading.Thread]:
+    """Follow mode's threads for ``qm-ingest run`` (QM_CTR_SOURCE=firehose-s3): each receives
+    notifications from QM_ARCHIVE_QUEUE and imports the objects, until ``stop``."""
+    from processor.core.archive_layout import folder
+    from processor.wiring import build_ingest, build_quarantine
+
+    sqs = aws.sqs
+    queue_url = sqs.get_queue_url(QueueName=settings.archive_queue)["QueueUrl"]
+    dlq_url = sqs.get_queue_url(QueueName=f"{settings.archive_queue}-dlq")["QueueUrl"]
+
+    def follow(consumer: ArchiveEventConsumer, ingest: CtrIngest) -> None:
+        try:
+            consumer.run(stop)
+        finally:
+            ingest.close()
+
+    threads = []
+    for index in range(settings.archive_consumers):
+        ingest = build_ingest(settings, aws)
+        consumer = ArchiveEventConsumer(
+            sqs=sqs,
+            queue_url=queue_url,
+            dlq_url=dlq_url,
+            queue_name=settings.archive_queue,
+            importer=build_importer(settings, aws, ingest),
+            quarantine=build_quarantine(settings, aws),
+            prefix=folder(settings.archive_prefix),
+        )
+        threads.append(
+            threading.Thread(target=follow, args=(consumer, ingest), name=f"archive-{index}", daemon=True)
+        )
+    log.info("following the Firehose archive", bucket=settings.archive_bucket, queue=settings.archive_queue)
+    return threads
+
+
 # --- reconciliation ----------------------------------------------------------------------------
 @dataclass
 class ArchiveScan:
@@ -524,45 +560,6 @@ def scan_archive(
         if progress:
             progress(count, stored.read)
     return scan
-
-
-def imported_versions(ddb: Any, table: str, contact_ids: Iterable[str]) -> dict[str, str]:
-    """contact id -> imported ``last_update`` (BatchGetItem, 100 at a time)."""
-    ids = list(dict.fromkeys(contact_ids))
-    out: dict[str, str] = {}
-    for start in range(0, len(ids), 100):
-        request: dict[str, Any] = {
-            table: {
-                "Keys": [{"contact_id": {"S": cid}} for cid in ids[start : start + 100]],
-                "ProjectionExpression": "contact_id, last_update",
-                "ConsistentRead": True,
-            }
-        }
-        while request:
-            response = retry_transient(
-                lambda r=request: ddb.batch_get_item(RequestItems=r),  # type: ignore[misc]
-                "contacts.batch_get",
-            )
-            for item in response.get("Responses", {}).get(table, []):
-                out[item["contact_id"]["S"]] = item["last_update"]["S"]
-            request = dict(response.get("UnprocessedKeys") or {})
-            if request:
-                time.sleep(0.2)
-    return out
-
-
-def imported_between(ddb: Any, table: str, since: datetime, until: datetime) -> list[tuple[str, str]]:
-    """Imported contacts whose version (``last_update``) lies in ``[since, until)``."""
-    out: list[tuple[str, str]] = []
-    paginator = ddb.get_paginator("scan")
-    for page in paginator.paginate(
-        TableName=table,
-        FilterExpression="last_update >= :a AND last_update < :b",
-        ExpressionAttributeValues={":a": {"S": format_instant(since)}, ":b": {"S": format_instant(until)}},
-        ProjectionExpression="contact_id, last_update",
-    ):
-        out += [(item["contact_id"]["S"], item["last_update"]["S"]) for item in page.get("Items", [])]
-    return out
 
 
 @dataclass

@@ -88,3 +88,24 @@ def settings_table(settings: Settings, *, markdown: bool = False) -> str:
         return "\n".join(lines)
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{v.ljust(width)}  {c}" for v, _, _, c in rows)
+
+
+def gap_report_lines(report: Any, *, limit: int = 20) -> list[str]:
+    """A gap report (:class:`processor.core.reconcile.GapReport`) for people: the counts, then
+    up to ``limit`` contacts of each kind with the version on each side."""
+    lines = [
+        f"missing {len(report.missing)}  stale {len(report.stale)}  extra {len(report.extra)}  "
+        f"ok {report.ok}  ahead {report.ahead}  unreadable {report.unreadable}"
+    ]
+    for item in report.missing[:limit]:
+        lines.append(f"  missing  {item.contact_id}  {item.last_update}  ({item.where})")
+    for item, imported in report.stale[:limit]:
+        lines.append(
+            f"  stale    {item.contact_id}  imported {imported} < {item.last_update}  ({item.where})"
+        )
+    for contact_id, imported in report.extra[:limit]:
+        lines.append(f"  extra    {contact_id}  imported {imported}, not in the source")
+    for kind, items in (("missing", report.missing), ("stale", report.stale), ("extra", report.extra)):
+        if len(items) > limit:
+            lines.append(f"  ... and {len(items) - limit} more {kind} (--json lists them all)")
+    return lines

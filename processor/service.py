@@ -21,7 +21,7 @@ from processor.adapters.kcl.daemon import KclApplication
 from processor.adapters.kcl.supervisor import KclDaemon, WorkerSlot
 from processor.doctor import preflight
 from processor.logs import LogRelay, get_logger
-from processor.settings import Settings
+from processor.settings import CtrSource, Settings
 
 log = get_logger("processor.service")
 
@@ -50,18 +50,27 @@ class Service:
             worker_id=slot.worker_id,
         )
         daemon = KclDaemon(settings, aws, app, relay.address)
-        self.daemons = [daemon]
+        # Firehose -> S3 deployments: CTRs come from the archive queue, no KCL for the CTR stream.
+        follow_archive = settings.ctr_source is CtrSource.FIREHOSE_S3
+        self.daemons = [] if follow_archive else [daemon]
         backoff = 1.0
         threads = self._background(aws)
+        if follow_archive:
+            from processor.backfill import archive_followers
+
+            threads += archive_followers(settings, aws, self.stop_event)
         ops: health.Operations | None = None
         try:
             ops = health.start(settings, aws, lambda: self.daemons)
-            daemon.start()
+            if not follow_archive:
+                daemon.start()
             for thread in threads:
                 thread.start()
             if self.on_started:
                 self.on_started(self)
             while not self.stop_event.wait(0.5):
+                if follow_archive:
+                    continue
                 code = daemon.poll()
                 if code is None:
                     continue
