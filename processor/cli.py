@@ -301,10 +301,19 @@ def replay(  # noqa: PLR0912, PLR0915, PLR0917 - typer passes options as paramet
     )
     aws = _clients(s)
     progress = sys.stderr.isatty() and not as_json
+    read: dict[str, Any] = {}
     if direct or dry_run:
-        _replay_read(s, aws, frm, shard, dry_run=dry_run, progress=progress, as_json=as_json)
+        read, lines = _replay_read(s, aws, frm, shard, dry_run=dry_run, progress=progress)
         if direct:
+            if as_json:
+                _print_json(read)
+            else:
+                for line in lines:
+                    typer.echo(line)
             return
+        if not as_json:
+            for line in lines:
+                typer.echo(line)
     from processor.replay import follow_consumer, replay_leases
 
     try:
@@ -338,6 +347,7 @@ def replay(  # noqa: PLR0912, PLR0915, PLR0917 - typer passes options as paramet
     if as_json:
         _print_json(
             {
+                **read,
                 "dry_run": dry_run,
                 "saved_to": str(result.saved_to) if result.saved_to else None,
                 "shards": plans,
@@ -371,9 +381,10 @@ def replay(  # noqa: PLR0912, PLR0915, PLR0917 - typer passes options as paramet
 
 
 def _replay_read(
-    s: Settings, aws: Any, frm: Any, shards: list[str] | None, *, dry_run: bool, progress: bool, as_json: bool
-) -> None:
-    """replay --direct (import what is read) or --dry-run (compare it, write nothing)."""
+    s: Settings, aws: Any, frm: Any, shards: list[str] | None, *, dry_run: bool, progress: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """replay --direct (import what is read) or --dry-run (compare it, write nothing): the
+    summary as a JSON document and as lines for people."""
     from processor.replay import replay_direct
     from processor.report import gap_report_lines
     from processor.wiring import build_ingest
@@ -389,16 +400,11 @@ def _replay_read(
     mb = report.bytes / 1e6
     if dry_run:
         assert report.gaps is not None
-        if as_json:
-            _print_json({"records": report.records, "mb": round(mb, 3), "diff": report.gaps.to_dict()})
-        else:
-            typer.echo(
-                f"read {report.records} records ({mb:.2f} MB) from {len(report.shards)} shard(s); "
-                "a replay would:"
-            )
-            for line in gap_report_lines(report.gaps):
-                typer.echo(line)
-        return
+        lines = [
+            f"read {report.records} records ({mb:.2f} MB) from {len(report.shards)} shard(s); a replay would:"
+        ]
+        lines += gap_report_lines(report.gaps)
+        return {"records": report.records, "mb": round(mb, 3), "diff": report.gaps.to_dict()}, lines
     summary = {
         "records": report.records,
         "mb": round(mb, 3),
@@ -408,14 +414,12 @@ def _replay_read(
         "quarantined": report.quarantined,
         "seconds": round(report.seconds, 3),
     }
-    if as_json:
-        _print_json(summary)
-    else:
-        typer.echo(
-            f"replayed {report.records} records ({mb:.2f} MB) from {len(report.shards)} shard(s) in "
-            f"{report.seconds:.1f}s: {report.created} created, {report.updated} updated, "
-            f"{report.unchanged} unchanged, {report.quarantined} quarantined"
-        )
+    line = (
+        f"replayed {report.records} records ({mb:.2f} MB) from {len(report.shards)} shard(s) in "
+        f"{report.seconds:.1f}s: {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.quarantined} quarantined"
+    )
+    return summary, [line]
 
 
 def _archive_location(s: Settings, url: str | None) -> Any:
