@@ -329,6 +329,9 @@ def replay(  # noqa: PLR0912, PLR0915, PLR0917 - typer passes options as paramet
             now=datetime.now(UTC),
         )
     except ReplayRefused as exc:
+        if dry_run and as_json:
+            _print_json({**read, "dry_run": True, "refused": str(exc)})
+            raise typer.Exit(3) from None
         fail(str(exc), 3)
     plans = [
         {
