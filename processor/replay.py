@@ -269,7 +269,11 @@ def replay_direct(
         def one(shard: str) -> None:
             reader = ShardReader(kinesis, stream, shard, starts[shard], **extra)
             total = report.shards[shard]
+            first_lag: float | None = None
             for page in reader.pages():
+                # Progress: how much of the lag at the start has been read since.
+                first_lag = first_lag or float(page.millis_behind) or None
+                fraction = 1 - page.millis_behind / first_lag if first_lag else None
                 if page.records:
                     if dry_run:
                         _collect(page, shard, newest, settings, lock)
@@ -283,7 +287,9 @@ def replay_direct(
                         _add(total, result)
                     with lock:
                         report.bytes += page.bytes
-                bar.update(shard, records=len(page.records), size=page.bytes, lag_ms=_lag_ms(page))
+                bar.update(
+                    shard, records=len(page.records), size=page.bytes, lag_ms=_lag_ms(page), fraction=fraction
+                )
             bar.update(shard, done=True, lag_ms=0)
 
         with ThreadPoolExecutor(max_workers=max(1, len(starts)), thread_name_prefix="replay") as pool:
@@ -493,7 +499,13 @@ def replay_leases(
         }
     result.held_by = holders
     if holders and not force:
-        raise ReplayRefused(refusal(holders, settings.application_name))
+        stopped = (
+            f"stopped this host's worker(s) (pids {', '.join(map(str, result.stopped))}: start them again), "
+            "but "
+            if result.stopped
+            else ""
+        )
+        raise ReplayRefused(stopped + refusal(holders, settings.application_name))
     for plan in moving:
         if _move(table, plan, frm):
             result.moved.append(plan.shard_id)
@@ -581,7 +593,10 @@ def follow_consumer(
     followers: dict[str, _Follower] = {}
     for shard in moved:
         start = start_after(targets[shard])
-        reader = ShardReader(aws.kinesis, settings.ctr_stream, shard, start or StartAt("LATEST"), limit=1000)
+        if start is None:  # restored to LATEST or SHARD_END: nothing to re-read
+            followers[shard] = _Follower(shard, iter(()), exhausted=True)
+            continue
+        reader = ShardReader(aws.kinesis, settings.ctr_stream, shard, start, limit=1000)
         followers[shard] = _Follower(shard, reader.pages())
     done = dict.fromkeys(moved, False)
     deadline = time.monotonic() + timeout_s
