@@ -4,7 +4,6 @@ and a corrupt record costs only itself (located by byte offset), never the recor
 from __future__ import annotations
 
 import gzip
-import zlib
 from pathlib import Path
 
 import orjson
@@ -209,7 +208,7 @@ def test_broken_gzip_and_bytes_after_the_stream_are_reported() -> None:
 
 
 def test_plain_object_that_looks_nothing_like_gzip_is_read_as_plain() -> None:
-    assert zlib.crc32(b"x") and records(read([b"{", b"}"])) == [b"{}"]
+    assert records(read([b"{", b"}"])) == [b"{}"]  # shorter than the gzip magic at first
     assert read([]) == []
     assert records(read([b"1"])) == [b"1"]  # a scalar is a record candidate: the CTR path rejects it
 
