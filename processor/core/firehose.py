@@ -241,6 +241,10 @@ class RecordReader:
         self._skip_head = bytearray()
         self._skip_last: int | None = None
         self._skip_detail = ""
+        # Holding a corrupt stretch whose next record start cannot be judged yet (its value
+        # goes on in bytes not received): its offset and why it is corrupt.
+        self._hold_from: int | None = None
+        self._hold_detail = ""
 
     def feed(self, chunk: bytes) -> Iterator[ArchiveItem]:
         if not chunk:
@@ -256,13 +260,27 @@ class RecordReader:
             self._buf_at = self._base
         self._buf += chunk
         self._end += len(chunk)
+        if self._hold_from is not None:
+            yield from self._resume_held(final=False)
+            return
         yield from self._run(chunk, final=False)
 
     def close(self) -> Iterator[ArchiveItem]:
         if self._skip_from is not None:
             yield self._skipped(self._end)
             return
+        if self._hold_from is not None:
+            yield from self._resume_held(final=True)
+            return
         yield from self._run(b"", final=True)
+
+    def _resume_held(self, *, final: bool) -> Iterator[ArchiveItem]:
+        start, detail = self._hold_from, self._hold_detail
+        assert start is not None
+        self._hold_from = None
+        rest = yield from self._recover(start, detail, final=final)
+        if rest is not None:
+            yield from self._run(rest, final=final)
 
     # --- internals ---------------------------------------------------------------------
     def _run(self, data: bytes, *, final: bool) -> Iterator[ArchiveItem]:
@@ -279,6 +297,10 @@ class RecordReader:
                 values = chain(values, _deferred(self._splitter.close))
             for value in values:
                 offset = self._start + value.offset
+                # Every record of a CTR archive is an object: anything else is a corrupt stretch
+                # (a string may hold the start of the next record: look inside it).
+                if value.data[:1] != b"{":
+                    return (yield from self._recover(offset, "not a JSON object", final=final))
                 if not _parses(value.data):
                     return (yield from self._recover(offset, "not valid JSON", final=final))
                 yield ArchiveItem(offset, value.data, len(value.data))
@@ -293,11 +315,16 @@ class RecordReader:
         lo = start - self._buf_at
         budget = [NESTED_PROBES]
         i = buf.find(b"{", lo + 1)
+        undecided = False
         while i != -1:
             # A record cut right after ":" "," or "[" is shorter than the size limit, so the
             # record after it starts within that many bytes of the cut one.
             nested_ok = i - lo <= self._max
-            if self._resumes_at(buf, i, None, final=final, nested_budget=budget if nested_ok else None):
+            verdict = self._resumes_at(buf, i, None, final=final, nested_budget=budget if nested_ok else None)
+            if verdict is None:
+                undecided = True  # judged once more bytes arrive: nothing after it is looked at yet
+                break
+            if verdict:
                 end = i
                 while end > lo and buf[end - 1] in _WS:
                     end -= 1
@@ -306,11 +333,15 @@ class RecordReader:
                 self._restart(self._buf_at + i, rest)
                 return rest
             i = buf.find(b"{", i + 1)
-        # No record start in what is held.
         if final:
             yield self._corrupt(start, bytes(buf[lo:]), len(buf) - lo, detail)
             self._restart(self._end, b"")
             return None
+        if undecided or self._end - start <= self._max + PROBE_WINDOW:
+            # Keep the bytes: the next record may start in them (and be judged with more).
+            self._hold_from, self._hold_detail = start, detail
+            return None
+        # Longer than any record and no start in it: skip on, keeping only its first bytes.
         self._skip_from = start
         self._skip_head = bytearray(buf[lo : lo + self._max])
         self._skip_last = _last_non_ws(buf, None)
@@ -324,7 +355,7 @@ class RecordReader:
         self._end += len(chunk)
         i = chunk.find(b"{")
         while i != -1:
-            if self._resumes_at(chunk, i, self._skip_last, final=False, nested_budget=None):
+            if self._resumes_at(chunk, i, self._skip_last, final=False, nested_budget=None) is not False:
                 self._keep_skipped(chunk[:i])
                 yield self._skipped(offset + i)
                 rest = chunk[i:]
@@ -343,12 +374,13 @@ class RecordReader:
         *,
         final: bool,
         nested_budget: list[int] | None,
-    ) -> bool:
+    ) -> bool | None:
         """Whether a record starts at ``buf[i]``: a top-level ``{`` whose value parses (or
-        cannot be judged yet, before the end); or a ``{`` that looks nested (a record cut
-        right after ``:``, ``,`` or ``[`` precedes it) whose value is recognisably a record.
-        ``nested_budget`` bounds how many nested-looking starts are tried (None: none), so
-        garbage made of nesting costs linear time."""
+        cannot be judged yet, before the end: taken, and judged by the splitter); or a ``{``
+        that looks nested (a record cut right after ``:``, ``,`` or ``[`` precedes it) whose
+        value is recognisably a record (None: its value goes on past ``buf``, ask again with
+        more bytes). ``nested_budget`` bounds how many nested-looking starts are tried (None:
+        none), so garbage made of nesting costs linear time."""
         if not _opens_object(buf, i):
             return False
         top_level = _is_top_level_start(buf, i, before)
@@ -359,7 +391,10 @@ class RecordReader:
         window = self._max if final else min(self._max, PROBE_WINDOW)
         probe = _probe(bytes(buf[i : i + window + 1]), window, self._max)
         if not probe.complete:
-            return top_level and not final
+            if final or top_level:
+                return not final  # at the end: no record; before it, the splitter judges it
+            # Nested-looking: undecided only while its value may still end within the window.
+            return None if len(buf) - i <= window else False
         if not probe.ok:
             return False
         return top_level or bool(self._looks_like_record and self._looks_like_record(probe.value))

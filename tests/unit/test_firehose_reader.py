@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from processor.core.firehose import (
@@ -210,7 +210,8 @@ def test_broken_gzip_and_bytes_after_the_stream_are_reported() -> None:
 def test_plain_object_that_looks_nothing_like_gzip_is_read_as_plain() -> None:
     assert records(read([b"{", b"}"])) == [b"{}"]  # shorter than the gzip magic at first
     assert read([]) == []
-    assert records(read([b"1"])) == [b"1"]  # a scalar is a record candidate: the CTR path rejects it
+    # Records of a CTR archive are objects: a bare value is a corrupt stretch.
+    assert problems(read([b'1 "x" [2]'])) == [(0, 9, PROBLEM_RECORD)]
 
 
 # --- property -----------------------------------------------------------------------------------
@@ -229,6 +230,14 @@ ctr_like = st.builds(
 
 
 @settings(max_examples=300, deadline=None)
+@example(  # cut right after "[", the next record split across chunks (judged once it has arrived)
+    docs=[{"ContactId": ""}, {"ContactId": '["', "::": None}, {"ContactId": "::}"}],
+    damaged_index=1,
+    cut_ratio=0.55,
+    layout=b"",
+    cuts=[36],
+    compress=False,
+)
 @given(
     docs=st.lists(ctr_like, min_size=2, max_size=6),
     damaged_index=st.integers(0, 5),
