@@ -17,9 +17,10 @@ Two layers:
   (to quarantine with the object key and byte offset), and reading goes on at the next
   record start, so one bad record never costs the records after it.
 
-Resynchronisation. A truncated or garbled record leaves the splitter's count of braces
-and quotes wrong, so it may swallow the records after it until a value fails to parse,
-grows past the size limit, or the object ends. From the start of the bad value, the next
+Resynchronisation. Every record of a CTR archive is a JSON object; a value that is not
+one, or does not parse, is corrupt. A truncated or garbled record leaves the splitter's
+count of braces and quotes wrong, so it may swallow the records after it until a value
+fails, grows past the size limit, or the object ends. From the start of the bad value, the next
 record start is the first ``{"`` (or ``{}``) that (a) cannot be inside a valid JSON
 document, because the byte before it (whitespace skipped) is not ``:``, ``,`` or ``[`` (a
 nested object always follows one of those), and (b) begins a value that parses. A record
