@@ -15,10 +15,13 @@ import orjson
 from botocore.exceptions import ClientError
 
 from processor.adapters.aws import AwsClients
+from processor.core.archive_layout import folder
 from processor.settings import Settings
 
 NOTIFICATION_ID = "qm-ingest-recordings"
+ARCHIVE_NOTIFICATION_ID = "qm-ingest-ctr-archive"
 DLQ_MAX_RECEIVES = 5
+ARCHIVE_VISIBILITY_SECONDS = 900
 MAX_RETENTION_SECONDS = 14 * 24 * 3600
 
 
@@ -59,6 +62,7 @@ def table_specs(settings: Settings) -> list[TableSpec]:
         TableSpec(settings.commands_table, "command_id", indexes=(("by_agent", "agent", "issued_at"),)),
         TableSpec(settings.agents_table, "agent"),
         TableSpec(settings.audit_table, "id", indexes=(("by_day", "day", "at"),)),
+        TableSpec(settings.archive_cursor_table, "object"),
     ]
 
 
@@ -161,6 +165,16 @@ def ensure_recording_notifications(aws: AwsClients, bucket: str, queue_url: str)
     The bucket belongs to Amazon Connect and may carry other rules: ours is merged in by
     its Id, never replacing the others.
     """
+    return ensure_queue_notification(
+        aws, bucket, queue_url, notification_id=NOTIFICATION_ID, sid="AllowS3RecordingEvents"
+    )
+
+
+def ensure_queue_notification(
+    aws: AwsClients, bucket: str, queue_url: str, *, notification_id: str, sid: str, prefix: str = ""
+) -> bool:
+    """One ``s3:ObjectCreated:*`` rule (``notification_id``, optionally for keys under
+    ``prefix``) from ``bucket`` to the queue, merged with the bucket's other rules."""
     s3 = aws.s3
     arn = queue_arn(aws, queue_url)
     # Let S3 send to the queue (AWS checks this when the notification is configured).
@@ -168,7 +182,7 @@ def ensure_recording_notifications(aws: AwsClients, bucket: str, queue_url: str)
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": "AllowS3RecordingEvents",
+                "Sid": sid,
                 "Effect": "Allow",
                 "Principal": {"Service": "s3.amazonaws.com"},
                 "Action": "sqs:SendMessage",
@@ -181,16 +195,25 @@ def ensure_recording_notifications(aws: AwsClients, bucket: str, queue_url: str)
     current: dict[str, Any] = dict(s3.get_bucket_notification_configuration(Bucket=bucket))
     current.pop("ResponseMetadata", None)
     queues: list[dict[str, Any]] = list(current.get("QueueConfigurations", []))
-    ours = {"Id": NOTIFICATION_ID, "QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}
+    ours: dict[str, Any] = {"Id": notification_id, "QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}
+    if prefix:
+        ours["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}
     for existing in queues:
-        same = existing.get("Id") == NOTIFICATION_ID and existing.get("QueueArn") == arn
-        if same and "s3:ObjectCreated:*" in existing.get("Events", []):
+        same = existing.get("Id") == notification_id and existing.get("QueueArn") == arn
+        if same and "s3:ObjectCreated:*" in existing.get("Events", []) and _prefix_of(existing) == prefix:
             return False
-    queues = [q for q in queues if q.get("Id") != NOTIFICATION_ID] + [ours]
+    queues = [q for q in queues if q.get("Id") != notification_id] + [ours]
     config: dict[str, Any] = {k: v for k, v in current.items() if k != "QueueConfigurations" and v}
     config["QueueConfigurations"] = queues
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)  # type: ignore[arg-type]
     return True
+
+
+def _prefix_of(rule: dict[str, Any]) -> str:
+    for item in rule.get("Filter", {}).get("Key", {}).get("FilterRules", []):
+        if str(item.get("Name", "")).lower() == "prefix":
+            return str(item.get("Value", ""))
+    return ""
 
 
 def bootstrap(settings: Settings, aws: AwsClients | None = None) -> BootstrapReport:
@@ -204,7 +227,12 @@ def bootstrap(settings: Settings, aws: AwsClients | None = None) -> BootstrapRep
         report.note(f"kinesis stream {name}", ensure_stream(aws, name, shards))
     for spec in table_specs(settings):
         report.note(f"dynamodb table {spec.name}", ensure_table(aws, spec))
-    for bucket in (settings.recordings_bucket, settings.quarantine_bucket, settings.screen_bucket):
+    for bucket in (
+        settings.recordings_bucket,
+        settings.quarantine_bucket,
+        settings.screen_bucket,
+        settings.archive_bucket,
+    ):
         report.note(f"s3 bucket {bucket}", ensure_bucket(aws, bucket))
     dlq_url, created = ensure_queue(
         aws, f"{settings.recordings_queue}-dlq", {"MessageRetentionPeriod": str(MAX_RETENTION_SECONDS)}
@@ -228,6 +256,37 @@ def bootstrap(settings: Settings, aws: AwsClients | None = None) -> BootstrapRep
     report.note(
         f"s3 notification {settings.recordings_bucket} -> {settings.recordings_queue}",
         ensure_recording_notifications(aws, settings.recordings_bucket, queue_url),
+    )
+    # Follow mode (`run --ctr-source firehose-s3`): new Firehose objects announced on a queue.
+    archive_dlq_url, created = ensure_queue(
+        aws, f"{settings.archive_queue}-dlq", {"MessageRetentionPeriod": str(MAX_RETENTION_SECONDS)}
+    )
+    report.note(f"sqs queue {settings.archive_queue}-dlq", created)
+    archive_redrive = {
+        "deadLetterTargetArn": queue_arn(aws, archive_dlq_url),
+        "maxReceiveCount": str(DLQ_MAX_RECEIVES),
+    }
+    archive_url, created = ensure_queue(
+        aws,
+        settings.archive_queue,
+        {
+            "MessageRetentionPeriod": str(MAX_RETENTION_SECONDS),
+            # An object of several MB is read and imported before its message is deleted.
+            "VisibilityTimeout": str(ARCHIVE_VISIBILITY_SECONDS),
+            "RedrivePolicy": orjson.dumps(archive_redrive).decode(),
+        },
+    )
+    report.note(f"sqs queue {settings.archive_queue}", created)
+    report.note(
+        f"s3 notification {settings.archive_bucket} -> {settings.archive_queue}",
+        ensure_queue_notification(
+            aws,
+            settings.archive_bucket,
+            archive_url,
+            notification_id=ARCHIVE_NOTIFICATION_ID,
+            sid="AllowS3CtrArchiveEvents",
+            prefix=folder(settings.archive_prefix),
+        ),
     )
     return report
 

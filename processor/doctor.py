@@ -30,7 +30,7 @@ from processor.adapters.aws import NETWORK_ERRORS, AwsClients, error_code
 from processor.bootstrap import DLQ_MAX_RECEIVES, TableSpec, table_specs
 from processor.exceptions import ConfigurationError
 from processor.logs import get_logger
-from processor.settings import SETTINGS_FILE_ENV, Settings, unknown_variables
+from processor.settings import SETTINGS_FILE_ENV, CtrSource, Settings, unknown_variables
 
 log = get_logger("processor.doctor")
 
@@ -123,6 +123,7 @@ class Doctor:
             queue_arn = self.check_queues()
             self.check_buckets()
             self.check_notification(queue_arn)
+            self.check_archive()
         self.check_java()
         self.check_jars()
         return self.findings
@@ -188,7 +189,12 @@ class Doctor:
     # --- Kinesis --------------------------------------------------------------------------------
     def check_streams(self) -> None:
         s = self.settings
-        for name, consumed in ((s.ctr_stream, True), (s.agent_event_stream, True), (s.output_stream, False)):
+        streams = [(s.ctr_stream, True), (s.agent_event_stream, True), (s.output_stream, False)]
+        if s.ctr_source is CtrSource.FIREHOSE_S3:
+            # CTRs come from the Firehose archive: the stream is only needed by `replay`.
+            streams = streams[1:]
+            self.findings.ok(f"kinesis stream {s.ctr_stream}", "not read: QM_CTR_SOURCE=firehose-s3")
+        for name, consumed in streams:
             self._check_stream(name, consumed)
 
     def _check_stream(self, name: str, consumed: bool) -> None:
@@ -314,7 +320,11 @@ class Doctor:
 
     # --- DynamoDB -------------------------------------------------------------------------------
     def check_tables(self) -> None:
+        follow = self.settings.ctr_source is CtrSource.FIREHOSE_S3
         for spec in table_specs(self.settings):
+            if spec.name == self.settings.archive_cursor_table and not follow:
+                self._check_optional_table(spec.name, "backfill and follow mode")
+                continue
             self._check_table(spec)
         lease = self.settings.application_name
         try:
@@ -382,6 +392,53 @@ class Doctor:
         )
 
     # --- SQS ------------------------------------------------------------------------------------
+    def _check_optional_table(self, name: str, needed_by: str) -> None:
+        subject = f"dynamodb table {name}"
+        try:
+            self.aws.dynamodb.describe_table(TableName=name)
+        except ClientError as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                self.findings.warn(subject, f"does not exist ({needed_by} need it)", BOOTSTRAP_FIX)
+            else:
+                self.findings.warn(
+                    subject, f"cannot be described ({_code(exc)})", "grant dynamodb:DescribeTable"
+                )
+            return
+        self.findings.ok(subject, "exists")
+
+    def check_archive(self) -> None:
+        """Follow mode (QM_CTR_SOURCE=firehose-s3): the archive bucket, its queue and the
+        notification between them."""
+        s = self.settings
+        if s.ctr_source is not CtrSource.FIREHOSE_S3:
+            return
+        f = self.findings
+        self._check_bucket(s.archive_bucket, False)
+        attrs = self._checked_queue(s.archive_queue)
+        if attrs is None:
+            return
+        f.ok(f"sqs queue {s.archive_queue}", "exists")
+        subject = f"s3 notification {s.archive_bucket} -> {s.archive_queue}"
+        try:
+            config = self.aws.s3.get_bucket_notification_configuration(Bucket=s.archive_bucket)
+        except ClientError as exc:
+            if _code(exc) not in ("NoSuchBucket", "404"):
+                f.fatal(subject, f"cannot be read ({_code(exc)})", "grant s3:GetBucketNotification")
+            return
+        rules = [
+            q for q in config.get("QueueConfigurations", []) if q.get("QueueArn") == attrs.get("QueueArn")
+        ]
+        events: set[str] = {e for q in rules for e in q.get("Events", [])}
+        if not rules or not _covered("s3:ObjectCreated:Put", events):
+            f.fatal(
+                subject,
+                "the archive bucket sends no ObjectCreated events to the queue: new Firehose objects are "
+                "never imported",
+                BOOTSTRAP_FIX,
+            )
+        else:
+            f.ok(subject, "new Firehose objects reach the queue")
+
     def _queue(self, name: str) -> tuple[str, dict[str, str]] | None:
         sqs = self.aws.sqs
         try:

@@ -117,3 +117,8 @@ class KeyMismatch(EnvelopeError):
 
 class SegmentUnavailable(QmIngestError):
     """A screen segment the desktop needs is missing or cannot be read (with the reason)."""
+
+
+class ReplayRefused(QmIngestError):
+    """A replay would move checkpoints under live workers; the message says which and how
+    to go on (``--stop-workers`` or ``--force``)."""

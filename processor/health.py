@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from processor.adapters.aws import AwsClients, error_code
 from processor.logs import get_logger
-from processor.settings import Settings
+from processor.settings import CtrSource, Settings
 
 log = get_logger("processor.health")
 
@@ -174,7 +174,11 @@ class ReadinessProbe:
         except (BotoCoreError, ClientError) as exc:
             checks.append(Check("aws", False, f"unreachable: {error_code(exc)}: {exc}"))
             return Readiness(tuple(checks), self.clock())
-        if not daemons:
+        # Firehose -> S3 deployments read CTRs from the archive queue: no CTR stream lease needed.
+        archive = self.settings.ctr_source is CtrSource.FIREHOSE_S3
+        if archive:
+            checks.append(Check("ctr_source", True, f"firehose-s3: following {self.settings.archive_queue}"))
+        elif not daemons:
             checks.append(Check("kcl", False, "no KCL daemon started yet"))
         for daemon in daemons:
             code = daemon.poll()
@@ -196,7 +200,7 @@ class ReadinessProbe:
                 checks.append(Check(f"leases:{app.application_name}", False, str(exc)))
                 continue
             held += [(app.stream_name, shard) for shard in shards]
-        minimum = self.settings.ready_min_leases
+        minimum = 0 if archive and not daemons else self.settings.ready_min_leases
         checks.append(
             Check("leases", len(held) >= minimum, f"{len(held)} held by this worker (need {minimum})")
         )

@@ -140,6 +140,12 @@ class CtrIngest:
                 position=item.source.position,
             )
 
+    def reject(self, error: InvalidInput, result: BatchResult) -> None:
+        """Quarantine input a source found unusable before it became a record (corrupt bytes
+        in an archive object), exactly as a bad record; durable on return."""
+        result.read += 1
+        self._quarantine_one(error, result)
+
     def _quarantine_one(self, error: InvalidInput, result: BatchResult) -> None:
         at = format_instant(self._clock())
         qid = retry_transient(lambda: self._quarantine.put(error, at), "quarantine.put")

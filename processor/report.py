@@ -101,3 +101,24 @@ def commands_table(rows: Iterable[tuple[str, str, dict[str, int]]]) -> Table:
     for agent, queue, counts in rows:
         table.add_row(agent, queue, *(str(counts.get(k, 0)) for k in kinds))
     return table
+
+
+def gap_report_lines(report: Any, *, limit: int = 20) -> list[str]:
+    """A gap report (:class:`processor.core.reconcile.GapReport`) for people: the counts, then
+    up to ``limit`` contacts of each kind with the version on each side."""
+    lines = [
+        f"missing {len(report.missing)}  stale {len(report.stale)}  extra {len(report.extra)}  "
+        f"ok {report.ok}  ahead {report.ahead}  unreadable {report.unreadable}"
+    ]
+    for item in report.missing[:limit]:
+        lines.append(f"  missing  {item.contact_id}  {item.last_update}  ({item.where})")
+    for item, imported in report.stale[:limit]:
+        lines.append(
+            f"  stale    {item.contact_id}  imported {imported} < {item.last_update}  ({item.where})"
+        )
+    for contact_id, imported in report.extra[:limit]:
+        lines.append(f"  extra    {contact_id}  imported {imported}, not in the source")
+    for kind, items in (("missing", report.missing), ("stale", report.stale), ("extra", report.extra)):
+        if len(items) > limit:
+            lines.append(f"  ... and {len(items) - limit} more {kind} (--json lists them all)")
+    return lines

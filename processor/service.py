@@ -22,7 +22,7 @@ from processor.adapters.kcl.daemon import KclApplication
 from processor.adapters.kcl.supervisor import KclDaemon, WorkerSlot
 from processor.doctor import preflight
 from processor.logs import LogRelay, get_logger
-from processor.settings import Settings
+from processor.settings import CtrSource, Settings
 
 if TYPE_CHECKING:
     from processor.joiner import Joiner
@@ -48,10 +48,14 @@ class Service:
         preflight(settings, aws)
         relay = LogRelay()
         slots: list[WorkerSlot] = []
-        for application, stream, module in (
-            (settings.application_name, settings.ctr_stream, CTR_PROCESSOR_MODULE),
-            (settings.agent_application_name, settings.agent_event_stream, AGENT_PROCESSOR_MODULE),
-        ):
+        # Firehose -> S3 deployments: CTRs come from the archive queue, no KCL for the CTR stream.
+        follow_archive = settings.ctr_source is CtrSource.FIREHOSE_S3
+        applications = [
+            (settings.agent_application_name, settings.agent_event_stream, AGENT_PROCESSOR_MODULE)
+        ]
+        if not follow_archive:
+            applications.insert(0, (settings.application_name, settings.ctr_stream, CTR_PROCESSOR_MODULE))
+        for application, stream, module in applications:
             slot = WorkerSlot(settings, application)
             slots.append(slot)
             app = KclApplication(
@@ -63,6 +67,10 @@ class Service:
             self.daemons.append(KclDaemon(settings, aws, app, relay.address))
         backoff = {d.app.application_name: 1.0 for d in self.daemons}
         threads = self._background(aws)
+        if follow_archive:
+            from processor.backfill import archive_followers
+
+            threads += archive_followers(settings, aws, self.stop_event)
         ops: health.Operations | None = None
         console = None
         try:
@@ -97,6 +105,28 @@ class Service:
                 slot.release()
             log.info("stopped", exit_codes=codes)
         return 0
+
+    def _daemons(self, aws: AwsClients, log_socket: str, *, with_ctr_stream: bool) -> list[WorkerSlot]:
+        """One KCL daemon per application (the CTR stream, the agent event stream), each
+        with its own stable worker slot; returns the slots to release at the end."""
+        settings = self.settings
+        applications = [
+            (settings.agent_application_name, settings.agent_event_stream, AGENT_PROCESSOR_MODULE)
+        ]
+        if with_ctr_stream:
+            applications.insert(0, (settings.application_name, settings.ctr_stream, CTR_PROCESSOR_MODULE))
+        slots = []
+        for application, stream, module in applications:
+            slot = WorkerSlot(settings, application)
+            slots.append(slot)
+            app = KclApplication(
+                application_name=application,
+                stream_name=stream,
+                processor_module=module,
+                worker_id=slot.worker_id,
+            )
+            self.daemons.append(KclDaemon(settings, aws, app, log_socket))
+        return slots
 
     def _supervise(self, daemon: KclDaemon, backoff: dict[str, float]) -> None:
         """Restart a daemon that died, with backoff (reset after a minute of good health)."""

@@ -32,6 +32,11 @@ class InitialPosition(StrEnum):
     LATEST = "LATEST"
 
 
+class CtrSource(StrEnum):
+    KINESIS = "kinesis"
+    FIREHOSE_S3 = "firehose-s3"
+
+
 class DesktopSource(StrEnum):
     SCREEN = "screen"
     SYNTHETIC = "synthetic"
@@ -136,6 +141,28 @@ class Settings(BaseSettings):
             description="DynamoDB table of the runtime ACD configuration (console's ACD Configuration page)"
         ),
     ] = "qm-config"
+    archive_bucket: Annotated[
+        str,
+        Field(description="S3 bucket where Kinesis Firehose writes CTRs (under YYYY/MM/DD/HH/ folders)"),
+    ] = "qm-ctr-archive"
+    archive_prefix: Annotated[
+        str,
+        Field(
+            description="Folder of the Firehose objects in QM_ARCHIVE_BUCKET (Firehose's S3 prefix; "
+            "empty = the bucket's root)"
+        ),
+    ] = ""
+    archive_queue: Annotated[
+        str,
+        Field(description="SQS queue fed by the archive bucket's ObjectCreated events (follow mode)"),
+    ] = "qm-ctr-archive-events"
+    archive_cursor_table: Annotated[
+        str,
+        Field(
+            description="DynamoDB table of the Firehose objects already imported (backfill and "
+            "follow mode skip them)"
+        ),
+    ] = "qm-archive-cursor"
     screen_results_queue: Annotated[
         str, Field(description="SQS queue on which desktops report screen-recording results")
     ] = "qm-screen-results"
@@ -270,6 +297,17 @@ class Settings(BaseSettings):
     duration_tolerance_ratio: Annotated[
         float, Field(ge=0, le=1, description="... or this share of it, whichever is larger")
     ] = 0.05
+    ctr_source: Annotated[
+        CtrSource,
+        Field(
+            description="Where `run` reads CTRs: kinesis (the CTR stream, through the KCL) or firehose-s3 "
+            "(new Firehose objects in QM_ARCHIVE_BUCKET, announced on QM_ARCHIVE_QUEUE)"
+        ),
+    ] = CtrSource.KINESIS
+    archive_consumers: Annotated[
+        int,
+        Field(ge=1, le=64, description="Threads importing Firehose objects in follow mode (firehose-s3)"),
+    ] = 2
     recording_consumers: Annotated[
         int, Field(ge=0, le=64, description="Threads receiving S3 recording notifications (0 = off)")
     ] = 2

@@ -104,3 +104,65 @@ def publish_scenario(
             pending.append((event, orjson.loads(event)["ContactId"]))
     flush()
     return PublishedScenario(scenario, dict(scenario.expected), len(scenario.deliveries), recordings, users)
+
+
+@dataclass(frozen=True)
+class ArchivedObject:
+    key: str
+    records: int
+    hour: datetime
+
+
+def firehose_key(prefix: str, delivered: datetime, index: int, *, stream: str, compressed: bool) -> str:
+    """An object key as Kinesis Firehose names it: ``<prefix>YYYY/MM/DD/HH/<stream>-1-<time>-<id>``."""
+    at = delivered.astimezone(UTC)
+    name = f"{stream}-1-{at:%Y-%m-%d-%H-%M-%S}-{index:08d}-0000-4000-8000-000000000000"
+    return f"{prefix}{at:%Y/%m/%d/%H}/{name}{'.gz' if compressed else ''}"
+
+
+def archive_deliveries(
+    aws: AwsClients,
+    bucket: str,
+    prefix: str,
+    deliveries: list[bytes],
+    *,
+    per_object: int = 50,
+    compress: bool = False,
+    newline: bool = False,
+    stream: str = "qm-ctr-firehose",
+) -> list[ArchivedObject]:
+    """Write CTR deliveries to S3 as Firehose does: batches of records concatenated (or one
+    per line) in one object each, under the hour folder of the batch's delivery time (a
+    minute after the newest ``LastUpdateTimestamp`` in it), optionally gzip-compressed."""
+    import gzip
+
+    from processor.core.ctr import parse_instant
+
+    def delivered(payload: bytes) -> datetime:
+        instant = parse_instant(orjson.loads(payload)["LastUpdateTimestamp"], "LastUpdateTimestamp")
+        assert instant is not None
+        return instant + timedelta(minutes=1)
+
+    written: list[ArchivedObject] = []
+    batch: list[bytes] = []
+    hour: datetime | None = None
+
+    def flush() -> None:
+        if not batch or hour is None:
+            return
+        body = (b"\n" if newline else b"").join(batch) + (b"\n" if newline else b"")
+        when = max(delivered(p) for p in batch)
+        key = firehose_key(prefix, when, len(written), stream=stream, compressed=compress)
+        data = gzip.compress(body) if compress else body
+        retry_transient(lambda: aws.s3.put_object(Bucket=bucket, Key=key, Body=data), "s3.put_object")
+        written.append(ArchivedObject(key, len(batch), hour))
+        batch.clear()
+
+    for payload in deliveries:
+        at = delivered(payload).replace(minute=0, second=0, microsecond=0)
+        if batch and (len(batch) >= per_object or at != hour):
+            flush()
+        hour = at
+        batch.append(payload)
+    flush()
+    return written

@@ -62,6 +62,9 @@ def unique_names(prefix: str = "t") -> dict[str, str]:
         "QM_AUDIT_TABLE": f"{base}-audit",
         "QM_SCREEN_RESULTS_QUEUE": f"{base}-results",
         "QM_APPLICATION_NAME": f"{base}-app",
+        "QM_ARCHIVE_BUCKET": f"{base}-archive",
+        "QM_ARCHIVE_QUEUE": f"{base}-archq",
+        "QM_ARCHIVE_CURSOR_TABLE": f"{base}-cursor",
     }
 
 

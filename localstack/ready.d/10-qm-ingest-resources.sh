@@ -34,10 +34,20 @@ COMMANDS_TABLE="${QM_COMMANDS_TABLE:-qm-commands}"
 AGENTS_TABLE="${QM_AGENTS_TABLE:-qm-agents}"
 SCREEN_BUCKET="${QM_SCREEN_BUCKET:-qm-screen-recordings}"
 RESULTS_QUEUE="${QM_SCREEN_RESULTS_QUEUE:-qm-screen-results}"
-# As in processor/bootstrap.py: NOTIFICATION_ID, DLQ_MAX_RECEIVES, MAX_RETENTION_SECONDS.
+ARCHIVE_BUCKET="${QM_ARCHIVE_BUCKET:-qm-ctr-archive}"
+ARCHIVE_PREFIX="${QM_ARCHIVE_PREFIX:-}"
+ARCHIVE_QUEUE="${QM_ARCHIVE_QUEUE:-qm-ctr-archive-events}"
+CURSOR_TABLE="${QM_ARCHIVE_CURSOR_TABLE:-qm-archive-cursor}"
+# As in processor/bootstrap.py: NOTIFICATION_ID, ARCHIVE_NOTIFICATION_ID, DLQ_MAX_RECEIVES,
+# MAX_RETENTION_SECONDS, ARCHIVE_VISIBILITY_SECONDS.
 NOTIFICATION_ID="qm-ingest-recordings"
+ARCHIVE_NOTIFICATION_ID="qm-ingest-ctr-archive"
 DLQ_MAX_RECEIVES=5
 RETENTION=1209600
+ARCHIVE_VISIBILITY=900
+# The archive prefix as a folder ("" or ending with "/"), as processor.core.archive_layout.folder.
+ARCHIVE_PREFIX="${ARCHIVE_PREFIX#/}"
+if [[ -n "$ARCHIVE_PREFIX" && "$ARCHIVE_PREFIX" != */ ]]; then ARCHIVE_PREFIX="$ARCHIVE_PREFIX/"; fi
 
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
@@ -129,11 +139,13 @@ table "$CONFIG_TABLE" name "$(attributes name)"
 table "$COMMANDS_TABLE" command_id "$(attributes agent command_id issued_at)" "[$(gsi by_agent agent issued_at)]"
 table "$AGENTS_TABLE" agent "$(attributes agent)"
 table "$AUDIT_TABLE" id "$(attributes at day id)" "[$(gsi by_day day at)]"
+table "$CURSOR_TABLE" object "$(attributes object)"
 
 # --- buckets ---------------------------------------------------------------------------------
 bucket "$RECORDINGS_BUCKET"
 bucket "$QUARANTINE_BUCKET"
 bucket "$SCREEN_BUCKET"
+bucket "$ARCHIVE_BUCKET"
 
 # --- queues ----------------------------------------------------------------------------------
 printf '{"MessageRetentionPeriod":"%s"}' "$RETENTION" > "$TMP/retention.json"
@@ -146,38 +158,59 @@ queue "$RECORDINGS_QUEUE" "$TMP/recordings.json"
 queue "$RESULTS_QUEUE" "$TMP/retention.json"
 
 # --- S3 -> SQS for every ObjectCreated event ---------------------------------------------------
-QUEUE_URL="$(queue_url "$RECORDINGS_QUEUE")"
-QUEUE_ARN="$(queue_arn "$QUEUE_URL")"
-POLICY="$(printf '{"Version":"2012-10-17","Statement":[{"Sid":"AllowS3RecordingEvents","Effect":"Allow","Principal":{"Service":"s3.amazonaws.com"},"Action":"sqs:SendMessage","Resource":"%s","Condition":{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::%s"}}}]}' \
-    "$QUEUE_ARN" "$RECORDINGS_BUCKET")"
-printf '{"Policy":%s}' "$(json_string "$POLICY")" > "$TMP/policy.json"
-aws_ sqs set-queue-attributes --queue-url "$QUEUE_URL" --attributes "file://$TMP/policy.json"
-
-notification() {  # jmespath query -> JSON ("null" when absent)
-    aws_ s3api get-bucket-notification-configuration --bucket "$RECORDINGS_BUCKET" \
-        --query "$1" --output json 2>/dev/null || echo null
+notification() {  # bucket jmespath-query -> JSON ("null" when absent)
+    aws_ s3api get-bucket-notification-configuration --bucket "$1" \
+        --query "$2" --output json 2>/dev/null || echo null
 }
 present() { [[ -n "$1" && "$1" != "null" && "$1" != "[]" && "$1" != "{}" ]]; }
 
-ours="$(notification "length(QueueConfigurations[?Id=='$NOTIFICATION_ID' && QueueArn=='$QUEUE_ARN' && contains(Events, 's3:ObjectCreated:*')] || \`[]\`)")"
-if [[ "$ours" == "1" ]]; then
-    say "exists   s3 notification $RECORDINGS_BUCKET -> $RECORDINGS_QUEUE"
-    exit 0
-fi
-# The bucket may carry other rules (Amazon Connect's often does): ours is merged in by its Id.
-body=""
-for key in TopicConfigurations LambdaFunctionConfigurations EventBridgeConfiguration; do
-    value="$(notification "$key")"
-    if present "$value"; then body+="\"$key\":$value,"; fi
-done
-others="$(notification "QueueConfigurations[?Id!='$NOTIFICATION_ID']")"
-ours_json="$(printf '{"Id":"%s","QueueArn":"%s","Events":["s3:ObjectCreated:*"]}' "$NOTIFICATION_ID" "$QUEUE_ARN")"
-if present "$others"; then
-    body+="\"QueueConfigurations\":${others%]},$ours_json]"
-else
-    body+="\"QueueConfigurations\":[$ours_json]"
-fi
-printf '{%s}' "$body" > "$TMP/notification.json"
-aws_ s3api put-bucket-notification-configuration --bucket "$RECORDINGS_BUCKET" \
-    --notification-configuration "file://$TMP/notification.json"
-say "created  s3 notification $RECORDINGS_BUCKET -> $RECORDINGS_QUEUE"
+notify() {  # bucket queue-name notification-id policy-sid [key-prefix]
+    local bucket="$1" queue="$2" id="$3" sid="$4" prefix="${5:-}"
+    local url arn policy ours body others ours_json filter="" match
+    url="$(queue_url "$queue")"
+    arn="$(queue_arn "$url")"
+    policy="$(printf '{"Version":"2012-10-17","Statement":[{"Sid":"%s","Effect":"Allow","Principal":{"Service":"s3.amazonaws.com"},"Action":"sqs:SendMessage","Resource":"%s","Condition":{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::%s"}}}]}' \
+        "$sid" "$arn" "$bucket")"
+    printf '{"Policy":%s}' "$(json_string "$policy")" > "$TMP/policy.json"
+    aws_ sqs set-queue-attributes --queue-url "$url" --attributes "file://$TMP/policy.json"
+
+    if [[ -n "$prefix" ]]; then
+        match="Filter.Key.FilterRules[?Name=='Prefix' || Name=='prefix'].Value | [0] == '$prefix'"
+        filter="$(printf ',"Filter":{"Key":{"FilterRules":[{"Name":"prefix","Value":"%s"}]}}' "$prefix")"
+    else
+        match="!Filter"
+    fi
+    ours="$(notification "$bucket" "length(QueueConfigurations[?Id=='$id' && QueueArn=='$arn' && contains(Events, 's3:ObjectCreated:*') && ($match)] || \`[]\`)")"
+    if [[ "$ours" == "1" ]]; then
+        say "exists   s3 notification $bucket -> $queue"
+        return 0
+    fi
+    # The bucket may carry other rules (Amazon Connect's often does): ours is merged in by its Id.
+    body=""
+    for key in TopicConfigurations LambdaFunctionConfigurations EventBridgeConfiguration; do
+        value="$(notification "$bucket" "$key")"
+        if present "$value"; then body+="\"$key\":$value,"; fi
+    done
+    others="$(notification "$bucket" "QueueConfigurations[?Id!='$id']")"
+    ours_json="$(printf '{"Id":"%s","QueueArn":"%s","Events":["s3:ObjectCreated:*"]%s}' "$id" "$arn" "$filter")"
+    if present "$others"; then
+        body+="\"QueueConfigurations\":${others%]},$ours_json]"
+    else
+        body+="\"QueueConfigurations\":[$ours_json]"
+    fi
+    printf '{%s}' "$body" > "$TMP/notification.json"
+    aws_ s3api put-bucket-notification-configuration --bucket "$bucket" \
+        --notification-configuration "file://$TMP/notification.json"
+    say "created  s3 notification $bucket -> $queue"
+}
+
+notify "$RECORDINGS_BUCKET" "$RECORDINGS_QUEUE" "$NOTIFICATION_ID" AllowS3RecordingEvents
+
+# --- follow mode (run --ctr-source firehose-s3): new Firehose objects on their own queue ------
+queue "$ARCHIVE_QUEUE-dlq" "$TMP/retention.json"
+ARCHIVE_DLQ_ARN="$(queue_arn "$(queue_url "$ARCHIVE_QUEUE-dlq")")"
+REDRIVE="$(printf '{"deadLetterTargetArn":"%s","maxReceiveCount":"%s"}' "$ARCHIVE_DLQ_ARN" "$DLQ_MAX_RECEIVES")"
+printf '{"MessageRetentionPeriod":"%s","VisibilityTimeout":"%s","RedrivePolicy":%s}' \
+    "$RETENTION" "$ARCHIVE_VISIBILITY" "$(json_string "$REDRIVE")" > "$TMP/archive.json"
+queue "$ARCHIVE_QUEUE" "$TMP/archive.json"
+notify "$ARCHIVE_BUCKET" "$ARCHIVE_QUEUE" "$ARCHIVE_NOTIFICATION_ID" AllowS3CtrArchiveEvents "$ARCHIVE_PREFIX"

@@ -9,6 +9,7 @@ Accepts the body S3 sends to SQS directly, and the same wrapped by SNS
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +42,7 @@ class ObjectCreated:
 @dataclass(frozen=True, slots=True)
 class S3Notification:
     test_event: bool
-    objects: tuple[ObjectCreated, ...]  # ObjectCreated:* of recordings only
+    objects: tuple[ObjectCreated, ...]  # ObjectCreated:* of accepted keys (recordings by default)
     ignored: int  # records that were not recordings or not ObjectCreated
 
 
@@ -58,8 +59,13 @@ def _unwrap(body: Any) -> Any:
     return body
 
 
-def parse_notification(payload: bytes | str) -> S3Notification:
-    """Parse one SQS message body. Raises :class:`InvalidInput` if it cannot be used."""
+def parse_notification(
+    payload: bytes | str, *, accept: Callable[[str], bool] = is_recording_key
+) -> S3Notification:
+    """Parse one SQS message body. Raises :class:`InvalidInput` if it cannot be used.
+
+    ``accept`` picks the keys of interest (call recordings by default); the others are
+    counted as ignored."""
     raw = payload.encode() if isinstance(payload, str) else payload
     try:
         body = _unwrap(orjson.loads(raw))
@@ -79,7 +85,7 @@ def parse_notification(payload: bytes | str) -> S3Notification:
         name = record["eventName"]
         obj = record["s3"]["object"]
         key = unquote_plus(obj["key"])
-        if not name.startswith(("ObjectCreated:", "s3:ObjectCreated:")) or not is_recording_key(key):
+        if not name.startswith(("ObjectCreated:", "s3:ObjectCreated:")) or not accept(key):
             ignored += 1
             continue
         try:

@@ -251,3 +251,28 @@ def test_run_refuses_to_start_on_a_fatal_problem(bootstrapped, aws, tmp_path: Pa
         f"sqs queue {bootstrapped.recordings_queue}: does not exist (fix: run `qm-ingest bootstrap`"
         in done.stderr
     )
+
+
+def test_follow_mode_checks_the_archive_instead_of_the_ctr_stream(bootstrapped, aws) -> None:
+    from processor.bootstrap import ARCHIVE_NOTIFICATION_ID
+    from processor.settings import CtrSource
+
+    s = bootstrapped.model_copy(update={"ctr_source": CtrSource.FIREHOSE_S3})
+    aws.kinesis.delete_stream(StreamName=s.ctr_stream)  # not read in follow mode
+    findings = Doctor(s, aws).check_all()
+    assert not findings.fatal_ones, findings.fatal_ones
+    ok = {f.subject: f.message for f in findings if f.severity is Severity.OK}
+    assert ok[f"kinesis stream {s.ctr_stream}"] == "not read: QM_CTR_SOURCE=firehose-s3"
+    assert f"s3 notification {s.archive_bucket} -> {s.archive_queue}" in ok
+    # Without the archive's notification, new Firehose objects would never be imported.
+    config = aws.s3.get_bucket_notification_configuration(Bucket=s.archive_bucket)
+    rules = [q for q in config.get("QueueConfigurations", []) if q.get("Id") != ARCHIVE_NOTIFICATION_ID]
+    aws.s3.put_bucket_notification_configuration(
+        Bucket=s.archive_bucket, NotificationConfiguration={"QueueConfigurations": rules}
+    )
+    [finding] = findings_for(s, aws, f"s3 notification {s.archive_bucket} -> {s.archive_queue}")
+    assert finding.severity is Severity.FATAL and "never imported" in finding.message
+    # In stream mode a missing cursor table only warns (backfill needs it, `run` does not).
+    aws.dynamodb.delete_table(TableName=s.archive_cursor_table)
+    [cursor] = findings_for(bootstrapped, aws, f"dynamodb table {s.archive_cursor_table}")
+    assert cursor.severity is Severity.WARNING

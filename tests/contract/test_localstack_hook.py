@@ -32,6 +32,9 @@ ROLES = [
     "QM_AGENTS_TABLE",
     "QM_SCREEN_BUCKET",
     "QM_SCREEN_RESULTS_QUEUE",
+    "QM_ARCHIVE_BUCKET",
+    "QM_ARCHIVE_QUEUE",
+    "QM_ARCHIVE_CURSOR_TABLE",
 ]
 
 
@@ -72,6 +75,7 @@ def inventory(aws, names: dict[str, str]) -> dict[str, Any]:
         "QM_AUDIT_TABLE",
         "QM_COMMANDS_TABLE",
         "QM_AGENTS_TABLE",
+        "QM_ARCHIVE_CURSOR_TABLE",
     ):
         table = aws.dynamodb.describe_table(TableName=names[role])["Table"]
         ttl = aws.dynamodb.describe_time_to_live(TableName=names[role])["TimeToLiveDescription"]
@@ -88,13 +92,15 @@ def inventory(aws, names: dict[str, str]) -> dict[str, Any]:
             ),
             "ttl": {k: ttl.get(k) for k in ("TimeToLiveStatus", "AttributeName")},
         }
-    for role in ("QM_RECORDINGS_BUCKET", "QM_QUARANTINE_BUCKET", "QM_SCREEN_BUCKET"):
+    for role in ("QM_RECORDINGS_BUCKET", "QM_QUARANTINE_BUCKET", "QM_SCREEN_BUCKET", "QM_ARCHIVE_BUCKET"):
         aws.s3.head_bucket(Bucket=names[role])
         out[role] = "exists"
     queues = {
         "QM_RECORDINGS_QUEUE": names["QM_RECORDINGS_QUEUE"],
         "DLQ": f"{names['QM_RECORDINGS_QUEUE']}-dlq",
         "QM_SCREEN_RESULTS_QUEUE": names["QM_SCREEN_RESULTS_QUEUE"],
+        "QM_ARCHIVE_QUEUE": names["QM_ARCHIVE_QUEUE"],
+        "ARCHIVE_DLQ": f"{names['QM_ARCHIVE_QUEUE']}-dlq",
     }
     for role, name in queues.items():
         url = aws.sqs.get_queue_url(QueueName=name)["QueueUrl"]
@@ -104,27 +110,43 @@ def inventory(aws, names: dict[str, str]) -> dict[str, Any]:
             if key in attrs:
                 kept[key] = orjson.loads(attrs[key])
         out[role] = kept
-    config = aws.s3.get_bucket_notification_configuration(Bucket=names["QM_RECORDINGS_BUCKET"])
-    out["notification"] = sorted(
-        (
-            {"Id": q.get("Id"), "QueueArn": q["QueueArn"], "Events": sorted(q["Events"])}
-            for q in config.get("QueueConfigurations", [])
-        ),
-        key=lambda q: q["Id"] or "",
-    )
+    for key, bucket in (
+        ("notification", "QM_RECORDINGS_BUCKET"),
+        ("archive_notification", "QM_ARCHIVE_BUCKET"),
+    ):
+        config = aws.s3.get_bucket_notification_configuration(Bucket=names[bucket])
+        out[key] = sorted(
+            (
+                {
+                    "Id": q.get("Id"),
+                    "QueueArn": q["QueueArn"],
+                    "Events": sorted(q["Events"]),
+                    "Prefix": [
+                        r["Value"]
+                        for r in q.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+                        if r["Name"].lower() == "prefix"
+                    ],
+                }
+                for q in config.get("QueueConfigurations", [])
+            ),
+            key=lambda q: q["Id"] or "",
+        )
     return anonymise(out, names)
 
 
 def test_hook_creates_what_bootstrap_creates(settings, aws, emulator: str) -> None:
+    # A Firehose prefix without its trailing slash: both make it a folder, and filter on it.
+    settings = settings.model_copy(update={"archive_prefix": "connect/ctr"})
     bootstrap_names = {role: getattr(settings, role.removeprefix("QM_").lower()) for role in ROLES}
     report = bootstrap(settings, aws)
     hook_names = {k: v for k, v in unique_names("hook").items() if k in ROLES}
-    done = run_hook(hook_names, emulator)
+    done = run_hook({**hook_names, "QM_ARCHIVE_PREFIX": "connect/ctr"}, emulator)
     created = [
         line.split("created", 1)[1].strip() for line in done.stdout.splitlines() if " created " in line
     ]
     assert len(created) == len(report.created), (created, report.created)
     assert inventory(aws, hook_names) == inventory(aws, bootstrap_names)
+    assert inventory(aws, hook_names)["archive_notification"][0]["Prefix"] == ["connect/ctr/"]
     # And the hook's notification really delivers S3 events to its queue.
     url = aws.sqs.get_queue_url(QueueName=hook_names["QM_RECORDINGS_QUEUE"])["QueueUrl"]
     aws.s3.put_object(

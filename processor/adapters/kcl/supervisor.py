@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -72,6 +73,10 @@ class WorkerSlot:
                     f"another qm-ingest process on this host already uses {path.name}"
                 ) from None
             return False
+        # The holder's pid, so `replay --stop-workers` can ask this process to stop.
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
         self._handle = handle
         return True
 
@@ -79,6 +84,55 @@ class WorkerSlot:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+@dataclass(frozen=True)
+class LocalWorker:
+    """A ``qm-ingest run`` of an application on this host (it holds a worker-slot lock)."""
+
+    pid: int
+    lock: Path
+
+
+def local_workers(state_dir: Path, application: str) -> list[LocalWorker]:
+    """The live workers of ``application`` started with this ``QM_STATE_DIR``."""
+    found: list[LocalWorker] = []
+    for path in sorted(state_dir.glob(f"worker-{application}-*.lock")):
+        if _lock_free(path):
+            continue
+        try:
+            pid = int(path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        found.append(LocalWorker(pid, path))
+    return found
+
+
+def _lock_free(path: Path) -> bool:
+    try:
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return True
+    except OSError:
+        return True
+
+
+def stop_local_workers(workers: list[LocalWorker], timeout: float = 30.0) -> list[LocalWorker]:
+    """SIGTERM each worker (the KCL checkpoints and releases its leases) and wait for it
+    to let go of its slot. Returns the workers still running after ``timeout``."""
+    for worker in workers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(worker.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    running = list(workers)
+    while running and time.monotonic() < deadline:
+        time.sleep(0.2)
+        running = [w for w in running if not _lock_free(w.lock)]
+    return running
 
 
 def _safe(text: str) -> str:
