@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from processor import health, metrics_files
 from processor.adapters.aws import AwsClients
@@ -47,39 +47,23 @@ class Service:
         metrics_dir = metrics_files.prepare(Path(settings.state_dir))
         preflight(settings, aws)
         relay = LogRelay()
-        slots: list[WorkerSlot] = []
         # Firehose -> S3 deployments: CTRs come from the archive queue, no KCL for the CTR stream.
         follow_archive = settings.ctr_source is CtrSource.FIREHOSE_S3
-        applications = [
-            (settings.agent_application_name, settings.agent_event_stream, AGENT_PROCESSOR_MODULE)
-        ]
-        if not follow_archive:
-            applications.insert(0, (settings.application_name, settings.ctr_stream, CTR_PROCESSOR_MODULE))
-        for application, stream, module in applications:
-            slot = WorkerSlot(settings, application)
-            slots.append(slot)
-            app = KclApplication(
-                application_name=application,
-                stream_name=stream,
-                processor_module=module,
-                worker_id=slot.worker_id,
-            )
-            self.daemons.append(KclDaemon(settings, aws, app, relay.address))
+        slots = self._daemons(aws, relay.address, with_ctr_stream=not follow_archive)
         backoff = {d.app.application_name: 1.0 for d in self.daemons}
         threads = self._background(aws)
         if follow_archive:
             from processor.backfill import archive_followers
 
             threads += archive_followers(settings, aws, self.stop_event)
-        ops: health.Operations | None = None
-        console = None
+        parts: dict[str, Any] = {}
         try:
-            ops = health.start(settings, aws, lambda: self.daemons)
+            parts["ops"] = health.start(settings, aws, lambda: self.daemons)
             for daemon in self.daemons:
                 daemon.start()
             from processor.console.server import maybe_start_console
 
-            console = maybe_start_console(settings, aws)
+            parts["console"] = maybe_start_console(settings, aws)
             for thread in threads:
                 thread.start()
             if self.on_started:
@@ -88,23 +72,27 @@ class Service:
                 for daemon in self.daemons:
                     self._supervise(daemon, backoff)
         finally:
-            log.info("stopping")
-            self.stop_event.set()
-            for daemon in self.daemons:  # all at once: each waits out the KCL's grace period
-                daemon.terminate()
-            codes = [daemon.stop() for daemon in self.daemons]
-            for thread in threads:
-                thread.join(timeout=15)
-            if console is not None:
-                console.stop()
-            if ops is not None:
-                ops.stop()
+            self._teardown(threads, parts, slots)
             metrics_files.remove(metrics_dir)
             relay.close()
-            for slot in slots:
-                slot.release()
-            log.info("stopped", exit_codes=codes)
         return 0
+
+    def _teardown(
+        self, threads: list[threading.Thread], parts: dict[str, Any], slots: list[WorkerSlot]
+    ) -> None:
+        log.info("stopping")
+        self.stop_event.set()
+        for daemon in self.daemons:  # all at once: each waits out the KCL's grace period
+            daemon.terminate()
+        codes = [daemon.stop() for daemon in self.daemons]
+        for thread in threads:
+            thread.join(timeout=15)
+        for name in ("console", "ops"):
+            if parts.get(name) is not None:
+                parts[name].stop()
+        for slot in slots:
+            slot.release()
+        log.info("stopped", exit_codes=codes)
 
     def _daemons(self, aws: AwsClients, log_socket: str, *, with_ctr_stream: bool) -> list[WorkerSlot]:
         """One KCL daemon per application (the CTR stream, the agent event stream), each
