@@ -1,8 +1,9 @@
 """boto3 clients for every AWS call, configured once from the settings.
 
 The same code talks to AWS, LocalStack and the embedded emulator; only the endpoint
-(``AWS_ENDPOINT_URL``) differs. Retries use botocore's *standard* mode (exponential
-backoff with jitter, throttling and 5xx retried, client errors not).
+(``AWS_ENDPOINT_URL``; ``AWS_ENDPOINT_URL_KINESIS`` for Kinesis alone) differs. Retries
+use botocore's *standard* mode (exponential backoff with jitter, throttling and 5xx
+retried, client errors not).
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class AwsClients:
 
     def __post_init__(self) -> None:
         kwargs: dict[str, Any] = {"region_name": self.settings.aws_region}
-        if self.settings.aws_endpoint_url and not _has_credentials():
+        emulated = self.settings.aws_endpoint_url or self.settings.aws_endpoint_url_kinesis
+        if emulated and not _has_credentials():
             kwargs.update(_EMULATOR_CREDENTIALS)
         self._session = boto3.session.Session(**kwargs)
 
@@ -95,7 +97,7 @@ class AwsClients:
     def client(self, service: str, **extra: Any) -> Any:
         return self._session.client(
             service,  # type: ignore[call-overload]
-            endpoint_url=self.settings.aws_endpoint_url,
+            endpoint_url=self.settings.endpoint_for(service),
             config=self._config(**extra),
         )
 
