@@ -3,12 +3,33 @@
 ``QM_FAULT_KILL_AT=<point>[@<scope>][:<n>]`` makes the process that reaches ``<point>`` for the n-th
 time kill itself with SIGKILL (as ``kill -9`` would). With ``QM_FAULT_MARKER=<file>`` only
 the first process to get there dies (the file records it), so restarted workers run clean.
+
+The points (:data:`POINTS`), in the order a record meets them:
+
+``before_write@<stream>``   a record processor got a batch, nothing written yet
+``after_quarantine``        a bad record is in the quarantine, the batch goes on
+``after_view_write``        a contact's view (and its emission claim) is written, not yet emitted
+                            (record processors, the recordings consumers and the sweeper)
+``after_output_put``        the contact is on the output stream, not yet marked emitted
+``after_write@<stream>``    the whole batch is durable, not yet checkpointed
+``after_checkpoint@<stream>`` the batch is checkpointed
+``before_delete@sqs``       a recording notification's effect is durable, the message not deleted
 """
 
 from __future__ import annotations
 
 import os
 import signal
+
+POINTS = (
+    "before_write",
+    "after_quarantine",
+    "after_view_write",
+    "after_output_put",
+    "after_write",
+    "after_checkpoint",
+    "before_delete",
+)
 
 _passages: dict[str, int] = {}
 

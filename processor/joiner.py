@@ -345,6 +345,7 @@ class Joiner:
         return obj
 
     def _after_write(self, view: ContactView, previous: StoredContact | None, now: datetime) -> None:
+        fault_point("after_view_write")  # the view (and its emission claim) is durable, not yet emitted
         if view.state.final:
             # This writer holds the claim (taken in the write): publish straight away.
             imported_at = previous.imported_at if previous and previous.imported_at else format_instant(now)

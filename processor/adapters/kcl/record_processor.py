@@ -90,6 +90,7 @@ class KclRecordProcessor:
             return
         self._metrics.batch_read(len(records))
         started = time.monotonic()
+        fault_point("before_write", self._stream)
         result = self._handler.process(records)
         self._metrics.batch_result(result)
         fault_point("after_write", self._stream)

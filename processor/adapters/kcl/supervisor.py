@@ -174,14 +174,20 @@ class KclDaemon:
     def poll(self) -> int | None:
         return self._proc.poll() if self._proc else None
 
+    def request_stop(self) -> None:
+        """SIGTERM: the KCL asks each record processor to checkpoint and releases its leases."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = _STOP_TIMEOUT_S) -> int | None:
-        """SIGTERM (the KCL checkpoints and releases its leases), then SIGKILL the group."""
+        """SIGTERM (unless :meth:`request_stop` sent it), wait, then SIGKILL the group."""
         proc = self._proc
         if proc is None:
             return None
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+            self.request_stop()
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

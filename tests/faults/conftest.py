@@ -1,0 +1,86 @@
+"""Fixtures of the fault suite: the figures each scenario records, and the report at the end.
+
+``make faults`` writes the figures to ``QM_FAULTS_REPORT`` (JSON) and prints them as the
+Markdown table the README's Reliability section carries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.faults.harness import Figures
+from tests.helpers import ServiceProcess, descendants
+
+_FIGURES: list[Figures] = []
+
+
+@pytest.fixture
+def record_figures() -> Any:
+    def record(figures: Figures) -> None:
+        _FIGURES.append(figures)
+
+    return record
+
+
+@pytest.fixture
+def services() -> Iterator[list[ServiceProcess]]:
+    """Every service a scenario starts; whatever is left running is stopped (or killed) after it."""
+    started: list[ServiceProcess] = []
+    yield started
+    for service in started:
+        if service.proc is None:
+            continue
+        pids = [service.proc.pid, *descendants(service.proc.pid)]
+        if service.alive():
+            with contextlib.suppress(Exception):
+                service.stop(timeout=20)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| scenario | contacts expected | imported | duplicated | lost | quarantined "
+        "| output records (per version: 0 / 1 / >1) | time to recover | notes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        per = r["records_per_version"]
+        recovery = r["recovery_s"]
+        if not recovery:
+            rec = "-"
+        elif len(recovery) == 1:
+            rec = f"{recovery[0]:.1f} s"
+        else:
+            median = sorted(recovery)[len(recovery) // 2]
+            rec = f"{min(recovery):.1f}-{max(recovery):.1f} s (median {median:.1f})"
+        lines.append(
+            f"| {r['scenario']} | {r['expected']} | {r['imported']} | {r['duplicated']} | {r['lost']} "
+            f"| {r['quarantined']} | {r['output_records']} ({per['0']} / {per['1']} / {per['>1']}) "
+            f"| {rec} | {r['notes']} |"
+        )
+    return "\n".join(lines)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _FIGURES:
+        return
+    rows = [f.row() for f in _FIGURES]
+    terminalreporter.write_sep("=", "fault suite figures")
+    terminalreporter.write_line(markdown(rows))
+    target = os.environ.get("QM_FAULTS_REPORT")
+    if target:
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
+        path.with_suffix(".md").write_text(markdown(rows) + "\n")
+        terminalreporter.write_line(f"figures written to {path} and {path.with_suffix('.md')}")
