@@ -31,9 +31,11 @@ def record_figures() -> Any:
 
 
 @pytest.fixture
-def services() -> Iterator[list[ServiceProcess]]:
-    """Every service a scenario starts; whatever is left running is stopped (or killed) after it."""
+def services(settings: Any) -> Iterator[list[ServiceProcess]]:
+    """Every service a scenario starts; whatever is left running is stopped (or killed) after
+    it, KCL daemons that outlived their service included (found by their properties file)."""
     started: list[ServiceProcess] = []
+    state_dir = str(Path(settings.state_dir).resolve())
     yield started
     for service in started:
         if service.proc is None:
@@ -45,6 +47,17 @@ def services() -> Iterator[list[ServiceProcess]]:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"MultiLangDaemon" in command and state_dir.encode() in command:
+            # The daemon leads its own process group: its record processors go with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(entry.name), signal.SIGKILL)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

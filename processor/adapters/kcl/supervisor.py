@@ -22,6 +22,7 @@ from typing import IO, Any
 from botocore.exceptions import ClientError
 
 from processor.adapters.aws import AwsClients
+from processor.adapters.kcl import parent_death
 from processor.adapters.kcl.daemon import (
     KclApplication,
     child_environment,
@@ -160,6 +161,9 @@ class KclDaemon:
             stderr=subprocess.PIPE,
             env=env,
             start_new_session=True,  # its own process group: record processors included
+            # It dies with `run` (started on the main thread). The hook makes one prctl call,
+            # resolved before the fork: no lock or import a thread could hold.
+            preexec_fn=parent_death.preexec(),  # noqa: PLW1509
         )
         self.started_at = time.monotonic()
         from processor import metrics
