@@ -76,6 +76,9 @@ class AwsClients:
     """Lazily built boto3 clients sharing one session and one retry policy."""
 
     settings: Settings
+    #: Seconds to connect and to wait for an answer; probes that must answer quickly use less.
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
     _session: boto3.session.Session = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -86,13 +89,16 @@ class AwsClients:
         self._session = boto3.session.Session(**kwargs)
 
     def _config(self, **extra: Any) -> Config:
-        return Config(
-            retries={"mode": "standard", "max_attempts": self.settings.aws_max_attempts},
-            connect_timeout=5,
-            read_timeout=30,
-            max_pool_connections=32,
-            **extra,
-        )
+        options: dict[str, Any] = {
+            # botocore's "max_attempts" counts retries; "total_max_attempts" counts attempts,
+            # which is what QM_AWS_MAX_ATTEMPTS means.
+            "retries": {"mode": "standard", "total_max_attempts": self.settings.aws_max_attempts},
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "max_pool_connections": 32,
+        }
+        options.update(extra)
+        return Config(**options)
 
     def client(self, service: str, **extra: Any) -> Any:
         return self._session.client(
