@@ -12,10 +12,12 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
 
+from processor.local.faultproxy import FaultProxy
 from tests.faults.harness import Figures
 from tests.helpers import ServiceProcess, descendants
 
@@ -28,6 +30,25 @@ def record_figures() -> Any:
         _FIGURES.append(figures)
 
     return record
+
+
+@pytest.fixture(scope="session")
+def kinesis_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """kinesis-mock on a free port for this session: the Kinesis that models resharding."""
+    from processor.local import control
+
+    state = tmp_path_factory.mktemp("kinesis-mock")
+    port = control.free_port()
+    control.up_kinesis_mock(port, state, timeout=90)
+    yield f"http://127.0.0.1:{port}"
+    control.down(port, state)
+
+
+@pytest.fixture
+def proxy(emulator: str) -> Iterator[FaultProxy]:
+    """The fault proxy in front of the session's emulator (the service is pointed at it)."""
+    with FaultProxy(urlsplit(emulator).port or 0) as running:
+        yield running
 
 
 @pytest.fixture

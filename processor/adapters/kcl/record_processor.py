@@ -165,8 +165,13 @@ class KclRecordProcessor:
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         # Checkpointing at SHARD_END lets the KCL start the child shards.
-        self._checkpoint(shard_ended_input.checkpointer, None, None)
-        log.info("shard ended; checkpointed at shard end", shard_id=self._shard_id)
+        if self._checkpoint(shard_ended_input.checkpointer, None, None):
+            log.info("shard ended; checkpointed at shard end", shard_id=self._shard_id)
+        else:
+            log.error(
+                "shard ended; the shard-end checkpoint failed (the shard is read again)",
+                shard_id=self._shard_id,
+            )
         if self._progress is not None:
             self._progress.forget(self._shard_id)
         self._close()
