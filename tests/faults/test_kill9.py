@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from processor.adapters.contacts import DynamoContactStore
+from processor.adapters.kinesis import put_records
 from tests.faults.harness import (
     SERVICE_ENV,
     Figures,
@@ -25,6 +26,7 @@ from tests.faults.harness import (
     judge,
     phases,
     publish,
+    seeded,
     service_processes,
     wait_audit_ok,
     wait_caught_up,
@@ -98,4 +100,135 @@ def test_killing_run_alone_takes_its_daemons_and_processors_with_it(
     )
 
 
-__all__ = ["service_processes"]
+# (what dies, how): a process killing itself at a fault point, or kill -9 from outside.
+ROUNDS = [
+    ("point", "before_write@{ctr}"),
+    ("point", "after_quarantine"),
+    ("point", "after_view_write"),
+    ("point", "after_output_put"),
+    ("point", "after_write@{ctr}"),
+    ("point", "after_checkpoint@{ctr}"),
+    ("point", "before_delete@sqs"),
+    ("external", "processor"),
+    ("external", "daemon"),
+    ("external", "run"),
+]
+
+
+BATCH_POINTS = ("before_write", "after_write", "after_checkpoint")
+
+
+def poison(round_no: int) -> list[tuple[bytes, str]]:
+    # One partition key: both land on the same shard (a fault point counts passages per process).
+    return [(b"{broken json, round %d" % round_no, f"p{round_no}"), (b"[%d]" % round_no, f"p{round_no}")]
+
+
+@pytest.mark.slow
+def test_kill9_at_random_points_repeatedly(
+    bootstrapped, aws, tmp_path: Path, *, services: list[ServiceProcess], record_figures
+) -> None:
+    """Every round: a process dies at a chosen point (or is killed from outside at a random
+    moment); what died restarts (the service, or the daemon by itself); then, while the next
+    part of the stream is being processed, the whole service is killed at a random moment and
+    started again. The audit at the end is the verdict."""
+    started_at = time.monotonic()
+    settings = bootstrapped
+    rng = seeded("kill9")
+    store = DynamoContactStore(aws.dynamodb, settings.contacts_table)
+    rounds = ROUNDS[:]
+    rng.shuffle(rounds)
+    centre = contact_centre(rng.randrange(1 << 30), 15 * len(rounds), settings.recordings_bucket)
+    parts = phases(centre, 2 * len(rounds))
+    log = tmp_path / "service.log"
+    sent: list = []
+    recoveries: list[float] = []
+    tree_killed_at: float | None = None
+    done: list[str] = []
+
+    def start(env: dict[str, str]) -> ServiceProcess:
+        service = ServiceProcess(log, {**SERVICE_ENV, **env}).start()
+        services.append(service)
+        return service
+
+    for number, (kind, template) in enumerate(rounds):
+        what = template.format(ctr=settings.ctr_stream)
+        marker = tmp_path / f"killed-{number}"
+        armed = {}
+        if kind == "point":
+            # Batch points pass once per batch, record points once per record: the n-th passage.
+            count = 1 if what.split("@")[0] in BATCH_POINTS else rng.randint(1, 2)
+            armed = {"QM_FAULT_KILL_AT": f"{what}:{count}", "QM_FAULT_MARKER": str(marker)}
+        service = start(armed)
+        if tree_killed_at is not None:
+            recoveries.append(wait_caught_up(store, delivered(sent), tree_killed_at, 180))
+
+        part = parts[2 * number]
+        put_records(aws.kinesis, settings.ctr_stream, poison(number))
+        publish(aws, settings.ctr_stream, part)
+        sent += part
+        if kind == "point":
+            wait_for(marker.exists, 120, f"a process to die at {what}")
+            killed_at = time.monotonic() - (time.time() - marker.stat().st_mtime)
+            done.append(f"{what.split('@')[0]} ({marker.read_text().split()[0]})")
+        else:
+            time.sleep(rng.uniform(0.5, 3.0))
+            killed_at = time.monotonic()
+            kill_from_outside(service, what, settings)
+            done.append(f"kill -9 {what}")
+        if not service.alive():
+            service = start({})  # `run` itself died: restart it (its daemons died with it)
+        recoveries.append(wait_caught_up(store, delivered(sent), killed_at, 180))
+
+        # The whole service killed at a random moment of the next part, then restarted.
+        part = parts[2 * number + 1]
+        publish(aws, settings.ctr_stream, part)
+        sent += part
+        time.sleep(rng.uniform(0.2, 2.5))
+        service.kill()
+        tree_killed_at = time.monotonic()
+
+    service = start({})
+    assert tree_killed_at is not None
+    recoveries.append(wait_caught_up(store, delivered(sent), tree_killed_at, 180))
+    expect = expectation(
+        centre, quarantined={"total": 2 * len(rounds), "by_source": {"kinesis": 2 * len(rounds)}}
+    )
+    wait_audit_ok(settings, aws, expect, 120)
+    service.stop()
+    report = judge(expect, tmp_path / "expect.json")
+    assert_clean(report)
+    record_figures(
+        Figures(
+            f"kill -9, {2 * len(rounds)} times: {len(rounds)} chosen points or processes, "
+            f"{len(rounds)} of the whole service",
+            report,
+            recoveries,
+            "; ".join(done),
+            time.monotonic() - started_at,
+        )
+    )
+
+
+def kill_from_outside(service: ServiceProcess, what: str, settings) -> None:
+    """kill -9 one process of the running service: a CTR record processor, the CTR daemon, or
+    ``qm-ingest run`` alone (whose daemons and processors must then die with it)."""
+    assert service.proc is not None
+    if what == "processor":
+        victims = service_processes(service, CTR_WORKER)[:1]
+    elif what == "daemon":
+        victims = [
+            pid
+            for pid in service_processes(service, DAEMON)
+            if f"/{settings.application_name}.properties" in cmdline(pid)
+        ]
+    else:
+        victims = [service.proc.pid]
+    assert victims, f"no {what} to kill"
+    orphans = descendants(service.proc.pid) if what == "run" else []
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    if what == "run":
+        service.proc.wait()
+        wait_for(
+            lambda: not any(alive(pid) for pid in orphans), 10, "the daemons and processors of `run` to die"
+        )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -68,12 +67,6 @@ def slow_down(bucket: str, times: int) -> Injection:
         path=f"GET /{bucket}/",
         times=times,
     )
-
-
-@pytest.fixture
-def proxy(emulator: str):
-    with FaultProxy(urlsplit(emulator).port or 0) as running:
-        yield running
 
 
 def test_transient_errors_are_retried_poison_is_quarantined_once(

@@ -4,9 +4,9 @@
 its record processors), which also means that nothing stops them if ``run`` itself is
 killed: a daemon would go on holding and working its leases under the worker id that the
 restarted ``run`` takes back, with nobody reading its logs or stopping it. The daemon gets
-SIGKILL when ``run`` dies, and each record processor when its daemon dies (its work is not
-checkpointed then anyway; the next owner replays it, idempotently). Elsewhere than Linux
-this is a no-op.
+SIGKILL when ``run`` dies (Linux's parent-death signal; elsewhere a no-op), and each record
+processor exits when its daemon is gone (its work is not checkpointed then anyway; the next
+owner replays it, idempotently).
 """
 
 from __future__ import annotations
@@ -15,9 +15,13 @@ import ctypes
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
+#: Exit status of a record processor whose daemon is gone.
+EXIT_PARENT_GONE = 71
 
 
 def _prctl() -> Callable[..., int] | None:
@@ -45,12 +49,20 @@ def preexec() -> Callable[[], None] | None:
     return set_signal
 
 
-def die_with_parent() -> None:
-    """In a running process: SIGKILL when the parent dies (now, if it already has)."""
-    prctl = _prctl()
-    if prctl is None:
-        return
+def exit_with_parent(poll_s: float = 1.0) -> None:
+    """In a running process: exit as soon as the parent process is gone.
+
+    Not the parent-death signal: that fires when the parent *thread* that started this
+    process exits, and the KCL starts record processors from pooled threads that come and
+    go (an idle agent-event processor was killed a minute after its start). A watchdog
+    thread notices the re-parenting instead.
+    """
     parent = os.getppid()
-    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os.kill(os.getpid(), signal.SIGKILL)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(EXIT_PARENT_GONE)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

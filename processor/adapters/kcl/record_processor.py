@@ -235,9 +235,9 @@ def run_kcl_process(processor: KclRecordProcessor) -> None:
     """Speak the MultiLangDaemon protocol on the real stdout; everything else -> stderr."""
     from amazon_kclpy import kcl
 
-    from processor.adapters.kcl.parent_death import die_with_parent
+    from processor.adapters.kcl.parent_death import exit_with_parent
 
-    die_with_parent()  # a processor whose daemon is gone has no lease to work for
+    exit_with_parent()  # a processor whose daemon is gone has no lease to work for
     protocol_out = sys.stdout
     sys.stdout = sys.stderr  # a stray print() must never corrupt the protocol channel
     kcl.KCLProcess(processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()

@@ -148,6 +148,8 @@ class KclDaemon:
         if self._log_socket:
             env[LOG_SOCKET_ENV] = self._log_socket
         command = java_command(self.settings, props)
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        die_with_run = parent_death.preexec() if on_main_thread else None
         log.info(
             "starting KCL MultiLangDaemon",
             application=self.app.application_name,
@@ -161,9 +163,9 @@ class KclDaemon:
             stderr=subprocess.PIPE,
             env=env,
             start_new_session=True,  # its own process group: record processors included
-            # It dies with `run` (started on the main thread). The hook makes one prctl call,
-            # resolved before the fork: no lock or import a thread could hold.
-            preexec_fn=parent_death.preexec(),  # noqa: PLW1509
+            # It dies with `run`: the signal follows the thread that starts it, so only from the
+            # main thread. The hook makes one prctl call, resolved before the fork.
+            preexec_fn=die_with_run,  # noqa: PLW1509
         )
         self.started_at = time.monotonic()
         from processor import metrics
