@@ -110,23 +110,44 @@ def stored_versions(store: DynamoContactStore) -> dict[str, str]:
 
 
 def caught_up(store: DynamoContactStore, sent: dict[str, str]) -> bool:
-    """Every contact sent so far is stored at its newest version (final or still waiting)."""
-    have = stored_versions(store)
-    return all(have.get(cid, "") >= version for cid, version in sent.items())
+    """Every contact sent so far is stored at its newest version (final or still waiting), and
+    no stored version waits to be emitted (a crash between a write and its emission)."""
+    have = {c.contact_id: (c.last_update, c.emission_pending) for c in store.scan()}
+    return all(cid in have and have[cid][0] >= version and not have[cid][1] for cid, version in sent.items())
 
 
-def wait_caught_up(store: DynamoContactStore, sent: dict[str, str], since: float, timeout: float) -> float:
-    """Seconds from ``since`` (time.monotonic) until the service has caught up with ``sent``."""
+def wait_caught_up(
+    store: DynamoContactStore,
+    sent: dict[str, str],
+    since: float,
+    timeout: float,
+    diagnose: Callable[[], Any] | None = None,
+) -> float:
+    """Seconds from ``since`` (time.monotonic) until the service has caught up with ``sent``.
+    On a timeout the error carries what ``diagnose`` returns (e.g. the KCL's tables)."""
     deadline = time.monotonic() + timeout
     while not caught_up(store, sent):
         if time.monotonic() > deadline:
             have = stored_versions(store)
             behind = [cid for cid, v in sent.items() if have.get(cid, "") < v]
+            state = f"\n{diagnose()}" if diagnose else ""
             raise AssertionError(
-                f"not caught up after {timeout:.0f}s: {len(behind)} contacts behind, e.g. {behind[:3]}"
+                f"not caught up after {timeout:.0f}s: {len(behind)} contacts behind, e.g. {behind[:3]}{state}"
             )
         time.sleep(0.5)
     return time.monotonic() - since
+
+
+def kcl_state(aws: Any, application: str) -> str:
+    """The KCL's own tables (leases, leader lock and migration state, worker metrics), for failures."""
+    lines = []
+    for table in (application, f"{application}-CoordinatorState", f"{application}-WorkerMetricStats"):
+        try:
+            items: Any = aws.dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]
+        except Exception as exc:
+            items = f"{type(exc).__name__}: {exc}"
+        lines.append(f"{table}: {orjson.dumps(items, default=str).decode()}")
+    return "\n".join(lines)
 
 
 def expectation(*scenarios: Scenario, quarantined: dict[str, Any] | None = None) -> Expectation:
