@@ -67,8 +67,9 @@ unit: install
 test: install xvfb lint
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
+# The whole fault suite; its figures (the README's Reliability table) go to .qm-local/.
 faults: install
-	$(BIN)/pytest tests/faults $(PYTEST_ARGS)
+	QM_FAULTS_REPORT=.qm-local/faults-report.json $(BIN)/pytest tests/faults $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)

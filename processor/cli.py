@@ -1013,7 +1013,11 @@ def simulate(
     contacts: Annotated[int, typer.Option("--contacts", min=1, help="Contacts to simulate")] = 20,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: time-based)")] = None,
     expect_file: Annotated[
-        Path | None, typer.Option("--expect-file", help="Write {contact_id: version} expected in QM here")
+        Path | None,
+        typer.Option(
+            "--expect-file",
+            help="Write what QM must end with here (contacts, versions, join states) for `qm-ingest audit`",
+        ),
     ] = None,
 ) -> None:
     """Send a simulated contact centre's CTRs (and its users) to the emulator/AWS."""
@@ -1023,11 +1027,46 @@ def simulate(
     _setup_logs(s)
     result = publish_scenario(s, _clients(s), contacts=contacts, seed=seed)
     if expect_file:
-        expect_file.write_bytes(orjson.dumps(result.expected, option=orjson.OPT_INDENT_2))
+        expect_file.write_bytes(
+            orjson.dumps(result.scenario.expectation().to_dict(), option=orjson.OPT_INDENT_2)
+        )
     typer.echo(
         f"simulated {len(result.expected)} contacts: {result.deliveries} CTR deliveries "
         f"(duplicates and updates included), {result.recordings} recordings, {len(result.users)} users"
     )
+
+
+@app.command()
+def audit(
+    expect: Annotated[
+        str, typer.Option("--expect", help="What was sent (schemas/audit-expect.schema.json); - = stdin")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The report as one JSON object (schemas/audit-report.schema.json)")
+    ] = False,
+) -> None:
+    """Judge what QM holds against what was sent: contacts expected / imported / lost / duplicated,
+    quarantine, output-stream records per contact version. Exit 1 on any loss or duplicate."""
+    from processor.audit import run_audit
+    from processor.core.audit import parse_expectation
+
+    s = settings()
+    _setup_logs(s)
+    try:
+        expectation = parse_expectation(_read_bytes(expect))
+    except InvalidInput as exc:
+        fail(f"{expect}: {exc.detail}", 2)
+    try:
+        report = run_audit(s, _clients(s), expectation)
+    except Exception as exc:
+        fail(f"cannot read what QM holds: {type(exc).__name__}: {exc}")
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(report.to_dict()) + b"\n")
+        sys.stdout.flush()
+    else:
+        typer.echo(report.render())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

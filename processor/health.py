@@ -32,6 +32,10 @@ from processor.settings import CtrSource, Settings
 log = get_logger("processor.health")
 
 REFRESH_SECONDS = 3.0
+#: Connect and read timeout of each AWS call of the readiness probe.
+PROBE_TIMEOUT_S = 3.0
+#: A readiness result older than this is no result: the probe itself is stuck.
+STALE_AFTER_S = 20.0
 # The classic text format every Prometheus (and compatible scraper) reads.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -249,6 +253,17 @@ class ReadinessMonitor:
                 was_ready = self.latest.ready
             self._stop.wait(self.interval)
 
+    def current(self, now: float | None = None) -> Readiness:
+        """The latest result, unless the probe has not finished one for too long."""
+        now = time.time() if now is None else now
+        latest = self.latest
+        if latest is NOT_CHECKED or now - latest.at <= STALE_AFTER_S:
+            return latest
+        return Readiness(
+            (Check("probe", False, f"no readiness result for {now - latest.at:.0f}s (AWS calls hanging?)"),),
+            now,
+        )
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -274,7 +289,7 @@ class HealthServer:
                 if path == "/healthz":
                     self._send(200, b'{"status":"alive"}\n', "application/json")
                 elif path == "/readyz":
-                    latest = server.readiness.latest
+                    latest = server.readiness.current()
                     body = orjson.dumps(latest.to_dict()) + b"\n"
                     self._send(200 if latest.ready else 503, body, "application/json")
                 elif path == "/metrics":
@@ -336,6 +351,17 @@ class Operations:
             self.server.stop()
 
 
+def probe_clients(settings: Settings) -> AwsClients:
+    """Readiness must answer quickly: one attempt per call (no retry storm while AWS is away)
+    and short timeouts, so that an unreachable endpoint (calls hang, nothing refuses them)
+    turns /readyz to 503 in seconds rather than after the 30 s read timeout."""
+    return AwsClients(
+        settings.model_copy(update={"aws_max_attempts": 1}),
+        connect_timeout=PROBE_TIMEOUT_S,
+        read_timeout=PROBE_TIMEOUT_S,
+    )
+
+
 def start(settings: Settings, aws: AwsClients, daemons: Callable[[], Sequence[Daemon]]) -> Operations:
     """Start the readiness monitor and (unless ``QM_HEALTH_PORT=0``) the HTTP endpoint.
 
@@ -349,9 +375,7 @@ def start(settings: Settings, aws: AwsClients, daemons: Callable[[], Sequence[Da
         path = metrics_files.prepare(Path(settings.state_dir))
     metrics.init_service_metrics()
     collector = ServiceCollector(path)
-    # Readiness must answer quickly: one attempt per call, no retry storm while AWS is away.
-    probe_aws = AwsClients(settings.model_copy(update={"aws_max_attempts": 1}))
-    probe = ReadinessProbe(settings, probe_aws, daemons, collector.heartbeats)
+    probe = ReadinessProbe(settings, probe_clients(settings), daemons, collector.heartbeats)
     monitor = ReadinessMonitor(probe.check).start()
     server = None
     if settings.health_port:

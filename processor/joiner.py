@@ -361,6 +361,7 @@ class Joiner:
     def _after_write(
         self, view: ContactView, previous: StoredContact | None, now: datetime, claimed: float | None = None
     ) -> None:
+        fault_point("after_view_write")  # the view (and its emission claim) is durable, not yet emitted
         if view.state.final:
             # This writer holds the claim (taken in the write): publish straight away.
             imported_at = previous.imported_at if previous and previous.imported_at else format_instant(now)

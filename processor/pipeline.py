@@ -18,6 +18,7 @@ from processor.adapters.aws import is_transient
 from processor.adapters.quarantine import Quarantine
 from processor.core.ctr import ContactRecord, check_instance, format_instant, parse_ctr
 from processor.exceptions import InvalidInput, SourcePosition
+from processor.faults import fault_point
 from processor.logs import get_logger
 from processor.retry import retry_transient
 
@@ -149,6 +150,7 @@ class CtrIngest:
     def _quarantine_one(self, error: InvalidInput, result: BatchResult) -> None:
         at = format_instant(self._clock())
         qid = retry_transient(lambda: self._quarantine.put(error, at), "quarantine.put")
+        fault_point("after_quarantine")
         result.quarantined += 1
         result.quarantined_by_reason[error.reason] = result.quarantined_by_reason.get(error.reason, 0) + 1
         log.warning(

@@ -18,6 +18,7 @@ from processor.adapters.quarantine import Quarantine
 from processor.core.ctr import format_instant
 from processor.core.s3_events import parse_notification
 from processor.exceptions import InvalidInput, SourcePosition
+from processor.faults import fault_point
 from processor.joiner import Joiner
 from processor.logs import get_logger
 from processor.pipeline import Clock
@@ -89,6 +90,7 @@ class RecordingEventConsumer:
                 transient=is_transient(exc),
             )
             return False
+        fault_point("before_delete", "sqs")  # the effect is durable; the message is still in the queue
         self._delete(message)
         return True
 

@@ -93,6 +93,14 @@ class Settings(BaseSettings):
             description="Endpoint of every AWS service (emulator, LocalStack); unset = real AWS",
         ),
     ] = None
+    aws_endpoint_url_kinesis: Annotated[
+        str | None,
+        Field(
+            validation_alias=_alias("AWS_ENDPOINT_URL_KINESIS"),
+            description="Endpoint of Kinesis alone (the service, its record processors and the KCL); "
+            "e.g. kinesis-mock for resharding while the rest stays on the emulator; unset = AWS_ENDPOINT_URL",
+        ),
+    ] = None
     aws_region: Annotated[
         str,
         Field(validation_alias=_alias("AWS_REGION", "AWS_DEFAULT_REGION"), description="AWS region"),
@@ -448,7 +456,7 @@ class Settings(BaseSettings):
             raise ValueError("a username appears twice")
         return value
 
-    @field_validator("aws_endpoint_url")
+    @field_validator("aws_endpoint_url", "aws_endpoint_url_kinesis")
     @classmethod
     def _endpoint_is_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -467,6 +475,12 @@ class Settings(BaseSettings):
         if not value.startswith("arn:") or ":instance/" not in value:
             raise ValueError(f"not an Amazon Connect instance ARN: {value!r}")
         return value
+
+    def endpoint_for(self, service: str) -> str | None:
+        """The endpoint of one AWS service: its own override, else the common one."""
+        if service == "kinesis" and self.aws_endpoint_url_kinesis:
+            return self.aws_endpoint_url_kinesis
+        return self.aws_endpoint_url
 
     def resolved_worker_id(self, slot: int = 1) -> str:
         return self.worker_id or f"{socket.gethostname()}-{slot}"

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from processor.core.audit import Expectation, ExpectedContact
 from processor.core.ctr import format_instant
 from processor.core.users import QmUser
 
@@ -92,6 +93,15 @@ class Scenario:
 
     def users(self) -> list[QmUser]:
         return [a.user(self.instance_arn) for a in self.agents]
+
+    def expectation(self) -> Expectation:
+        """What QM must end with once every delivery and recording is in (``qm-ingest audit``)."""
+        return Expectation(
+            contacts={
+                cid: ExpectedContact(cid, version, self.expected_state.get(cid))
+                for cid, version in self.expected.items()
+            }
+        )
 
 
 def _ts(value: datetime) -> str:

@@ -1,8 +1,9 @@
 """boto3 clients for every AWS call, configured once from the settings.
 
 The same code talks to AWS, LocalStack and the embedded emulator; only the endpoint
-(``AWS_ENDPOINT_URL``) differs. Retries use botocore's *standard* mode (exponential
-backoff with jitter, throttling and 5xx retried, client errors not).
+(``AWS_ENDPOINT_URL``; ``AWS_ENDPOINT_URL_KINESIS`` for Kinesis alone) differs. Retries
+use botocore's *standard* mode (exponential backoff with jitter, throttling and 5xx
+retried, client errors not).
 """
 
 from __future__ import annotations
@@ -80,19 +81,25 @@ class AwsClients:
     """Lazily built boto3 clients sharing one session and one retry policy."""
 
     settings: Settings
+    #: Seconds to connect and to wait for an answer; probes that must answer quickly use less.
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
     _session: boto3.session.Session = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         kwargs: dict[str, Any] = {"region_name": self.settings.aws_region}
-        if self.settings.aws_endpoint_url and not _has_credentials():
+        emulated = self.settings.aws_endpoint_url or self.settings.aws_endpoint_url_kinesis
+        if emulated and not _has_credentials():
             kwargs.update(_EMULATOR_CREDENTIALS)
         self._session = boto3.session.Session(**kwargs)
 
     def _config(self, **extra: Any) -> Config:
         options: dict[str, Any] = {
-            "retries": {"mode": "standard", "max_attempts": self.settings.aws_max_attempts},
-            "connect_timeout": 5,
-            "read_timeout": 30,
+            # botocore's "max_attempts" counts retries; "total_max_attempts" counts attempts,
+            # which is what QM_AWS_MAX_ATTEMPTS means.
+            "retries": {"mode": "standard", "total_max_attempts": self.settings.aws_max_attempts},
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
             "max_pool_connections": 32,
         }
         options.update(extra)
@@ -101,7 +108,7 @@ class AwsClients:
     def client(self, service: str, **extra: Any) -> Any:
         return self._session.client(
             service,  # type: ignore[call-overload]
-            endpoint_url=self.settings.aws_endpoint_url,
+            endpoint_url=self.settings.endpoint_for(service),
             config=self._config(**extra),
         )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -87,3 +88,39 @@ class OutputStream:
                     break
                 iterator = page.get("NextShardIterator")
         return False
+
+    def records(self, *, timeout_s: float = 120.0) -> Iterator[dict[str, Any]]:
+        """Every record on the stream, shard by shard from the oldest (closed shards included).
+
+        A shard is read until its end (closed) or until it is caught up. For audits and
+        tests: it reads the whole retention period.
+        """
+        deadline = time.monotonic() + timeout_s
+        kwargs: dict[str, Any] = {"StreamName": self.stream}
+        shards: list[str] = []
+        while True:
+            listing = self.client.list_shards(**kwargs)
+            shards += [shard["ShardId"] for shard in listing["Shards"]]
+            token = listing.get("NextToken")
+            if not token:
+                break
+            kwargs = {"NextToken": token}
+        for shard in shards:
+            iterator: str | None = self.client.get_shard_iterator(
+                StreamName=self.stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            empty = 0
+            while iterator:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {self.stream} took longer than {timeout_s:.0f}s")
+                page = self.client.get_records(ShardIterator=iterator, Limit=10000)
+                for record in page["Records"]:
+                    yield orjson.loads(record["Data"])
+                if page["Records"]:
+                    empty = 0
+                else:
+                    empty += 1
+                    # Caught up; some emulators leave MillisBehindLatest out, so a few empty pages end it too.
+                    if page.get("MillisBehindLatest", 0) == 0 or empty >= 3:
+                        break
+                iterator = page.get("NextShardIterator")

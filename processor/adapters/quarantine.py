@@ -93,6 +93,19 @@ class DynamoQuarantine:
             for item in page.get("Items", []):
                 yield self._entry(item)
 
+    def summaries(self) -> Iterator[tuple[str, str, str]]:
+        """``(reason, source, status)`` of every entry, without reading payloads (audits)."""
+        paginator = self._ddb.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self._table,
+            ProjectionExpression="reason, #p, #s",
+            ExpressionAttributeNames={"#p": "position", "#s": "status"},
+        ):
+            for item in page.get("Items", []):
+                position = orjson.loads(item["position"]["S"]) if "position" in item else {}
+                status = item.get("status", {}).get("S", "open")
+                yield item["reason"]["S"], str(position.get("source", "unknown")), status
+
     def mark_retried(self, entry_id: str) -> None:
         self._ddb.update_item(
             TableName=self._table,

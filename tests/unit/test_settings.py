@@ -141,3 +141,29 @@ def test_readme_settings_table_is_current() -> None:
     start = readme.index("<!-- settings-table:start -->") + len("<!-- settings-table:start -->")
     table = readme[start : readme.index("<!-- settings-table:end -->")].strip()
     assert table == settings_table(Settings(), markdown=True), "regenerate: qm-ingest settings --markdown"
+
+
+def test_kinesis_can_have_its_own_endpoint(clean_env) -> None:
+    from processor.adapters.aws import AwsClients
+    from processor.adapters.kcl.daemon import KclApplication, child_environment, java_command, properties
+
+    clean_env.delenv("AWS_ENDPOINT_URL_KINESIS", raising=False)
+    clean_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4999")
+    app = KclApplication("app", "stream", "processor.adapters.kcl.ctr_worker", "w-1")
+    same = Settings()
+    assert "kinesisEndpoint = http://127.0.0.1:4999\n" in properties(same, app, "python")
+
+    clean_env.setenv("AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:4600/")
+    split = Settings()
+    assert split.endpoint_for("kinesis") == "http://127.0.0.1:4600"
+    assert split.endpoint_for("dynamodb") == split.endpoint_for("s3") == "http://127.0.0.1:4999"
+    props = properties(split, app, "python")
+    # The KCL reads the stream on kinesis-mock and keeps its leases on the emulator's DynamoDB.
+    assert "kinesisEndpoint = http://127.0.0.1:4600\n" in props
+    assert "dynamoDBEndpoint = http://127.0.0.1:4999\n" in props
+    assert child_environment(split)["AWS_ENDPOINT_URL_KINESIS"] == "http://127.0.0.1:4600"
+    assert "-Daws.cborEnabled=false" in java_command(split.model_copy(update={"java": "java"}), Path("p"))
+    aws = AwsClients(split)
+    assert aws.kinesis.meta.endpoint_url == "http://127.0.0.1:4600"
+    assert aws.dynamodb.meta.endpoint_url == "http://127.0.0.1:4999"
+    assert "AWS_ENDPOINT_URL_KINESIS" in settings_error(clean_env, AWS_ENDPOINT_URL_KINESIS="localhost:4600")

@@ -7,6 +7,9 @@ settings were needed against the embedded emulator and are harmless on AWS:
 * ``retrievalMode = POLLING``: emulators have no SubscribeToShard (enhanced fan-out).
 * ``-Daws.cborEnabled=false``: the Java SDK's default CBOR wire format is not served by
   moto (HTTP 500); JSON is. Only set when an endpoint override is configured.
+* ``kinesisEndpoint`` comes from ``AWS_ENDPOINT_URL_KINESIS`` when set (kinesis-mock for
+  resharding, while the lease table stays on the emulator's DynamoDB), else from
+  ``AWS_ENDPOINT_URL``.
 * ``metricsLevel = NONE``: no CloudWatch in the emulator (and our own metrics suffice).
 * A stable ``workerId``: a worker restarted after ``kill -9`` owns the same leases and
   resumes in seconds; with a random id it waits for its old leases to expire and for
@@ -82,8 +85,10 @@ def properties(settings: Settings, app: KclApplication, executable: str) -> str:
         # Empty GetRecords reach the processor too: its heartbeat and MillisBehindLatest stay current.
         "callProcessRecordsEvenForEmptyRecordList": "true",
     }
+    kinesis_endpoint = settings.endpoint_for("kinesis")
+    if kinesis_endpoint:
+        lines["kinesisEndpoint"] = kinesis_endpoint
     if settings.aws_endpoint_url:
-        lines["kinesisEndpoint"] = settings.aws_endpoint_url
         lines["dynamoDBEndpoint"] = settings.aws_endpoint_url
     return "".join(f"{key} = {value}\n" for key, value in lines.items())
 
@@ -107,7 +112,7 @@ def processor_executable(module: str, state_dir: Path) -> str:
 def java_command(settings: Settings, properties_file: Path) -> list[str]:
     classpath = f"{jars_dir(settings)}/*"
     command = [settings.java, "-Xss1m", "-XX:+UseSerialGC", "-Xmx384m"]
-    if settings.aws_endpoint_url:
+    if settings.aws_endpoint_url or settings.aws_endpoint_url_kinesis:
         command.append("-Daws.cborEnabled=false")
     command += [
         "-cp",
@@ -122,8 +127,11 @@ def java_command(settings: Settings, properties_file: Path) -> list[str]:
 def child_environment(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["AWS_REGION"] = settings.aws_region
-    if settings.aws_endpoint_url:
-        env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+    if settings.aws_endpoint_url_kinesis:
+        env["AWS_ENDPOINT_URL_KINESIS"] = settings.aws_endpoint_url_kinesis
+    if settings.aws_endpoint_url or settings.aws_endpoint_url_kinesis:
+        if settings.aws_endpoint_url:
+            env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
         # The Java SDK's default chain needs credentials even for an emulator.
         env.setdefault("AWS_ACCESS_KEY_ID", "test")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "test")

@@ -10,6 +10,8 @@ else is logged and left for the next batch's checkpoint.
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +29,17 @@ if TYPE_CHECKING:
 log = get_logger("processor.kcl")
 
 CHECKPOINT_RETRIES = 10
+#: Exit status of a record processor whose batch failed (the KCL daemon then restarts).
+EXIT_BATCH_FAILED = 70
+
+
+def exit_now(code: int) -> None:
+    """Leave at once: no interpreter shutdown, which would wait for the batch's worker threads
+    (some may be retrying an AWS call forever)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 class BatchHandler(Protocol):
@@ -65,6 +78,14 @@ class KclRecordProcessor:
 
     # --- protocol -----------------------------------------------------------------------
     def initialize(self, initialize_input: Any) -> None:
+        try:
+            self._initialize(initialize_input)
+        except Exception as exc:
+            # Without a handler every later batch would fail; start again instead.
+            log.error("record processor could not start", error=type(exc).__name__, detail=str(exc)[:500])
+            exit_now(EXIT_BATCH_FAILED)
+
+    def _initialize(self, initialize_input: Any) -> None:
         from processor.metrics import ShardMetrics
 
         self._shard_id = initialize_input.shard_id
@@ -80,6 +101,24 @@ class KclRecordProcessor:
         )
 
     def process_records(self, process_records_input: Any) -> None:
+        try:
+            self._process_records(process_records_input)
+        except Exception as exc:
+            # amazon_kclpy would log this and report the batch done: the next batch's checkpoint
+            # would then pass over it, and its records would be lost. Exit instead: the daemon
+            # restarts and the KCL replays the batch from the last checkpoint (idempotently).
+            records = process_records_input.records
+            log.error(
+                "batch failed; exiting so that it is replayed from the last checkpoint",
+                shard_id=self._shard_id,
+                records=len(records),
+                first_sequence_number=records[0].sequence_number if records else None,
+                error=type(exc).__name__,
+                detail=str(exc)[:500],
+            )
+            exit_now(EXIT_BATCH_FAILED)
+
+    def _process_records(self, process_records_input: Any) -> None:
         assert self._handler is not None and self._metrics is not None
         # Called for empty GetRecords too (callProcessRecordsEvenForEmptyRecordList): the heartbeat.
         self._metrics.heartbeat(process_records_input.millis_behind_latest)
@@ -90,6 +129,7 @@ class KclRecordProcessor:
             return
         self._metrics.batch_read(len(records))
         started = time.monotonic()
+        fault_point("before_write", self._stream)
         result = self._handler.process(records)
         self._metrics.batch_result(result)
         fault_point("after_write", self._stream)
@@ -125,8 +165,13 @@ class KclRecordProcessor:
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         # Checkpointing at SHARD_END lets the KCL start the child shards.
-        self._checkpoint(shard_ended_input.checkpointer, None, None)
-        log.info("shard ended; checkpointed at shard end", shard_id=self._shard_id)
+        if self._checkpoint(shard_ended_input.checkpointer, None, None):
+            log.info("shard ended; checkpointed at shard end", shard_id=self._shard_id)
+        else:
+            log.error(
+                "shard ended; the shard-end checkpoint failed (the shard is read again)",
+                shard_id=self._shard_id,
+            )
         if self._progress is not None:
             self._progress.forget(self._shard_id)
         self._close()
@@ -190,6 +235,9 @@ def run_kcl_process(processor: KclRecordProcessor) -> None:
     """Speak the MultiLangDaemon protocol on the real stdout; everything else -> stderr."""
     from amazon_kclpy import kcl
 
+    from processor.adapters.kcl.parent_death import exit_with_parent
+
+    exit_with_parent()  # a processor whose daemon is gone has no lease to work for
     protocol_out = sys.stdout
     sys.stdout = sys.stderr  # a stray print() must never corrupt the protocol channel
     kcl.KCLProcess(processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()

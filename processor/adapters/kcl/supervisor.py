@@ -23,6 +23,7 @@ from typing import IO, Any
 from botocore.exceptions import ClientError
 
 from processor.adapters.aws import AwsClients
+from processor.adapters.kcl import parent_death
 from processor.adapters.kcl.daemon import (
     KclApplication,
     child_environment,
@@ -201,6 +202,8 @@ class KclDaemon:
         if self._log_socket:
             env[LOG_SOCKET_ENV] = self._log_socket
         command = java_command(self.settings, props)
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        die_with_run = parent_death.preexec() if on_main_thread else None
         log.info(
             "starting KCL MultiLangDaemon",
             application=self.app.application_name,
@@ -214,6 +217,9 @@ class KclDaemon:
             stderr=subprocess.PIPE,
             env=env,
             start_new_session=True,  # its own process group: record processors included
+            # It dies with `run`: the signal follows the thread that starts it, so only from the
+            # main thread. The hook makes one prctl call, resolved before the fork.
+            preexec_fn=die_with_run,  # noqa: PLW1509
         )
         self.started_at = time.monotonic()
         from processor import metrics
@@ -228,19 +234,20 @@ class KclDaemon:
     def poll(self) -> int | None:
         return self._proc.poll() if self._proc else None
 
-    def terminate(self) -> None:
-        """SIGTERM: the KCL asks its processors to checkpoint and releases its leases."""
-        if self._proc is not None and self._proc.poll() is None:
+    def request_stop(self) -> None:
+        """SIGTERM: the KCL asks each record processor to checkpoint and releases its leases."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                self._proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = _STOP_TIMEOUT_S) -> int | None:
-        """SIGTERM (if not sent yet), wait, then SIGKILL the group."""
+        """SIGTERM (unless :meth:`request_stop` sent it), wait, then SIGKILL the group."""
         proc = self._proc
         if proc is None:
             return None
         if proc.poll() is None:
-            self.terminate()
+            self.request_stop()
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

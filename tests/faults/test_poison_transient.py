@@ -1,0 +1,188 @@
+"""Poison against transient, through the real service behind the fault proxy.
+
+* Throttling and 5xx answers (DynamoDB writes of contacts, the output stream's puts, S3's
+  ranged reads of recordings, SQS deletes, the KCL's lease updates) are retried: every
+  contact is imported, none of them is quarantined.
+* Poison (bad JSON, a wrong shape, absurd timestamps) is quarantined once and the shard
+  moves past it: checkpoints reach the end of every shard.
+* A batch that fails for any other reason (here: access denied on the contacts table) is
+  never skipped: the record processor exits, the daemon restarts, and the KCL replays the
+  batch from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from processor.adapters.contacts import DynamoContactStore
+from processor.adapters.kinesis import put_records
+from processor.local.faultproxy import FaultProxy, Injection, aws_json_error, server_error, throttling
+from tests.e2e.test_operations import by_name, scrape
+from tests.faults.harness import (
+    SERVICE_ENV,
+    Figures,
+    assert_clean,
+    checkpoints,
+    contact_centre,
+    delivered,
+    expectation,
+    judge,
+    log_events,
+    phases,
+    publish,
+    wait_audit_ok,
+    wait_caught_up,
+    wait_for,
+)
+from tests.helpers import ServiceProcess
+
+pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+
+POISON = {
+    b"{not json at all": "bad_json",
+    b'"just a string"': "not_an_object",
+    b'{"ContactId": 42, "InstanceARN": "x"}': "schema",
+    orjson.dumps(
+        {
+            "ContactId": "poison-ts",
+            "InstanceARN": "arn:aws:connect:us-east-1:123456789012:instance/x",
+            "InitiationMethod": "INBOUND",
+            "LastUpdateTimestamp": "1970-01-01T00:00:00Z",
+        }
+    ): "absurd_timestamp",
+}
+
+
+def slow_down(bucket: str, times: int) -> Injection:
+    """S3's throttling answer (REST-XML), on ranged reads of the recordings bucket."""
+    return Injection(
+        status=503,
+        body=b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
+        b"<Message>Please reduce your request rate.</Message></Error>",
+        headers={"Content-Type": "application/xml"},
+        path=f"GET /{bucket}/",
+        times=times,
+    )
+
+
+def test_transient_errors_are_retried_poison_is_quarantined_once(
+    bootstrapped, aws, tmp_path: Path, *, services: list[ServiceProcess], record_figures, proxy: FaultProxy
+) -> None:
+    started_at = time.monotonic()
+    settings = bootstrapped
+    centre = contact_centre(91, 80, settings.recordings_bucket)
+    contacts = f'"{settings.contacts_table}"'.encode()
+    rules = {
+        "contacts PutItem throttled": proxy.inject(
+            throttling("DynamoDB_20120810.PutItem", contains=contacts, times=40)
+        ),
+        "contacts GetItem 500": proxy.inject(
+            server_error("DynamoDB_20120810.GetItem", contains=contacts, times=10)
+        ),
+        "output PutRecord 500": proxy.inject(
+            server_error("Kinesis_20131202.PutRecord", contains=settings.output_stream.encode(), times=15)
+        ),
+        "recording GET SlowDown": proxy.inject(slow_down(settings.recordings_bucket, 15)),
+        "SQS DeleteMessage 500": proxy.inject(server_error("AmazonSQS.DeleteMessage", times=5)),
+        "KCL lease UpdateItem throttled": proxy.inject(
+            throttling(
+                "DynamoDB_20120810.UpdateItem", contains=f'"{settings.application_name}"'.encode(), times=4
+            )
+        ),
+    }
+    log = tmp_path / "service.log"
+    service = ServiceProcess(log, {**SERVICE_ENV, "AWS_ENDPOINT_URL": proxy.endpoint}).start()
+    services.append(service)
+    first, second = phases(centre, 2)
+    publish(aws, settings.ctr_stream, first)
+    put_records(aws.kinesis, settings.ctr_stream, [(p, f"poison-{i}") for i, p in enumerate(POISON)])
+    publish(aws, settings.ctr_stream, second)
+    expect = expectation(
+        centre,
+        quarantined={
+            "total": len(POISON),
+            "by_reason": {r: 1 for r in POISON.values()},
+            "by_source": {"kinesis": 4},
+        },
+    )
+    wait_audit_ok(settings, aws, expect, 240)
+    retried = sum(by_name(scrape(service), "qm_retries_total").values())
+    service.stop()
+    report = judge(expect, tmp_path / "expect.json")
+    assert_clean(report)
+    for name, rule in rules.items():
+        assert rule.hits == rule.times, f"{name}: {rule.hits} of {rule.times} injected"
+    assert retried > 0, "transient failures were retried by the service, not only inside botocore"
+    # Poison was not retried forever: every shard is checkpointed up to its last record.
+    last_on_shard: dict[str, str] = {}
+    for shard in aws.kinesis.list_shards(StreamName=settings.ctr_stream)["Shards"]:
+        iterator = aws.kinesis.get_shard_iterator(
+            StreamName=settings.ctr_stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records = aws.kinesis.get_records(ShardIterator=iterator, Limit=10000)["Records"]
+        if records:
+            last_on_shard[shard["ShardId"]] = records[-1]["SequenceNumber"]
+    table = checkpoints(aws, settings.application_name)
+    assert {shard: table.get(shard) for shard in last_on_shard} == last_on_shard
+    quarantined = [e for e in log_events(log) if e.get("event") == "record quarantined"]
+    assert {e["reason"] for e in quarantined} == set(POISON.values())
+    record_figures(
+        Figures(
+            "poison vs transient (throttling, 5xx on 6 operations; 4 poison records)",
+            report,
+            [],
+            f"{sum(r.hits for r in rules.values())} injected errors retried, none quarantined; "
+            "poison quarantined once, checkpoints at the end of every shard",
+            time.monotonic() - started_at,
+        )
+    )
+
+
+def test_a_failed_batch_is_replayed_never_skipped(
+    bootstrapped, aws, tmp_path: Path, *, services: list[ServiceProcess], record_figures, proxy: FaultProxy
+) -> None:
+    """amazon_kclpy reports a batch done even when the record processor raised; the next
+    batch's checkpoint would then pass over it. The processor must exit instead."""
+    started_at = time.monotonic()
+    settings = bootstrapped
+    store = DynamoContactStore(aws.dynamodb, settings.contacts_table)
+    centre = contact_centre(93, 60, settings.recordings_bucket)
+    first, second, third = phases(centre, 3)
+    log = tmp_path / "service.log"
+    service = ServiceProcess(log, {**SERVICE_ENV, "AWS_ENDPOINT_URL": proxy.endpoint}).start()
+    services.append(service)
+    publish(aws, settings.ctr_stream, first)
+    wait_caught_up(store, delivered(first), time.monotonic(), 150)
+
+    denied = aws_json_error("AccessDeniedException", "User is not authorized to perform: dynamodb:PutItem")
+    denied.target, denied.contains, denied.times = (
+        "DynamoDB_20120810.PutItem",
+        f'"{settings.contacts_table}"'.encode(),
+        3,
+    )
+    proxy.inject(denied)
+    publish(aws, settings.ctr_stream, second)
+    wait_for(lambda: denied.hits == denied.times, 60, "the denied writes")
+    failed_at = time.monotonic()
+    publish(aws, settings.ctr_stream, third)  # later batches must not checkpoint past the failed one
+    recovery = wait_caught_up(store, delivered(first + second + third), failed_at, 180)
+    expect = expectation(centre)
+    wait_audit_ok(settings, aws, expect, 120)
+    service.stop()
+    report = judge(expect, tmp_path / "expect.json")
+    assert_clean(report)
+    failures = [e for e in log_events(log) if e.get("event", "").startswith("batch failed")]
+    assert failures and all(e["error"] == "ClientError" for e in failures)
+    record_figures(
+        Figures(
+            "batch failing with a non-transient error (access denied x3)",
+            report,
+            [recovery],
+            "record processor exits, daemon restarts, batch replayed from the checkpoint",
+            time.monotonic() - started_at,
+        )
+    )
