@@ -131,7 +131,14 @@ def test_run_follows_the_firehose_archive(bootstrapped, aws, tmp_path: Path) -> 
         status, body = service.get("/readyz")
         assert status == 200 and b"firehose-s3" in body
     text = log.read_text()
-    assert "starting KCL MultiLangDaemon" not in text
+    started = [
+        line["application"]
+        for line in (orjson.loads(raw) for raw in text.splitlines() if raw.startswith("{"))
+        if line.get("event") == "starting KCL MultiLangDaemon"
+    ]
+    # The CTR stream has no reader in this mode; the agent event stream still has its own.
+    assert settings.application_name not in started
+    assert settings.agent_application_name in started
     assert "following the Firehose archive" in text
     assert "Traceback" not in text
     assert not set(other.expected) & {c.contact_id for c in store.scan()}
