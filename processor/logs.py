@@ -144,10 +144,25 @@ class LogRelay:
         self._sock.close()
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written, not when logging was configured
+    (a caller that swaps stderr for a while, and closes its stand-in, must not take the
+    process's logging down with it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json", *, stream: Any = None) -> None:
     """Configure structlog and the stdlib root logger (boto, moto) once per process."""
     global _configured  # noqa: PLW0603 - logging is process-wide by nature
-    out = stream or sys.stderr
+    out = stream or _CurrentStderr()
     relay = os.environ.get(LOG_SOCKET_ENV)
     if stream is None and relay and hasattr(socket, "AF_UNIX"):
         out = DatagramLineWriter(relay, sys.stderr)

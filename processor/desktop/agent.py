@@ -213,6 +213,12 @@ class DesktopAgent:
             except (EnvelopeError, SegmentUnavailable) as exc:
                 self._mark_corrupt(row, str(exc))
                 continue
+            # The frames captured after the last whole fragment died with the process: the
+            # time up to the crashed run's last sign of life is reported as the PC being off.
+            crashed_at = self.journal.crash_end(row.start)
+            kept_until = recovered.end or row.start
+            if crashed_at is not None and crashed_at > kept_until:
+                self.journal.add_lost(Interval(kept_until, crashed_at), GapReason.PC_OFF)
             if recovered.end is None:
                 self.store.delete(row, now, "empty_after_crash")
                 log.warning("segment had no whole fragment after a crash; deleted", segment_id=row.segment_id)

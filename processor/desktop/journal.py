@@ -208,6 +208,15 @@ class Journal:
             cursor = db.execute("INSERT INTO runs (started_at, alive_at) VALUES (?, ?)", (iso(now), iso(now)))
             return int(cursor.lastrowid or 0)
 
+    def crash_end(self, at: datetime) -> datetime | None:
+        """When the crashed run that was alive at ``at`` ended (its last sign of life)."""
+        rows = self._rows(
+            "SELECT ended_at FROM runs WHERE end_reason = 'crash' AND started_at <= ? "
+            "ORDER BY started_at DESC LIMIT 1",
+            iso(at),
+        )
+        return instant(rows[0][0]) if rows and rows[0][0] else None
+
     def alive(self, run_id: int, now: datetime) -> None:
         with self._tx() as db:
             db.execute(

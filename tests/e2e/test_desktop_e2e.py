@@ -14,8 +14,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import av
 import orjson
@@ -32,7 +34,6 @@ from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
-AGENT = "farah.rossi"
 DESKTOP_ENV = {
     "QM_DESKTOP_SOURCE": "synthetic",
     "QM_DESKTOP_SYNTHETIC_SIZE": "320x180",
@@ -45,15 +46,29 @@ DESKTOP_ENV = {
 class Desktop:
     """``qm-ingest desktop --agent`` in a child process."""
 
-    def __init__(self, folder: Path, log: Path, **env: str) -> None:
-        self.folder, self.log = folder, log
+    #: Every desktop a test started: killed at its end, whatever the test's outcome, so that
+    #: none is left to read the next test's commands from the agent's queue.
+    started: ClassVar[list[Desktop]] = []
+
+    def __init__(self, agent: str, folder: Path, log: Path, **env: str) -> None:
+        self.agent, self.folder, self.log = agent, folder, log
         self.env = {**os.environ, **DESKTOP_ENV, **env}
         self.proc: subprocess.Popen[bytes] | None = None
+        Desktop.started.append(self)
 
     def start(self) -> Desktop:
         handle = open(self.log, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "processor", "desktop", "--agent", AGENT, "--folder", str(self.folder)],
+            [
+                sys.executable,
+                "-m",
+                "processor",
+                "desktop",
+                "--agent",
+                self.agent,
+                "--folder",
+                str(self.folder),
+            ],
             env=self.env,
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -64,7 +79,7 @@ class Desktop:
 
     def recording_since(self) -> datetime:
         """Wait for the first segment; the moment it started."""
-        wait_until(lambda: "segment started" in self.log.read_text(), 30, "the first segment")
+        wait_until(lambda: "segment started" in self.log.read_text(), 60, "the first segment")
         return datetime.now(UTC)
 
     def kill(self) -> None:
@@ -84,6 +99,16 @@ class Desktop:
         return self.proc.wait(timeout=timeout)
 
 
+@pytest.fixture(autouse=True)
+def _no_desktop_left_behind() -> Iterator[None]:
+    yield
+    while Desktop.started:
+        desktop = Desktop.started.pop()
+        if desktop.proc is not None and desktop.proc.poll() is None:
+            desktop.proc.kill()
+            desktop.proc.wait(timeout=30)
+
+
 @pytest.fixture
 def server(bootstrapped, aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("QM_SCREEN_PRIVATE_KEY_FILE", str(tmp_path / "server-key.pem"))
@@ -94,13 +119,18 @@ def server(bootstrapped, aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch): 
 
     s = Settings()
     key_id, pem = server_public_key(s)
+    # An agent's queue outlives a test (its name comes from the username alone): each test
+    # has its own agent.
+    agent = f"farah.rossi.{uuid.uuid4().hex[:8]}"
+    queue = ensure_agent_queue(aws.sqs, agent)
     return {
         "settings": s,
         "aws": aws,
         "bucket": bucket,
         "key_id": key_id,
         "pem": pem,
-        "queue": ensure_agent_queue(aws.sqs, AGENT),
+        "agent": agent,
+        "queue": queue,
         "results": aws.sqs.get_queue_url(QueueName=s.screen_results_queue)["QueueUrl"],
         "seen": [],
     }
@@ -113,11 +143,13 @@ def cli(argv: list[str]) -> str:
 
 
 def publish(server, type_: CommandType, command_id: str, **fields) -> None:  # type: ignore[no-untyped-def]
-    doc = build_command(type_, agent=AGENT, command_id=command_id, issued_at=datetime.now(UTC), **fields)
+    doc = build_command(
+        type_, agent=server["agent"], command_id=command_id, issued_at=datetime.now(UTC), **fields
+    )
     server["aws"].sqs.send_message(
         QueueUrl=server["queue"],
         MessageBody=orjson.dumps(doc).decode(),
-        MessageGroupId=AGENT,
+        MessageGroupId=server["agent"],
         MessageDeduplicationId=uuid.uuid4().hex,
     )
 
@@ -127,7 +159,7 @@ def import_contact(server, start: datetime, end: datetime) -> str:  # type: igno
     ctr = orjson.loads(build_scenario(seed=7, contacts=1, start=start).deliveries[0])
     contact_id = str(uuid.uuid4())
     ctr["ContactId"] = contact_id
-    ctr["Agent"]["Username"] = AGENT
+    ctr["Agent"]["Username"] = server["agent"]
     ctr["Agent"]["ConnectedToAgentTimestamp"] = format_instant(start)
     ctr["Agent"]["AfterContactWorkEndTimestamp"] = format_instant(end)
     ctr["LastUpdateTimestamp"] = format_instant(end)
@@ -194,7 +226,7 @@ def play(contact_id: str, out: Path, near: datetime) -> tuple[float, list[dateti
 
 def test_login_record_crash_power_off_recover_upload_play(server, tmp_path: Path) -> None:
     folder = tmp_path / "agent"
-    desktop = Desktop(folder, tmp_path / "desktop-1.log").start()
+    desktop = Desktop(server["agent"], folder, tmp_path / "desktop-1.log").start()
     publish(server, CommandType.START_RECORDING, f"start:{uuid.uuid4().hex}")
     login = desktop.recording_since()
     time.sleep(13)
@@ -205,7 +237,7 @@ def test_login_record_crash_power_off_recover_upload_play(server, tmp_path: Path
     first = import_contact(server, login + timedelta(seconds=2.5), login + timedelta(seconds=8.5))
     second = import_contact(server, crashed_at - timedelta(seconds=4), crashed_at + timedelta(seconds=3))
     time.sleep(3)
-    desktop = Desktop(folder, tmp_path / "desktop-2.log").start()
+    desktop = Desktop(server["agent"], folder, tmp_path / "desktop-2.log").start()
     (a,) = wait_until(lambda: uploaded(server, first), 60, "the first contact's upload")
     (b,) = wait_until(lambda: uploaded(server, second), 30, "the second contact's upload")
     assert any(r["type"] == "sync_request" for r in read_results(server))
@@ -228,7 +260,7 @@ def test_login_record_crash_power_off_recover_upload_play(server, tmp_path: Path
 @pytest.mark.parametrize("fault", ["extract:before_upload", "extract:after_upload"])
 def test_killed_during_extraction_uploads_exactly_once(server, tmp_path: Path, fault: str) -> None:
     folder = tmp_path / "agent"
-    desktop = Desktop(folder, tmp_path / "desktop-1.log", **{FAULT_ENV: fault}).start()
+    desktop = Desktop(server["agent"], folder, tmp_path / "desktop-1.log", **{FAULT_ENV: fault}).start()
     publish(server, CommandType.START_RECORDING, f"start:{uuid.uuid4().hex}")
     login = desktop.recording_since()
     time.sleep(7)
@@ -238,7 +270,7 @@ def test_killed_during_extraction_uploads_exactly_once(server, tmp_path: Path, f
     listed = s3.list_objects_v2(Bucket=server["bucket"]).get("KeyCount", 0)
     assert listed == (1 if fault == "extract:after_upload" else 0)
     assert uploaded(server, contact) == []
-    desktop = Desktop(folder, tmp_path / "desktop-2.log").start()
+    desktop = Desktop(server["agent"], folder, tmp_path / "desktop-2.log").start()
     wait_until(lambda: uploaded(server, contact), 60, "the upload after restart")
     time.sleep(2)  # anything more would arrive now
     assert desktop.stop() == 0
