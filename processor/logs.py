@@ -162,7 +162,7 @@ class _CurrentStderr:
 def configure_logging(level: str = "INFO", fmt: str = "json", *, stream: Any = None) -> None:
     """Configure structlog and the stdlib root logger (boto, moto) once per process."""
     global _configured  # noqa: PLW0603 - logging is process-wide by nature
-    out = stream or _CurrentStderr()
+    out: Any = stream or _CurrentStderr()
     relay = os.environ.get(LOG_SOCKET_ENV)
     if stream is None and relay and hasattr(socket, "AF_UNIX"):
         out = DatagramLineWriter(relay, sys.stderr)
