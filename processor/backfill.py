@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from botocore.exceptions import ClientError
 
@@ -40,6 +40,7 @@ from processor.adapters.archive import (
 )
 from processor.adapters.aws import AwsClients, is_transient
 from processor.adapters.contact_versions import imported_between, imported_versions
+from processor.adapters.sqs_consumer import SqsConsumer
 from processor.core.archive_layout import HOUR, ArchiveLocation, object_hour
 from processor.core.ctr import format_instant, parse_ctr
 from processor.core.firehose import read_archive_object
@@ -370,7 +371,7 @@ class ArchiveConsumerStats:
 
 
 @dataclass
-class ArchiveEventConsumer:
+class ArchiveEventConsumer(SqsConsumer):
     """Follow mode: S3 ObjectCreated notifications of new Firehose objects, from SQS.
 
     A message is deleted only after every object it names is imported (or was already:
@@ -388,15 +389,7 @@ class ArchiveEventConsumer:
     clock: Clock = utc_now
     wait_seconds: int = 5  # long poll; short enough for SIGTERM to stop within 10 s
     stats: ArchiveConsumerStats = field(default_factory=ArchiveConsumerStats)
-
-    def poll_once(self) -> int:
-        response = self.sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_seconds
-        )
-        messages = response.get("Messages", [])
-        for message in messages:
-            self.handle(dict(message))
-        return len(messages)
+    label: ClassVar[str] = "archive"
 
     def handle(self, message: dict[str, Any]) -> bool:
         """Handle one message; True when it was deleted (done or quarantined)."""
@@ -436,24 +429,7 @@ class ArchiveEventConsumer:
         self.stats.objects += 1
 
     def _reject(self, message: dict[str, Any], error: InvalidInput) -> None:
-        position = SourcePosition(
-            source="sqs", stream_or_queue=self.queue_name, sequence_number=message.get("MessageId")
-        )
-        body = message.get("Body", "")
-        located = error.at(position, error.payload if error.payload is not None else body.encode())
-        at = format_instant(self.clock())
-        retry_transient(lambda: self.quarantine.put(located, at), "quarantine.put")
-        if self.dlq_url:
-            dlq_url = self.dlq_url
-            retry_transient(
-                lambda: self.sqs.send_message(
-                    QueueUrl=dlq_url,
-                    MessageBody=body or "(empty)",
-                    MessageAttributes={"qm-reason": {"DataType": "String", "StringValue": error.reason}},
-                ),
-                "sqs.send_dlq",
-            )
-        self._delete(message)
+        self._set_aside(message, error, format_instant(self.clock()), self.dlq_url)
         self.stats.quarantined += 1
         log.warning(
             "archive notification quarantined and dead-lettered",
@@ -461,20 +437,6 @@ class ArchiveEventConsumer:
             detail=error.detail,
             message_id=message.get("MessageId"),
         )
-
-    def _delete(self, message: dict[str, Any]) -> None:
-        receipt = message["ReceiptHandle"]
-        retry_transient(
-            lambda: self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt), "sqs.delete"
-        )
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.poll_once()
-            except Exception as exc:
-                log.warning("archive queue unavailable; retrying", error=type(exc).__name__)
-                stop.wait(2.0)
 
 
 def archive_followers(settings: Settings, aws: AwsClients, stop: threading.Event) -> list[threading.Thread]:

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from processor.adapters.aws import is_transient
 from processor.adapters.quarantine import Quarantine
+from processor.adapters.sqs_consumer import SqsConsumer
 from processor.core.ctr import format_instant
 from processor.core.s3_events import parse_notification
-from processor.exceptions import InvalidInput, SourcePosition
+from processor.exceptions import InvalidInput
 from processor.faults import fault_point
 from processor.joiner import Joiner
 from processor.logs import get_logger
 from processor.pipeline import Clock
-from processor.retry import retry_transient
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -41,7 +41,7 @@ class ConsumerStats:
 
 
 @dataclass
-class RecordingEventConsumer:
+class RecordingEventConsumer(SqsConsumer):
     sqs: SQSClient
     queue_url: str
     dlq_url: str | None
@@ -51,19 +51,8 @@ class RecordingEventConsumer:
     clock: Clock
     wait_seconds: int = 5  # long poll; short enough for SIGTERM to stop within 10 s
     stats: ConsumerStats = field(default_factory=ConsumerStats)
-
-    def poll_once(self) -> int:
-        """Receive one batch and handle it; returns how many messages were received."""
-        response = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=self.wait_seconds,
-            AttributeNames=["ApproximateReceiveCount"],
-        )
-        messages = response.get("Messages", [])
-        for message in messages:
-            self.handle(dict(message))
-        return len(messages)
+    label: ClassVar[str] = "recordings"
+    attribute_names: ClassVar[tuple[str, ...]] = ("ApproximateReceiveCount",)
 
     def handle(self, message: dict[str, Any]) -> bool:
         """Handle one message; True when it was deleted (done or quarantined)."""
@@ -95,25 +84,7 @@ class RecordingEventConsumer:
         return True
 
     def _reject(self, message: dict[str, Any], error: InvalidInput) -> None:
-        position = SourcePosition(
-            source="sqs", stream_or_queue=self.queue_name, sequence_number=message.get("MessageId")
-        )
-        located = error.at(
-            position, error.payload if error.payload is not None else message.get("Body", "").encode()
-        )
-        at = format_instant(self.clock())
-        retry_transient(lambda: self.quarantine.put(located, at), "quarantine.put")
-        if self.dlq_url:
-            dlq_url = self.dlq_url
-            retry_transient(
-                lambda: self.sqs.send_message(
-                    QueueUrl=dlq_url,
-                    MessageBody=message.get("Body", "") or "(empty)",
-                    MessageAttributes={"qm-reason": {"DataType": "String", "StringValue": error.reason}},
-                ),
-                "sqs.send_dlq",
-            )
-        self._delete(message)
+        self._set_aside(message, error, format_instant(self.clock()), self.dlq_url)
         self.stats.quarantined += 1
         log.warning(
             "recording notification quarantined and dead-lettered",
@@ -121,20 +92,6 @@ class RecordingEventConsumer:
             detail=error.detail,
             message_id=message.get("MessageId"),
         )
-
-    def _delete(self, message: dict[str, Any]) -> None:
-        receipt = message["ReceiptHandle"]
-        retry_transient(
-            lambda: self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt), "sqs.delete"
-        )
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.poll_once()
-            except Exception as exc:
-                log.warning("recordings queue unavailable; retrying", error=type(exc).__name__)
-                stop.wait(2.0)
 
 
 def run_sweeper(joiner: Joiner, interval: float, stop: threading.Event) -> None:

@@ -13,19 +13,19 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
 from processor.adapters.commands import CommandStore
 from processor.adapters.quarantine import Quarantine
+from processor.adapters.sqs_consumer import SqsConsumer
 from processor.core.ctr import format_instant
 from processor.core.desktop_protocol import RESULT_SCHEMA, ResultType, parse_instant
 from processor.core.schemas import SchemaViolation, validate
-from processor.exceptions import InvalidInput, SourcePosition
+from processor.exceptions import InvalidInput
 from processor.joiner import Joiner
 from processor.logs import get_logger
-from processor.retry import retry_transient
 from processor.screen_control import ScreenControl
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def parse_result(body: str | bytes) -> dict[str, Any]:
 
 
 @dataclass
-class ScreenResultConsumer:
+class ScreenResultConsumer(SqsConsumer):
     sqs: SQSClient
     queue_url: str
     queue_name: str
@@ -67,27 +67,15 @@ class ScreenResultConsumer:
     quarantine: Quarantine
     wait_seconds: int = 5
     handled: dict[str, int] = field(default_factory=dict)
-
-    def poll_once(self) -> int:
-        response = self.sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_seconds
-        )
-        messages = response.get("Messages", [])
-        for message in messages:
-            self.handle(dict(message))
-        return len(messages)
+    label: ClassVar[str] = "results"
 
     def handle(self, message: dict[str, Any]) -> bool:
         body = message.get("Body", "")
         try:
             doc = parse_result(body)
         except InvalidInput as exc:
-            position = SourcePosition("sqs", self.queue_name, sequence_number=message.get("MessageId"))
-            located = exc.at(position, body.encode())
-            at = format_instant(self.joiner.clock())
-            retry_transient(lambda: self.quarantine.put(located, at), "quarantine.put")
+            self._set_aside(message, exc, format_instant(self.joiner.clock()), dlq_url=None)
             log.warning("desktop result quarantined", reason=exc.reason, detail=exc.detail)
-            self._delete(message)
             return True
         try:
             self._apply(doc)
@@ -131,20 +119,6 @@ class ScreenResultConsumer:
             outcome=outcome.value,
             reason=doc.get("reason"),
         )
-
-    def _delete(self, message: dict[str, Any]) -> None:
-        receipt = message["ReceiptHandle"]
-        retry_transient(
-            lambda: self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt), "sqs.delete"
-        )
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.poll_once()
-            except Exception as exc:
-                log.warning("results queue unavailable; retrying", error=type(exc).__name__)
-                stop.wait(2.0)
 
 
 def run_releaser(
