@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from processor.adapters.aws import is_transient
+from processor.adapters.aws import fails_the_batch
 from processor.adapters.quarantine import Quarantine
 from processor.core.ctr import ContactRecord, check_instance, format_instant, parse_ctr
 from processor.exceptions import InvalidInput, SourcePosition
@@ -120,13 +120,15 @@ class CtrIngest:
         return result
 
     def _join_one(self, item: _Parsed) -> str | InvalidInput:
-        """Join one CTR. Transient failures are retried inside (the batch waits); any other
-        failure is this record's alone: it is quarantined with its payload and the reason,
-        and the shard moves on (``quarantine retry`` runs it again after a fix)."""
+        """Join one CTR. Transient failures are retried inside (the batch waits); a failure of
+        the surroundings (access denied, a missing table: :func:`fails_the_batch`) fails the
+        batch, to be read again from the checkpoint; any other failure is this record's alone:
+        it is quarantined with its payload and the reason, and the shard moves on
+        (``quarantine retry`` runs it again after a fix)."""
         try:
             return str(self._joiner.on_ctr(item.record, item.source.data))
         except Exception as exc:
-            if is_transient(exc):
+            if fails_the_batch(exc):
                 raise
             log.error(
                 "CTR could not be processed; quarantined",

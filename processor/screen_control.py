@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from processor.adapters.aws import is_transient
+from processor.adapters.aws import fails_the_batch
 from processor.adapters.commands import AgentStates, CommandPublisher, CommandStore
 from processor.adapters.quarantine import Quarantine
 from processor.adapters.runtime_config import RuntimeConfigReader
@@ -303,7 +303,7 @@ class AgentEventIngest:
             try:
                 outcome = self.control.on_agent_event(event)
             except Exception as exc:
-                if is_transient(exc):
+                if fails_the_batch(exc):
                     raise
                 failed = InvalidInput(
                     "processing_error", f"{type(exc).__name__}: {str(exc)[:500]}", payload=record.data

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
@@ -68,6 +69,23 @@ def is_transient(exc: BaseException) -> bool:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return code in TRANSIENT_ERROR_CODES or status >= 500
     return isinstance(exc, ConnectionError | TimeoutError)
+
+
+#: AWS errors that one record's content can cause (an item over DynamoDB's 400 KB, a value a
+#: service refuses): the record is set aside, the shard moves on.
+RECORD_ERROR_CODES = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
+
+
+def fails_the_batch(exc: BaseException) -> bool:
+    """True when a failure is not the record's fault but the service's surroundings: throttled,
+    unreachable, access denied, a table or bucket missing, bad credentials. The batch fails
+    and is read again from the last checkpoint once the cause is gone; quarantining the record
+    instead would move every contact into quarantine while, say, a permission is missing."""
+    if is_transient(exc):
+        return True
+    if isinstance(exc, ClientError):
+        return error_code(exc) not in RECORD_ERROR_CODES
+    return isinstance(exc, BotoCoreError)
 
 
 def error_code(exc: BaseException) -> str:

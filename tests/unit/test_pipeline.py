@@ -1,5 +1,6 @@
 """The CTR path's contract: poison is quarantined once and the batch moves on; transient
-failures are never quarantined (the batch waits for them)."""
+failures and failures of the surroundings are never quarantined (the batch waits for
+them, or fails to be read again)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from processor.adapters.quarantine import QuarantineEntry
 from processor.core.ctr import ContactRecord
@@ -73,3 +74,35 @@ def test_transient_failures_are_never_quarantined(samples_dir: Path) -> None:
     with pytest.raises(EndpointConnectionError):
         ingest.process(records(samples_dir, ["a", "b"]))
     assert quarantine.entries == []
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutItem"
+    )
+
+
+@pytest.mark.parametrize(
+    "code", ["AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException"]
+)
+def test_a_failure_of_the_surroundings_fails_the_batch_instead_of_quarantining(
+    samples_dir: Path, code: str
+) -> None:
+    """A missing permission or table is no record's fault: quarantining would move every
+    contact into quarantine until it is fixed. The batch fails, to be read again."""
+    quarantine = MemoryQuarantine()
+    join = Join({"b": client_error(code, 400)})
+    ingest = CtrIngest(joiner=join, quarantine=quarantine, instance_arn=None, max_record_bytes=1 << 20)
+    with pytest.raises(ClientError):
+        ingest.process(records(samples_dir, ["a", "b"]))
+    assert quarantine.entries == []
+
+
+def test_an_item_too_large_for_dynamodb_is_the_records_fault(samples_dir: Path) -> None:
+    quarantine = MemoryQuarantine()
+    join = Join({"big": client_error("ValidationException", 400)})
+    ingest = CtrIngest(joiner=join, quarantine=quarantine, instance_arn=None, max_record_bytes=1 << 20)
+    result = ingest.process(records(samples_dir, ["a", "big"]))
+    assert (result.created, result.quarantined) == (1, 1)
+    [entry] = quarantine.entries
+    assert entry.reason == "processing_error" and "ValidationException" in entry.detail
