@@ -64,8 +64,11 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+# Test processes side by side (each with its own emulator); TEST_WORKERS=0 runs them in one.
+TEST_WORKERS ?= 2
+
 test: install xvfb lint
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The whole fault suite; its figures (the README's Reliability table) go to .qm-local/.
 faults: install

@@ -27,19 +27,20 @@ pytestmark = pytest.mark.e2e
 def display(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     xvfb = shutil.which("Xvfb")
     assert xvfb, "Xvfb is missing: `make install` installs it"
-    for number in range(90, 140):
-        if not Path(f"/tmp/.X11-unix/X{number}").exists() and not Path(f"/tmp/.X{number}-lock").exists():
-            break
-    name = f":{number}"
+    # Xvfb picks a free display number itself and writes it to the pipe (parallel test
+    # processes never race for one).
+    read_end, write_end = os.pipe()
     proc = subprocess.Popen(
-        [xvfb, name, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        [xvfb, "-displayfd", str(write_end), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        pass_fds=(write_end,),
     )
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
-        time.sleep(0.05)
+    os.close(write_end)
+    with os.fdopen(read_end) as announced:
+        number = announced.readline().strip()
+    assert number.isdigit() and proc.poll() is None, "Xvfb did not start"
+    name = f":{number}"
     monkeypatch.setenv("DISPLAY", name)
     yield name
     proc.terminate()
