@@ -21,7 +21,7 @@ from typing import Protocol
 from processor.adapters.aws import OUTPUT_PUT_MAX_S, is_transient
 from processor.adapters.contacts import ClaimResult, DynamoContactStore, StoredContact, view_doc
 from processor.adapters.join_store import DynamoJoinStore
-from processor.adapters.media import S3Media
+from processor.adapters.media import Duration, S3Media
 from processor.adapters.output import OutputStream, emission_id
 from processor.adapters.users import UserDirectory
 from processor.core.ctr import ContactRecord, format_instant, parse_instant
@@ -335,25 +335,36 @@ class Joiner:
     def _object(self, contact_id: str, location: str) -> RecordingObject | None:
         now = self.clock()
         obj = self.joins.link_contact(location, contact_id, now).obj
+        probed_duration: Duration | None = None
         if obj is None:
             # One ranged GET covers a notification that was lost or arrived before this CTR:
             # whether the object exists, its size and its duration.
             probed = self.media.probe(location)
             if probed is None:
                 return None
-            info, duration = probed
-            self.observer.media_bytes(duration.bytes_read)
-            return self.joins.record_object(
+            info, probed_duration = probed
+            self.observer.media_bytes(probed_duration.bytes_read)
+            obj = self.joins.record_object(
                 location,
                 info.size,
                 info.etag,
                 now,
                 orphan_due=now,
-                duration=(duration.seconds, duration.source),
+                duration=(probed_duration.seconds, probed_duration.source),
             ).obj
+            if obj is None:
+                return None
+            if obj.size != info.size:
+                probed_duration = None  # overwritten since: the stored object is another one
         if obj.duration_seconds is None:
-            duration = self.media.duration(location, obj.size)
-            self.observer.media_bytes(duration.bytes_read)
+            # The notification's half can win the write without a duration (read after it):
+            # this contact is decided with the duration all the same, never without and then
+            # again with it (two versions of one contact).
+            duration = (
+                probed_duration if probed_duration is not None else self.media.duration(location, obj.size)
+            )
+            if duration is not probed_duration:
+                self.observer.media_bytes(duration.bytes_read)
             self.joins.set_duration(location, duration.seconds, duration.source)
             obj = RecordingObject(obj.location, obj.size, obj.seen_at, duration.seconds, duration.source)
         return obj

@@ -194,6 +194,35 @@ def test_concurrent_halves_emit_each_contact_once(bootstrapped, aws) -> None:
     assert counts == {f"race-{i}": 1 for i in range(12)}
 
 
+class NotifiedInBetween(DynamoJoinStore):
+    """The recording's notification writes its half (no duration yet) right after this CTR
+    linked itself to the recording and found no object half."""
+
+    def __init__(self, *args: Any, notification: ObjectCreated, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.notification = notification
+
+    def link_contact(self, location: str, contact_id: str, now: datetime) -> Any:
+        halves = super().link_contact(location, contact_id, now)
+        n = self.notification
+        super().record_object(location, n.size or 0, n.etag, now, orphan_due=now)
+        return halves
+
+
+def test_a_notification_landing_mid_ctr_still_gives_one_version_with_its_duration(bootstrapped, aws) -> None:
+    clock = FakeClock()
+    record, raw, location = ctr("mid-1", bootstrapped)
+    obj = upload(aws, location, 60.0)
+    joiner = make_joiner(bootstrapped, aws, clock)
+    joiner.joins = NotifiedInBetween(
+        aws.dynamodb, bootstrapped.join_table, timedelta(days=7), notification=obj
+    )
+    assert joiner.on_ctr(record, raw) is Outcome.CREATED
+    assert joiner.on_object(obj) is Outcome.UNCHANGED  # the notification's own reconcile
+    [emitted] = output_records(aws, bootstrapped.output_stream)
+    assert emitted["call_duration_seconds"] == 60.0 and emitted["revision"] == 0
+
+
 @pytest.mark.parametrize("after_put", [False, True])
 def test_crash_around_the_output_put_emits_exactly_once(bootstrapped, aws, after_put: bool) -> None:
     clock = FakeClock()
