@@ -237,19 +237,24 @@ def kill_from_outside(service: ServiceProcess, what: str, settings) -> None:
     """kill -9 one process of the running service: a CTR record processor, the CTR daemon, or
     ``qm-ingest run`` alone (whose daemons and processors must then die with it)."""
     assert service.proc is not None
-    if what == "processor":
-        victims = service_processes(service, CTR_WORKER)[:1]
-    elif what == "daemon":
-        victims = [
-            pid
-            for pid in service_processes(service, DAEMON)
-            if f"/{settings.application_name}.properties" in cmdline(pid)
-        ]
-    else:
-        victims = [service.proc.pid]
-    assert victims, f"no {what} to kill"
+    proc = service.proc
+
+    def victims() -> list[int]:
+        if what == "processor":
+            return service_processes(service, CTR_WORKER)[:1]
+        if what == "daemon":
+            return [
+                pid
+                for pid in service_processes(service, DAEMON)
+                if f"/{settings.application_name}.properties" in cmdline(pid)
+            ]
+        return [proc.pid]
+
+    # A service restarted a moment ago may not have spawned its record processors yet (it
+    # caught up before the kill of the whole service already).
+    victims_now: list[int] = wait_for(victims, 90, f"a {what} to kill")
     orphans = descendants(service.proc.pid) if what == "run" else []
-    for pid in victims:
+    for pid in victims_now:
         os.kill(pid, signal.SIGKILL)
     if what == "run":
         service.proc.wait()
