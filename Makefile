@@ -72,7 +72,7 @@ test: install xvfb lint
 
 # The whole fault suite; its figures (the README's Reliability table) go to .qm-local/.
 faults: install
-	QM_FAULTS_REPORT=.qm-local/faults-report.json $(BIN)/pytest tests/faults $(PYTEST_ARGS)
+	FAULTS_REPORT=.qm-local/faults-report.json $(BIN)/pytest tests/faults $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -1,6 +1,6 @@
 """Fixtures of the fault suite: the figures each scenario records, and the report at the end.
 
-``make faults`` writes the figures to ``QM_FAULTS_REPORT`` (JSON) and prints them as the
+``make faults`` writes the figures to ``FAULTS_REPORT`` (JSON) and prints them as the
 Markdown table the README's Reliability section carries.
 """
 
@@ -111,7 +111,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     rows = [f.row() for f in _FIGURES]
     terminalreporter.write_sep("=", "fault suite figures")
     terminalreporter.write_line(markdown(rows))
-    target = os.environ.get("QM_FAULTS_REPORT")
+    target = os.environ.get("FAULTS_REPORT")
     if target:
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -277,9 +277,9 @@ def log_events(path: Path) -> list[dict[str, Any]]:
 
 
 def seeded(name: str) -> random.Random:
-    """The scenario's random choices: reproducible with QM_FAULTS_SEED, printed in the report."""
-    seed = int(os.environ.get("QM_FAULTS_SEED", "0") or 0) or int(time.time()) % 100_000
-    print(f"[faults] {name}: QM_FAULTS_SEED={seed}")
+    """The scenario's random choices: reproducible with FAULTS_SEED, printed in the report."""
+    seed = int(os.environ.get("FAULTS_SEED", "0") or 0) or int(time.time()) % 100_000
+    print(f"[faults] {name}: FAULTS_SEED={seed}")
     return random.Random(f"{name}-{seed}")
 
 
