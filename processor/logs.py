@@ -182,7 +182,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json", *, stream: Any = N
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        # One write per line (print() writes the newline separately, and the log relay thread
+        # writing to the same stderr could land between the two).
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)

@@ -122,16 +122,21 @@ def test_metrics_move_logs_stay_clean_and_sigterm_through_tini(
             what="phase 1 contacts",
         )
         distinct1 = len(first.expected) + len(sample_ids)
-        m1 = wait_until(
-            lambda: (
-                (m := scrape(service))
-                and value(m, "qm_records_read_total", stream=stream) == len(phase1)
-                and emitted(m) == distinct1
-                and m
-            ),
-            timeout=30,
-            what="metrics of phase 1",
-        )
+
+        def phase1_metrics() -> dict | None:
+            m = scrape(service)
+            read = value(m, "qm_records_read_total", stream=stream)
+            if read == len(phase1) and emitted(m) == distinct1:
+                return m
+            seen.update(read=read, emitted=by_name(m, "qm_contacts_emitted_total"))
+            return None
+
+        seen: dict = {}
+        try:
+            m1 = wait_until(phase1_metrics, timeout=30, what="metrics of phase 1")
+        except AssertionError as exc:
+            wanted = f"expected {len(phase1)} read, {distinct1} emitted"
+            raise AssertionError(f"{exc}: {wanted}; last {seen}") from None
         assert by_name(m1, "qm_quarantined_total") == {
             (("reason", "bad_json"), ("source", "kinesis")): 1,
             (("reason", "schema"), ("source", "kinesis")): 1,
