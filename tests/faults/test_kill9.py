@@ -95,7 +95,7 @@ def test_killing_run_alone_takes_its_daemons_and_processors_with_it(
             "kill -9 of `qm-ingest run` alone",
             report,
             [recovery],
-            "daemons and record processors die with it (parent-death signal)",
+            "daemons die with it (parent-death signal), record processors with their daemon (watchdog)",
             time.monotonic() - started_at,
         )
     )
