@@ -135,7 +135,7 @@ class ArchiveImporter:
             nonlocal size, reported_bytes
             if batch:
                 result = self._ingest.process(batch)
-                _add(total, result)
+                total.add(result)
                 if progress:
                     progress(len(batch), stored.read - reported_bytes)
                     reported_bytes = stored.read
@@ -204,16 +204,6 @@ class ArchiveImporter:
 
     def _head(self, obj: ArchiveObject) -> ArchiveObject | None:
         return retry_transient(lambda: head_object(self._s3, obj.bucket, obj.key), "s3.head_object")
-
-
-def _add(total: BatchResult, result: BatchResult) -> None:
-    total.read += result.read
-    total.created += result.created
-    total.updated += result.updated
-    total.unchanged += result.unchanged
-    total.quarantined += result.quarantined
-    for reason, count in result.quarantined_by_reason.items():
-        total.quarantined_by_reason[reason] = total.quarantined_by_reason.get(reason, 0) + count
 
 
 # --- backfill ----------------------------------------------------------------------------------

@@ -52,6 +52,20 @@ class BatchResult:
     def imported(self) -> int:
         return self.created + self.updated
 
+    def count_quarantined(self, reason: str) -> None:
+        self.quarantined += 1
+        self.quarantined_by_reason[reason] = self.quarantined_by_reason.get(reason, 0) + 1
+
+    def add(self, other: BatchResult) -> None:
+        """Add another batch's counts to these (a backfill's or a replay's running total)."""
+        self.read += other.read
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.quarantined += other.quarantined
+        for reason, count in other.quarantined_by_reason.items():
+            self.quarantined_by_reason[reason] = self.quarantined_by_reason.get(reason, 0) + count
+
 
 @dataclass(frozen=True, slots=True)
 class _Parsed:
@@ -153,8 +167,7 @@ class CtrIngest:
         at = format_instant(self._clock())
         qid = retry_transient(lambda: self._quarantine.put(error, at), "quarantine.put")
         fault_point("after_quarantine")
-        result.quarantined += 1
-        result.quarantined_by_reason[error.reason] = result.quarantined_by_reason.get(error.reason, 0) + 1
+        result.count_quarantined(error.reason)
         log.warning(
             "record quarantined",
             reason=error.reason,

@@ -284,7 +284,7 @@ def replay_direct(
                     else:
                         assert ingest is not None
                         result = ingest.process(_records(page, stream, shard))
-                        _add(total, result)
+                        total.add(result)
                     with lock:
                         report.bytes += page.bytes
                 bar.update(
@@ -313,14 +313,6 @@ def _collect(
             continue
         with lock:
             newest.add(ctr.contact_id, ctr.version, f"{shard} @ {record['SequenceNumber']}")
-
-
-def _add(total: BatchResult, result: BatchResult) -> None:
-    total.read += result.read
-    total.created += result.created
-    total.updated += result.updated
-    total.unchanged += result.unchanged
-    total.quarantined += result.quarantined
 
 
 def stream_gaps(

@@ -291,8 +291,7 @@ class AgentEventIngest:
                 located = exc.at(record.position, record.data)
                 at = format_instant(self.clock())
                 retry_transient(lambda e=located, a=at: self.quarantine.put(e, a), "quarantine.put")  # type: ignore[misc]
-                result.quarantined += 1
-                result.quarantined_by_reason[exc.reason] = result.quarantined_by_reason.get(exc.reason, 0) + 1
+                result.count_quarantined(exc.reason)
                 log.warning(
                     "agent event quarantined",
                     reason=exc.reason,
