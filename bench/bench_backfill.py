@@ -14,19 +14,16 @@ import gzip
 import os
 import tempfile
 import time
-from datetime import UTC, datetime
 
 import orjson
 
-from bench.bench_replay import upload_headers
-from bench.common import emulator, line
+from bench.common import clean_contact_centre, emulator, line
 from processor.adapters.archive import list_archive, read_object
 from processor.adapters.aws import AwsClients
 from processor.backfill import build_importer, looks_like_ctr, run_backfill
 from processor.bootstrap import bootstrap
 from processor.core.firehose import read_archive_object
 from processor.settings import Settings
-from processor.simulation import build_scenario
 from processor.simulator import archive_deliveries
 from processor.wiring import build_ingest
 
@@ -67,18 +64,7 @@ def run() -> None:
         settings = Settings()
         aws = AwsClients(settings)
         bootstrap(settings, aws)
-        scenario = build_scenario(
-            seed=23,
-            contacts=RECORDS,
-            start=datetime(2026, 3, 1, tzinfo=UTC),
-            bucket=settings.recordings_bucket,
-            duplicate_rate=0,
-            update_rate=0,
-            missing_rate=0,
-            corrupt_rate=0,
-            truncated_rate=0,
-        )
-        upload_headers(aws, scenario)
+        scenario = clean_contact_centre(aws, settings, seed=23, contacts=RECORDS)
         bucket = settings.archive_bucket
         written = archive_deliveries(aws, bucket, PREFIX, scenario.deliveries, per_object=100, compress=True)
         objects = list_archive(aws.s3, bucket, PREFIX, None, None)

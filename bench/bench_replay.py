@@ -14,30 +14,17 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from datetime import UTC, datetime
 
-from bench.common import emulator, line
+from bench.common import clean_contact_centre, emulator, line
 from processor.adapters.aws import AwsClients
 from processor.adapters.kinesis import put_records
-from processor.adapters.media import split_location
 from processor.bootstrap import bootstrap
-from processor.core.wav import wav_header
 from processor.replay import ReplayFrom, replay_direct
 from processor.settings import Settings
-from processor.simulation import RecordingUpload, build_scenario
 from processor.wiring import build_ingest
 
 RECORDS = int(os.environ.get("QM_BENCH_REPLAY_RECORDS", "2000"))
 KINESIS_READ_MB_S = 2.0  # per shard, shared by every reader of the shard (AWS quota)
-
-
-def upload_headers(aws: AwsClients, scenario) -> None:  # type: ignore[no-untyped-def]
-    """Recordings as their WAV header only: the join reads nothing else (a ranged GET)."""
-    for event in scenario.events:
-        if isinstance(event, RecordingUpload):
-            bucket, key = split_location(event.location)
-            body = wav_header(data_bytes=int(event.seconds * 32000))
-            aws.s3.put_object(Bucket=bucket, Key=key, Body=body)
 
 
 def raw_loop(aws: AwsClients, stream: str) -> tuple[int, int, float]:
@@ -69,18 +56,7 @@ def run() -> None:
         settings = Settings()
         aws = AwsClients(settings)
         bootstrap(settings, aws)
-        scenario = build_scenario(
-            seed=17,
-            contacts=RECORDS,
-            start=datetime(2026, 3, 1, tzinfo=UTC),
-            bucket=settings.recordings_bucket,
-            duplicate_rate=0,
-            update_rate=0,
-            missing_rate=0,
-            corrupt_rate=0,
-            truncated_rate=0,
-        )
-        upload_headers(aws, scenario)
+        scenario = clean_contact_centre(aws, settings, seed=17, contacts=RECORDS)
         put_records(
             aws.kinesis, settings.ctr_stream, [(p, str(i)) for i, p in enumerate(scenario.deliveries)]
         )

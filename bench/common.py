@@ -49,3 +49,31 @@ def emulator() -> Iterator[str]:
         yield status.endpoint
     finally:
         control.down(port, state)
+
+
+def clean_contact_centre(aws: Any, settings: Any, *, seed: int, contacts: int) -> Any:
+    """A contact centre without duplicates, updates or broken recordings, each recording
+    uploaded as its WAV header only (the join reads nothing else: one ranged GET)."""
+    from datetime import UTC, datetime
+
+    from processor.adapters.media import split_location
+    from processor.core.wav import wav_header
+    from processor.simulation import RecordingUpload, build_scenario
+
+    scenario = build_scenario(
+        seed=seed,
+        contacts=contacts,
+        start=datetime(2026, 3, 1, tzinfo=UTC),
+        bucket=settings.recordings_bucket,
+        duplicate_rate=0,
+        update_rate=0,
+        missing_rate=0,
+        corrupt_rate=0,
+        truncated_rate=0,
+    )
+    for event in scenario.events:
+        if isinstance(event, RecordingUpload):
+            bucket, key = split_location(event.location)
+            body = wav_header(data_bytes=int(event.seconds * 32000))
+            aws.s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return scenario
