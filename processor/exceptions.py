@@ -68,6 +68,15 @@ class InvalidInput(QmIngestError):
         self.payload = payload
         self.position = position
 
+    @classmethod
+    def processing_error(
+        cls, exc: BaseException, payload: bytes, position: SourcePosition | None = None
+    ) -> InvalidInput:
+        """A failure only this record causes (see ``fails_the_batch`` for the others)."""
+        return cls(
+            "processing_error", f"{type(exc).__name__}: {str(exc)[:500]}", payload=payload, position=position
+        )
+
     def at(self, position: SourcePosition, payload: bytes | None = None) -> InvalidInput:
         """The same error, located (the parser does not know where its input came from)."""
         return InvalidInput(

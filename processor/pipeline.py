@@ -150,12 +150,7 @@ class CtrIngest:
                 error=type(exc).__name__,
                 **item.source.position.as_dict(),
             )
-            return InvalidInput(
-                "processing_error",
-                f"{type(exc).__name__}: {str(exc)[:500]}",
-                payload=item.source.data,
-                position=item.source.position,
-            )
+            return InvalidInput.processing_error(exc, item.source.data, item.source.position)
 
     def reject(self, error: InvalidInput, result: BatchResult) -> None:
         """Quarantine input a source found unusable before it became a record (corrupt bytes

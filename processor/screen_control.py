@@ -304,9 +304,7 @@ class AgentEventIngest:
             except Exception as exc:
                 if fails_the_batch(exc):
                     raise
-                failed = InvalidInput(
-                    "processing_error", f"{type(exc).__name__}: {str(exc)[:500]}", payload=record.data
-                ).at(record.position, record.data)
+                failed = InvalidInput.processing_error(exc, record.data, record.position)
                 at = format_instant(self.clock())
                 retry_transient(lambda e=failed, a=at: self.quarantine.put(e, a), "quarantine.put")  # type: ignore[misc]
                 result.quarantined += 1
