@@ -9,7 +9,6 @@ an :class:`InvalidInput` is quarantined exactly once and never retried.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -74,8 +73,9 @@ class _Parsed:
 
 
 class CtrJoin(Protocol):
-    def on_ctr(self, record: ContactRecord, raw: bytes) -> str:
-        """Join and emit one CTR version; returns created/updated/unchanged. Durable on return."""
+    def on_ctrs(self, batch: Sequence[tuple[ContactRecord, bytes]]) -> Sequence[str | Exception]:
+        """Join and emit CTR versions (one per contact); for each, created/updated/unchanged
+        or the exception that CTR alone caused. Durable on return."""
         ...
 
 
@@ -88,17 +88,15 @@ class CtrIngest:
         instance_arn: str | None,
         max_record_bytes: int,
         clock: Clock = utc_now,
-        parallelism: int = 8,
     ) -> None:
         self._joiner = joiner
         self._quarantine = quarantine
         self._instance_arn = instance_arn
         self._max_bytes = max_record_bytes
         self._clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="emit")
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        return None  # the join's pools are the join's (shared by every batch)
 
     def parse(self, record: StreamRecord) -> ContactRecord:
         parsed = parse_ctr(record.data, max_bytes=self._max_bytes)
@@ -120,37 +118,33 @@ class CtrIngest:
                 newest[parsed.contact_id] = _Parsed(parsed, record)
         if not newest:
             return result
-        outcomes = self._pool.map(self._join_one, newest.values())
-        for item, outcome in zip(newest.values(), outcomes, strict=True):
-            if isinstance(outcome, InvalidInput):
-                self._quarantine_one(outcome, result)
+        items = list(newest.values())
+        outcomes = self._joiner.on_ctrs([(item.record, item.source.data) for item in items])
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                self._quarantine_one(self._record_failure(item, outcome), result)
             elif outcome == "created":
                 result.created += 1
             elif outcome == "updated":
                 result.updated += 1
             else:
                 result.unchanged += 1
-            log.debug("contact", contact_id=item.record.contact_id, outcome=str(outcome))
         return result
 
-    def _join_one(self, item: _Parsed) -> str | InvalidInput:
-        """Join one CTR. Transient failures are retried inside (the batch waits); a failure of
-        the surroundings (access denied, a missing table: :func:`fails_the_batch`) fails the
-        batch, to be read again from the checkpoint; any other failure is this record's alone:
-        it is quarantined with its payload and the reason, and the shard moves on
-        (``quarantine retry`` runs it again after a fix)."""
-        try:
-            return str(self._joiner.on_ctr(item.record, item.source.data))
-        except Exception as exc:
-            if fails_the_batch(exc):
-                raise
-            log.error(
-                "CTR could not be processed; quarantined",
-                contact_id=item.record.contact_id,
-                error=type(exc).__name__,
-                **item.source.position.as_dict(),
-            )
-            return InvalidInput.processing_error(exc, item.source.data, item.source.position)
+    def _record_failure(self, item: _Parsed, exc: Exception) -> InvalidInput:
+        """A CTR whose join failed. A failure of the surroundings (access denied, a missing
+        table: :func:`fails_the_batch`) fails the batch, to be read again from the checkpoint;
+        any other failure is this record's alone: it is quarantined with its payload and the
+        reason, and the shard moves on (``quarantine retry`` runs it again after a fix)."""
+        if fails_the_batch(exc):
+            raise exc
+        log.error(
+            "CTR could not be processed; quarantined",
+            contact_id=item.record.contact_id,
+            error=type(exc).__name__,
+            **item.source.position.as_dict(),
+        )
+        return InvalidInput.processing_error(exc, item.source.data, item.source.position)
 
     def reject(self, error: InvalidInput, result: BatchResult) -> None:
         """Quarantine input a source found unusable before it became a record (corrupt bytes

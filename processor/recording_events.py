@@ -17,7 +17,7 @@ from processor.adapters.aws import is_transient
 from processor.adapters.quarantine import Quarantine
 from processor.adapters.sqs_consumer import SqsConsumer
 from processor.core.ctr import format_instant
-from processor.core.s3_events import parse_notification
+from processor.core.s3_events import ObjectCreated, parse_notification
 from processor.exceptions import InvalidInput
 from processor.faults import fault_point
 from processor.joiner import Joiner
@@ -53,6 +53,55 @@ class RecordingEventConsumer(SqsConsumer):
     stats: ConsumerStats = field(default_factory=ConsumerStats)
     label: ClassVar[str] = "recordings"
     attribute_names: ClassVar[tuple[str, ...]] = ("ApproximateReceiveCount",)
+
+    def handle_batch(self, messages: list[dict[str, Any]]) -> None:
+        """Handle a receive side by side: every object of every message in one batch of the
+        join (headers read in parallel, halves written in bulk), then one DeleteMessageBatch
+        for the messages whose objects are all durable. A message with an object that failed
+        stays in the queue, to come back after its visibility timeout."""
+        parsed: list[tuple[dict[str, Any], list[ObjectCreated]]] = []
+        for message in messages:
+            self.stats.messages += 1
+            try:
+                notification = parse_notification(message.get("Body", ""))
+            except InvalidInput as exc:
+                self._reject(message, exc)
+                continue
+            if notification.test_event:
+                self.stats.test_events += 1
+            self.stats.ignored_keys += notification.ignored
+            parsed.append((message, list(notification.objects)))
+        objects = [obj for _, objs in parsed for obj in objs]
+        try:
+            outcomes = self.joiner.on_objects(objects) if objects else []
+        except Exception as exc:
+            self.stats.failures += len(parsed)
+            log.error(
+                "recording notifications failed; left in the queue for redelivery",
+                messages=len(parsed),
+                error=type(exc).__name__,
+                transient=is_transient(exc),
+            )
+            return
+        done: list[dict[str, Any]] = []
+        position = 0
+        for message, objs in parsed:
+            results = outcomes[position : position + len(objs)]
+            position += len(objs)
+            failed = [r for r in results if isinstance(r, Exception)]
+            if failed:
+                self.stats.failures += 1
+                log.error(
+                    "recording notification failed; left in the queue for redelivery",
+                    message_id=message.get("MessageId"),
+                    error=type(failed[0]).__name__,
+                    transient=is_transient(failed[0]),
+                )
+                continue
+            self.stats.objects += len(objs)
+            done.append(message)
+        fault_point("before_delete", "sqs")  # the effects are durable; the messages are still in the queue
+        self._delete_many(done)
 
     def handle(self, message: dict[str, Any]) -> bool:
         """Handle one message; True when it was deleted (done or quarantined)."""

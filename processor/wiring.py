@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -73,11 +74,14 @@ def cached_server_key(settings: Settings) -> Callable[[], tuple[str, str] | None
 
 def build_joiner(settings: Settings, aws: AwsClients, *, screen: bool = True) -> Joiner:
     config = RuntimeConfigReader(RuntimeConfigStore(aws.dynamodb, settings.config_table))
+    # One pool for the requests of a wave, shared by the stores and the join.
+    io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="join-io")
     return Joiner(
-        contacts=DynamoContactStore(aws.dynamodb, settings.contacts_table),
+        contacts=DynamoContactStore(aws.dynamodb, settings.contacts_table, pool=io),
         joins=DynamoJoinStore(
-            aws.dynamodb, settings.join_table, timedelta(hours=settings.join_retention_hours)
+            aws.dynamodb, settings.join_table, timedelta(hours=settings.join_retention_hours), pool=io
         ),
+        io=io,
         media=S3Media(aws.s3),
         output=OutputStream(aws.kinesis_output, settings.output_stream),
         users=DynamoUserDirectory(aws.dynamodb, settings.users_table),

@@ -22,7 +22,8 @@ change only applies to the exact version it was computed from.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from botocore.exceptions import ClientError
 
+from processor.adapters import dynamo_batch
 from processor.core.ctr import format_instant
 from processor.core.join import ContactView, ExpectedRecording, JoinState
 from processor.core.mapping import QmContact
@@ -156,9 +158,21 @@ def _contact_from_doc(doc: dict[str, Any]) -> QmContact:
 
 
 class DynamoContactStore:
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, pool: ThreadPoolExecutor | None = None) -> None:
         self._ddb = client
         self._table = table
+        self._pool = pool
+        dynamo_batch.register_key(table, "contact_id")
+
+    @property
+    def table(self) -> str:
+        return self._table
+
+    def load_many(self, contact_ids: Iterable[str]) -> dict[str, StoredContact]:
+        """The stored contacts among ``contact_ids`` (strongly consistent), in one wave."""
+        keys = [(self._table, {"contact_id": {"S": c}}) for c in dict.fromkeys(contact_ids)]
+        found = dynamo_batch.batch_get(self._ddb, keys, pool=self._pool) if keys else {}
+        return {item["contact_id"]["S"]: _stored(item) for item in found.values()}
 
     # --- reads -------------------------------------------------------------------------
     def load(self, contact_id: str) -> StoredContact | None:
@@ -178,7 +192,7 @@ class DynamoContactStore:
                 yield _stored(item)
 
     # --- writes ------------------------------------------------------------------------
-    def write(  # noqa: PLR0912 - one item, attribute by attribute
+    def put_action(
         self,
         view: ContactView,
         *,
@@ -187,7 +201,11 @@ class DynamoContactStore:
         now: datetime,
         claim_owner: str | None = None,
         create_only: bool = False,
-    ) -> bool:
+    ) -> dict[str, Any]:
+        """The conditional put of ``view`` (a TransactWriteItems ``Put`` action): it applies
+        only if the stored item is still ``replaces`` (or older). With ``claim_owner``, a final
+        view's emission is claimed (and its attempt noted) in the same write; ``create_only``
+        writes only if the contact does not exist at all."""
         now_text = format_instant(now)
         imported_at = replaces.imported_at if replaces and replaces.imported_at else now_text
         contact = view.contact
@@ -236,20 +254,64 @@ class DynamoContactStore:
         else:
             condition = "version = :v"
             values = {":v": {"S": replaces.version}}
+        request: dict[str, Any] = {"TableName": self._table, "Item": item, "ConditionExpression": condition}
+        if values:
+            request["ExpressionAttributeValues"] = values
+        return {"Put": request}
+
+    def write(
+        self,
+        view: ContactView,
+        *,
+        replaces: StoredContact | None,
+        raw_ctr: bytes | None,
+        now: datetime,
+        claim_owner: str | None = None,
+        create_only: bool = False,
+    ) -> bool:
+        """Write one view (see :meth:`put_action`); False when its condition failed."""
+        request = self.put_action(
+            view,
+            replaces=replaces,
+            raw_ctr=raw_ctr,
+            now=now,
+            claim_owner=claim_owner,
+            create_only=create_only,
+        )["Put"]
         try:
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "Item": item,
-                "ConditionExpression": condition,
-            }
-            if values:
-                request["ExpressionAttributeValues"] = values
             self._ddb.put_item(**request)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
         return True
+
+    def emitted_action(self, contact_id: str, version: str) -> dict[str, Any]:
+        """The TransactWriteItems ``Update`` that marks ``version`` emitted (its condition
+        fails, and nothing more is needed, when a newer version has replaced it)."""
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"contact_id": {"S": contact_id}},
+                "UpdateExpression": (
+                    "SET emit_state = :done REMOVE emit_claim, emit_claimed_at, emit_attempted_at"
+                ),
+                "ConditionExpression": "emit_version = :v",
+                "ExpressionAttributeValues": {":done": {"S": "done"}, ":v": {"S": version}},
+            }
+        }
+
+    def transact(self, groups: Sequence[Sequence[dict[str, Any]]]) -> list[dynamo_batch.GroupOutcome]:
+        """Write groups of actions (this table's and others', e.g. a contact's sweeper marker),
+        each group atomically, in one wave (see :func:`dynamo_batch.transact_groups`)."""
+        return dynamo_batch.transact_groups(self._ddb, groups, pool=self._pool)
+
+    def mark_emitted_many(self, versions: Sequence[tuple[str, str]]) -> None:
+        """Mark each (contact id, version) emitted, in bulk; durable on return."""
+        groups = [[self.emitted_action(c, v)] for c, v in versions]
+        for outcome in dynamo_batch.transact_groups(self._ddb, groups, pool=self._pool):
+            if outcome.error is not None:
+                raise outcome.error
 
     def claim_emission(
         self, contact_id: str, version: str, owner: str, now: datetime, lease_s: float

@@ -1,30 +1,36 @@
 """The join table: recording halves and the work the sweeper must do when windows close.
 
-Items (key ``pk``):
+Items (key ``pk``), each written by one side only, so that none needs a condition and all
+are written in bulk (BatchWriteItem) and read in bulk (BatchGetItem):
 
-``rec#<bucket>/<key>``  one per recording location: the *object half* (size, eTag, when it
-                         was seen, its duration once read) and the *CTR half* (the contact
-                         id that lists it). Written with ``UpdateItem`` on disjoint
-                         attributes, so the two halves never overwrite each other, whoever
-                         comes first; ``ReturnValues=ALL_NEW`` tells each writer what the
-                         other half holds.
-``ctr#<contact_id>``    a contact waiting for its recordings, due when its window closes.
+``link#<bucket>/<key>``  the *CTR half*: the contact id that lists the recording.
+``obj#<bucket>/<key>``   the *object half*: size, eTag, when it was seen, its duration
+                          (read from the WAV header by the side that saw the object).
+``orphan#<bucket>/<key>`` an object that no CTR had claimed when it was seen: due at the
+                          end of its window, when the sweeper reports it unless claimed.
+``ctr#<contact_id>``     a contact waiting for its recordings, due when its window closes
+                          (written and removed in the same transaction as the contact).
 
-Items carry ``due_shard``/``due_at`` (a sparse index, ``by_due``) while the sweeper has work
-with them: a waiting contact, or an object that no CTR has claimed (an orphan candidate).
-``expires_at`` is the table's TTL; DynamoDB deletes late, so reads ignore expired items.
+The two halves meet by *write, then read*: each side writes its half, then reads the
+other's with a strongly consistent read, so whichever comes second sees both (both may,
+and the contacts table's conditional writes make that harmless).
+
+Markers carry ``due_shard``/``due_at`` (a sparse index, ``by_due``). ``expires_at`` is the
+table's TTL; DynamoDB deletes late, so reads ignore expired items.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from processor.adapters import dynamo_batch
 from processor.core.ctr import format_instant
 from processor.core.join import RecordingObject
 from processor.core.s3_events import epoch
@@ -49,7 +55,14 @@ class RecordingHalves:
     location: str
     contact_id: str | None
     obj: RecordingObject | None
-    orphan_reported: bool
+
+
+@dataclass(frozen=True)
+class SeenObject:
+    """An object half to write: what the notification (or a probe) and the header said."""
+
+    obj: RecordingObject
+    etag: str | None
 
 
 @dataclass(frozen=True)
@@ -60,159 +73,174 @@ class DueItem:
 
 
 class DynamoJoinStore:
-    def __init__(self, ddb: DynamoDBClient, table: str, retention: timedelta) -> None:
+    def __init__(
+        self,
+        ddb: DynamoDBClient,
+        table: str,
+        retention: timedelta,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> None:
         self._ddb = ddb
         self._table = table
         self._retention = retention
+        self._pool = pool
+        dynamo_batch.register_key(table, "pk")
+
+    @property
+    def table(self) -> str:
+        return self._table
+
+    def _expires(self, now: datetime) -> dict[str, str]:
+        return {"N": str(epoch(now + self._retention))}
+
+    def _live(self, item: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:
+        if not item or int(item.get("expires_at", {}).get("N", "0")) < epoch(now):
+            return None  # TTL deletes late: expired is absent
+        return item
 
     # --- recording halves --------------------------------------------------------------
-    def _halves(self, item: dict[str, Any] | None, location: str, now: datetime) -> RecordingHalves:
-        if not item or int(item.get("expires_at", {}).get("N", "0")) < epoch(now):
-            return RecordingHalves(location, None, None, False)  # TTL deletes late: expired is absent
-        obj = None
-        if "obj_size" in item:
-            duration = item.get("duration_s", {}).get("N")
-            obj = RecordingObject(
-                location=location,
-                size=int(item["obj_size"]["N"]),
-                seen_at=_instant(item["obj_seen_at"]["S"]),
-                duration_seconds=float(duration) if duration is not None else None,
-                duration_source=item.get("duration_source", {}).get("S"),
+    def link_requests(
+        self, links: Iterable[tuple[str, str]], now: datetime
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """BatchWriteItem requests writing the CTR halves ((location, contact id) pairs)."""
+        return [
+            (
+                self._table,
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "pk": {"S": f"link#{location}"},
+                            "contact_id": {"S": contact_id},
+                            "expires_at": self._expires(now),
+                        }
+                    }
+                },
             )
-        return RecordingHalves(
-            location,
-            item.get("contact_id", {}).get("S"),
-            obj,
-            "orphan_reported_at" in item,
-        )
+            for location, contact_id in links
+        ]
 
-    def link_contact(self, location: str, contact_id: str, now: datetime) -> RecordingHalves:
-        """Write the CTR half; the recording is no orphan candidate any more."""
-        response = self._ddb.update_item(
-            TableName=self._table,
-            Key={"pk": {"S": f"rec#{location}"}},
-            UpdateExpression="SET contact_id = :c, expires_at = :exp REMOVE due_shard, due_at",
-            ExpressionAttributeValues={
-                ":c": {"S": contact_id},
-                ":exp": {"N": str(epoch(now + self._retention))},
-            },
-            ReturnValues="ALL_NEW",
-        )
-        return self._halves(response.get("Attributes"), location, now)
+    def object_requests(
+        self, seen: Iterable[tuple[SeenObject, datetime | None]], now: datetime
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """BatchWriteItem requests writing object halves; each with its orphan marker when
+        given a due time (no CTR had claimed the object when it was seen)."""
+        requests: list[tuple[str, dict[str, Any]]] = []
+        for item, orphan_due in seen:
+            obj = item.obj
+            attrs: dict[str, Any] = {
+                "pk": {"S": f"obj#{obj.location}"},
+                "obj_size": {"N": str(obj.size)},
+                "obj_etag": {"S": item.etag or ""},
+                "obj_seen_at": {"S": format_instant(obj.seen_at)},
+                "expires_at": self._expires(now),
+            }
+            if obj.duration_seconds is not None:
+                attrs["duration_s"] = {"N": repr(round(obj.duration_seconds, 6))}
+            if obj.duration_source:
+                attrs["duration_source"] = {"S": obj.duration_source}
+            requests.append((self._table, {"PutRequest": {"Item": attrs}}))
+            if orphan_due is not None:
+                pk = f"orphan#{obj.location}"
+                requests.append(
+                    (
+                        self._table,
+                        {
+                            "PutRequest": {
+                                "Item": {
+                                    "pk": {"S": pk},
+                                    "due_shard": {"S": _due_shard(pk)},
+                                    "due_at": {"S": format_instant(orphan_due)},
+                                    "expires_at": self._expires(max(orphan_due, now)),
+                                }
+                            }
+                        },
+                    )
+                )
+        return requests
 
-    def record_object(
-        self,
-        location: str,
-        size: int,
-        etag: str | None,
-        now: datetime,
-        *,
-        orphan_due: datetime,
-        duration: tuple[float, str] | None = None,
-    ) -> RecordingHalves:
-        """Write the object half (with its duration when already read). Returns both halves;
-        without a CTR half the object becomes an orphan candidate, due at ``orphan_due``."""
-        values: dict[str, Any] = {
-            ":size": {"N": str(size)},
-            ":seen": {"S": format_instant(now)},
-            ":exp": {"N": str(epoch(now + self._retention))},
-            ":etag": {"S": etag or ""},
-        }
-        if duration is not None:
-            values[":d"] = {"N": repr(round(duration[0], 6))}
-            values[":ds"] = {"S": duration[1]}
-            duration_update = "duration_s = :d, duration_source = :ds"
-        else:
-            duration_update = ""
-        try:
-            # A new eTag (the object was overwritten) invalidates the cached duration.
-            response = self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": f"rec#{location}"}},
-                UpdateExpression=(
-                    "SET obj_size = :size, obj_etag = :etag, "
-                    "obj_seen_at = if_not_exists(obj_seen_at, :seen), expires_at = :exp"
-                    + (f", {duration_update}" if duration_update else " REMOVE duration_s, duration_source")
-                ),
-                ConditionExpression="attribute_not_exists(obj_etag) OR obj_etag <> :etag",
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
+    def write(self, requests: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Write link/object/marker requests in bulk; durable on return."""
+        if requests:
+            dynamo_batch.batch_write(self._ddb, requests, pool=self._pool)
+
+    def read_halves(
+        self, locations: Iterable[str], now: datetime, *, links: bool = True, objects: bool = True
+    ) -> dict[str, RecordingHalves]:
+        """Both halves of each location (strongly consistent), in one wave of BatchGetItem."""
+        wanted = list(dict.fromkeys(locations))
+        keys: list[tuple[str, dict[str, Any]]] = []
+        for location in wanted:
+            if links:
+                keys.append((self._table, {"pk": {"S": f"link#{location}"}}))
+            if objects:
+                keys.append((self._table, {"pk": {"S": f"obj#{location}"}}))
+        found = dynamo_batch.batch_get(self._ddb, keys, pool=self._pool) if keys else {}
+        result: dict[str, RecordingHalves] = {}
+        for location in wanted:
+            link = self._live(
+                found.get(dynamo_batch.item_id(self._table, {"pk": {"S": f"link#{location}"}})), now
             )
-            halves = self._halves(response.get("Attributes"), location, now)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            halves = self.read(location, now)  # the same object again: nothing to change
-        if halves.contact_id is None and not halves.orphan_reported:
-            self._set_due_if_unclaimed(f"rec#{location}", orphan_due)
-        return halves
-
-    def _set_due_if_unclaimed(self, pk: str, due: datetime) -> None:
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": pk}},
-                UpdateExpression="SET due_shard = :s, due_at = :d",
-                ConditionExpression="attribute_not_exists(contact_id) AND attribute_not_exists(due_at)",
-                ExpressionAttributeValues={":s": {"S": _due_shard(pk)}, ":d": {"S": format_instant(due)}},
+            obj = self._live(
+                found.get(dynamo_batch.item_id(self._table, {"pk": {"S": f"obj#{location}"}})), now
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-
-    def set_duration(self, location: str, duration: float, source: str) -> None:
-        self._ddb.update_item(
-            TableName=self._table,
-            Key={"pk": {"S": f"rec#{location}"}},
-            UpdateExpression="SET duration_s = :d, duration_source = :s",
-            ExpressionAttributeValues={":d": {"N": repr(round(duration, 6))}, ":s": {"S": source}},
-        )
-
-    def read(self, location: str, now: datetime) -> RecordingHalves:
-        item = self._ddb.get_item(
-            TableName=self._table, Key={"pk": {"S": f"rec#{location}"}}, ConsistentRead=True
-        ).get("Item")
-        return self._halves(item, location, now)
-
-    def mark_orphan_reported(self, location: str, now: datetime) -> bool:
-        """Report an orphan once: True for the caller that reports it."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": f"rec#{location}"}},
-                UpdateExpression="SET orphan_reported_at = :n REMOVE due_shard, due_at",
-                ConditionExpression=(
-                    "attribute_not_exists(contact_id) AND attribute_not_exists(orphan_reported_at)"
-                ),
-                ExpressionAttributeValues={":n": {"S": format_instant(now)}},
+            result[location] = RecordingHalves(
+                location,
+                link.get("contact_id", {}).get("S") if link else None,
+                _object(location, obj) if obj else None,
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                self.clear_due(f"rec#{location}")
-                return False
-            raise
-        return True
+        return result
 
     # --- waiting contacts ----------------------------------------------------------------
-    def mark_waiting(self, contact_id: str, deadline: datetime, now: datetime) -> None:
+    def waiting_put(self, contact_id: str, deadline: datetime, now: datetime) -> dict[str, Any]:
+        """The TransactWriteItems action that marks a contact waiting (due at ``deadline``)."""
         pk = f"ctr#{contact_id}"
-        self._ddb.put_item(
-            TableName=self._table,
-            Item={
-                "pk": {"S": pk},
-                "due_shard": {"S": _due_shard(pk)},
-                "due_at": {"S": format_instant(deadline)},
-                "expires_at": {"N": str(epoch(max(deadline, now) + self._retention))},
-            },
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "pk": {"S": pk},
+                    "due_shard": {"S": _due_shard(pk)},
+                    "due_at": {"S": format_instant(deadline)},
+                    "expires_at": self._expires(max(deadline, now)),
+                },
+            }
+        }
+
+    def waiting_delete(self, contact_id: str) -> dict[str, Any]:
+        """The TransactWriteItems action that removes a contact's waiting marker."""
+        return {"Delete": {"TableName": self._table, "Key": {"pk": {"S": f"ctr#{contact_id}"}}}}
+
+    def clear_waiting(self, contact_ids: Iterable[str]) -> None:
+        self.write(
+            [(self._table, {"DeleteRequest": {"Key": {"pk": {"S": f"ctr#{c}"}}}}) for c in contact_ids]
         )
 
-    def clear_waiting(self, contact_id: str) -> None:
-        self._ddb.delete_item(TableName=self._table, Key={"pk": {"S": f"ctr#{contact_id}"}})
-
-    def clear_due(self, pk: str) -> None:
-        self._ddb.update_item(
-            TableName=self._table, Key={"pk": {"S": pk}}, UpdateExpression="REMOVE due_shard, due_at"
+    # --- orphans -------------------------------------------------------------------------
+    def settle_orphans(self, locations: Sequence[str], now: datetime) -> list[str]:
+        """Orphan candidates whose window closed: those a CTR claimed since lose their marker;
+        the others are reported once (the one caller that removes the marker reports it).
+        Returns the locations to report."""
+        halves = self.read_halves(locations, now, objects=False)
+        claimed = [loc for loc in locations if halves[loc].contact_id is not None]
+        self.write(
+            [(self._table, {"DeleteRequest": {"Key": {"pk": {"S": f"orphan#{loc}"}}}}) for loc in claimed]
         )
+        reported: list[str] = []
+        for location in locations:
+            if halves[location].contact_id is not None:
+                continue
+            try:
+                self._ddb.delete_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": f"orphan#{location}"}},
+                    ConditionExpression="attribute_exists(pk)",
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                    continue
+                raise
+            reported.append(location)
+        return reported
 
     # --- the sweeper's work list ---------------------------------------------------------
     def due(self, now: datetime, limit: int = 500) -> Iterator[DueItem]:
@@ -230,6 +258,8 @@ class DynamoJoinStore:
                 for item in page.get("Items", []):
                     pk = item["pk"]["S"]
                     kind, _, key = pk.partition("#")
+                    if kind not in ("ctr", "orphan"):
+                        continue
                     yield DueItem(
                         "contact" if kind == "ctr" else "recording", key, _instant(item["due_at"]["S"])
                     )
@@ -259,3 +289,14 @@ class DynamoJoinStore:
                     break
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return contacts, recordings
+
+
+def _object(location: str, item: dict[str, Any]) -> RecordingObject:
+    duration = item.get("duration_s", {}).get("N")
+    return RecordingObject(
+        location=location,
+        size=int(item["obj_size"]["N"]),
+        seen_at=_instant(item["obj_seen_at"]["S"]),
+        duration_seconds=float(duration) if duration is not None else None,
+        duration_source=item.get("duration_source", {}).get("S"),
+    )

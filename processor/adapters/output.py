@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,71 @@ class OutputStream:
             StreamName=self.stream, Data=orjson.dumps(doc), PartitionKey=doc["contact_id"]
         )
         return response["SequenceNumber"]
+
+    def put_many(self, docs: Sequence[dict[str, Any]]) -> list[bool]:
+        """One PutRecords for ``docs`` (at most 500 records and 5 MB: the caller's batch is cut
+        to fit); True for each record the stream took. A False record is known not to be on
+        the stream (its entry carries an error code) and may simply be put again; an exception
+        means the answer is unknown (some may have landed): read back before putting again."""
+        if not docs:
+            return []
+        response = self.client.put_records(
+            StreamName=self.stream,
+            Records=[{"Data": orjson.dumps(doc), "PartitionKey": doc["contact_id"]} for doc in docs],
+        )
+        return [not entry.get("ErrorCode") for entry in response["Records"]]
+
+    def find(self, wanted: Mapping[str, str], since: datetime, timeout_s: float = 30.0) -> set[str]:
+        """Which of ``wanted`` (emission id -> contact id) arrived on the stream since
+        ``since``: each shard that holds one of the contacts is read once, for all of them.
+        Raises :class:`TimeoutError` (transient) when a shard could not be read to its end."""
+        shards = self._shards_of(wanted)
+        found: set[str] = set()
+        deadline = time.monotonic() + timeout_s
+        for shard, ids in shards.items():
+            needles = {eid: f'"emission_id":"{eid}"'.encode() for eid in ids}
+            iterator: str | None = self.client.get_shard_iterator(
+                StreamName=self.stream,
+                ShardId=shard,
+                ShardIteratorType="AT_TIMESTAMP",
+                Timestamp=since - READ_BACK_SKEW,
+            )["ShardIterator"]
+            while iterator and needles:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"read-back of {self.stream} did not reach the end of {shard}")
+                page = self.client.get_records(ShardIterator=iterator, Limit=10000)
+                for record in page["Records"]:
+                    data = record["Data"]
+                    for eid, needle in list(needles.items()):
+                        if needle in data:
+                            found.add(eid)
+                            del needles[eid]
+                if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+                    break
+                iterator = page.get("NextShardIterator")
+        return found
+
+    def _shards_of(self, wanted: Mapping[str, str]) -> dict[str, set[str]]:
+        """Shard id -> the emission ids whose contact hashes into that shard."""
+        ranges: list[tuple[int, int, str]] = []
+        kwargs: dict[str, Any] = {"StreamName": self.stream}
+        while True:
+            page = self.client.list_shards(**kwargs)
+            for shard in page["Shards"]:
+                low = int(shard["HashKeyRange"]["StartingHashKey"])
+                high = int(shard["HashKeyRange"]["EndingHashKey"])
+                ranges.append((low, high, shard["ShardId"]))
+            token = page.get("NextToken")
+            if not token:
+                break
+            kwargs = {"NextToken": token}
+        result: dict[str, set[str]] = {}
+        for eid, contact_id in wanted.items():
+            hashed = int(hashlib.md5(contact_id.encode()).hexdigest(), 16)  # noqa: S324 - Kinesis's own hashing
+            for low, high, shard_id in ranges:
+                if low <= hashed <= high:
+                    result.setdefault(shard_id, set()).add(eid)
+        return result
 
     def _shard_for(self, partition_key: str) -> list[str]:
         """The open or closed shards whose hash range holds ``partition_key``."""

@@ -50,9 +50,14 @@ class SqsConsumer:
         if self.attribute_names:
             request["AttributeNames"] = list(self.attribute_names)
         messages = self.sqs.receive_message(**request).get("Messages", [])
-        for message in messages:
-            self.handle(dict(message))
+        if messages:
+            self.handle_batch([dict(m) for m in messages])
         return len(messages)
+
+    def handle_batch(self, messages: list[dict[str, Any]]) -> None:
+        """Handle one receive; by default message by message."""
+        for message in messages:
+            self.handle(message)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -67,6 +72,23 @@ class SqsConsumer:
         retry_transient(
             lambda: self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt), "sqs.delete"
         )
+
+    def _delete_many(self, messages: list[dict[str, Any]]) -> None:
+        """Delete messages whose effects are durable, ten a request; one that failed to
+        delete is tried again alone (it would otherwise come back and be handled twice,
+        harmlessly, but for nothing)."""
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+            response = retry_transient(
+                lambda e=entries: self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=e),  # type: ignore[misc]
+                "sqs.delete_batch",
+            )
+            for failed in response.get("Failed", []):
+                if failed.get("SenderFault"):
+                    log.warning(f"{self.label} message could not be deleted", code=failed.get("Code"))
+                    continue
+                self._delete(chunk[int(failed["Id"])])
 
     def _set_aside(self, message: dict[str, Any], error: InvalidInput, at: str, dlq_url: str | None) -> None:
         """Quarantine the message with its body and reason, copy it to the dead-letter queue

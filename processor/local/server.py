@@ -30,6 +30,9 @@ def build_app() -> WsgiApp:
     """moto's multi-service WSGI app with a small health route in front of it."""
     from moto.server import DomainDispatcherApplication, create_backend_app  # type: ignore[attr-defined]
 
+    from processor.local import moto_patches
+
+    moto_patches.apply()
     moto_app = DomainDispatcherApplication(create_backend_app)
     body = f'{{"server":"{SERVER_NAME}","pid":{os.getpid()}}}'.encode()
 

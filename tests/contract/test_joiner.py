@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,12 +13,12 @@ import orjson
 import pytest
 
 from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.join_store import DynamoJoinStore
+from processor.adapters.join_store import DynamoJoinStore, SeenObject
 from processor.adapters.media import S3Media
 from processor.adapters.output import OutputStream
 from processor.adapters.users import DynamoUserDirectory
 from processor.core.ctr import ctr_from_object
-from processor.core.join import JoinState, Tolerance
+from processor.core.join import JoinState, RecordingObject, Tolerance
 from processor.core.s3_events import ObjectCreated
 from processor.core.users import QmUser
 from processor.joiner import Joiner, Outcome
@@ -46,10 +47,10 @@ class CrashingOutput(OutputStream):
         super().__init__(base.client, base.stream)
         self.after_put = after_put
 
-    def publish(self, doc: dict[str, Any]) -> str:
+    def put_many(self, docs: Sequence[dict[str, Any]]) -> list[bool]:
         if not self.after_put:
             raise KeyboardInterrupt("crash before the put")
-        super().publish(doc)
+        super().put_many(docs)
         raise KeyboardInterrupt("crash after the put, before it was marked done")
 
 
@@ -195,18 +196,23 @@ def test_concurrent_halves_emit_each_contact_once(bootstrapped, aws) -> None:
 
 
 class NotifiedInBetween(DynamoJoinStore):
-    """The recording's notification writes its half (no duration yet) right after this CTR
-    linked itself to the recording and found no object half."""
+    """The recording's notification writes its half right after this CTR's half is durable
+    and after the CTR's first look found no object half."""
 
-    def __init__(self, *args: Any, notification: ObjectCreated, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, notification: SeenObject, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.notification = notification
+        self.notification: SeenObject | None = notification
 
-    def link_contact(self, location: str, contact_id: str, now: datetime) -> Any:
-        halves = super().link_contact(location, contact_id, now)
-        n = self.notification
-        super().record_object(location, n.size or 0, n.etag, now, orphan_due=now)
-        return halves
+    def write(self, requests: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        super().write(requests)
+        links = [
+            r
+            for _, r in requests
+            if r.get("PutRequest", {}).get("Item", {}).get("pk", {}).get("S", "").startswith("link#")
+        ]
+        if links and self.notification is not None:
+            seen, self.notification = self.notification, None
+            super().write(self.object_requests([(seen, None)], seen.obj.seen_at))
 
 
 def test_a_notification_landing_mid_ctr_still_gives_one_version_with_its_duration(bootstrapped, aws) -> None:
@@ -214,8 +220,14 @@ def test_a_notification_landing_mid_ctr_still_gives_one_version_with_its_duratio
     record, raw, location = ctr("mid-1", bootstrapped)
     obj = upload(aws, location, 60.0)
     joiner = make_joiner(bootstrapped, aws, clock)
+    probed = joiner.media.probe(location)
+    assert probed is not None
+    info, duration = probed
+    seen = SeenObject(
+        RecordingObject(location, info.size, clock(), duration.seconds, duration.source), info.etag
+    )
     joiner.joins = NotifiedInBetween(
-        aws.dynamodb, bootstrapped.join_table, timedelta(days=7), notification=obj
+        aws.dynamodb, bootstrapped.join_table, timedelta(days=7), notification=seen
     )
     assert joiner.on_ctr(record, raw) is Outcome.CREATED
     assert joiner.on_object(obj) is Outcome.UNCHANGED  # the notification's own reconcile
@@ -265,14 +277,14 @@ class FlakyOutput(OutputStream):
         self.failures = failures
         self.puts = 0
 
-    def publish(self, doc: dict[str, Any]) -> str:
+    def put_many(self, docs: Sequence[dict[str, Any]]) -> list[bool]:
         self.puts += 1
-        sequence = super().publish(doc)
+        taken = super().put_many(docs)
         if self.puts <= self.failures:
             from botocore.exceptions import ReadTimeoutError
 
             raise ReadTimeoutError(endpoint_url="http://127.0.0.1")
-        return sequence
+        return taken
 
 
 def test_lost_put_answers_never_duplicate(bootstrapped, aws) -> None:
@@ -299,14 +311,21 @@ class DownOutput(OutputStream):
 
         self.until = time.monotonic() + seconds
 
-    def publish(self, doc: dict[str, Any]) -> str:
+    def _down(self) -> None:
         import time
 
         if time.monotonic() < self.until:
             from botocore.exceptions import EndpointConnectionError
 
             raise EndpointConnectionError(endpoint_url="http://127.0.0.1")
+
+    def publish(self, doc: dict[str, Any]) -> str:
+        self._down()
         return super().publish(doc)
+
+    def put_many(self, docs: Sequence[dict[str, Any]]) -> list[bool]:
+        self._down()
+        return super().put_many(docs)
 
 
 def test_a_stuck_holder_and_a_second_worker_emit_once(bootstrapped, aws) -> None:

@@ -1,0 +1,126 @@
+"""Where the embedded emulator departs from stock moto, and why.
+
+moto's ``TransactWriteItems`` deep-copies every table a transaction touches, to roll back
+when one action fails: its cost grows with the table (measured here: a 25-action
+transaction took 9.7 ms on an empty table, 101 ms at 500 items, 677 ms at 2,000), where
+DynamoDB's does not. qm-ingest writes contacts in transactions, so the emulator would
+slow down as a test or a demo goes on. This replacement keeps moto's semantics (every
+condition checked, all or nothing, the same cancellation reasons) but snapshots only the
+items the transaction touches, and holds a lock so that two transactions never interleave.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+_LOCK = threading.Lock()
+
+
+def _key_of(backend: Any, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
+    if op_type != "Put":
+        return dict(op["Key"])
+    table = backend.get_table(op["TableName"])
+    key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = op["Item"][table.range_key_attr]
+    return key
+
+
+def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:  # noqa: PLR0912, PLR0915 - moto's own flow
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MockValidationException,
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    with _LOCK:
+        # (table name, key) -> the item's attributes before the transaction (None: absent)
+        before: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any] | None]] = {}
+        errors: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
+
+        def restore() -> None:
+            for (table_name, _), (key, attrs) in before.items():
+                table = self.get_table(table_name)
+                if attrs is None:
+                    hash_key = DynamoType(key[table.hash_key_attr])
+                    range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+                    table.delete_item(hash_key, range_key)
+                else:
+                    table.put_item(attrs, overwrite=True)
+
+        for item in transact_items:
+            original_item: dict[str, Any] | None = None
+            if len(list(item.keys())) > 1:
+                raise TransactWriteSingleOpException
+            try:
+                op_type, op = next(iter(item.items()))
+                if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                    raise ValueError("Unsupported transaction operation")
+                table_name = op["TableName"]
+                key = _key_of(self, op_type, op)
+                unique = (str(table_name), str(dict(sorted(key.items()))))
+                if unique in before:
+                    raise MultipleTransactionsException()
+                current = self.get_item(table_name, key)
+                before[unique] = (key, copy.deepcopy(current.to_json()["Attributes"]) if current else None)
+                condition = op.get("ConditionExpression")
+                names = op.get("ExpressionAttributeNames")
+                values = op.get("ExpressionAttributeValues")
+                if condition is not None and not get_filter_expression(condition, names, values).expr(
+                    current
+                ):
+                    if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                        original_item = current.to_json()["Attributes"]
+                    raise ConditionalCheckFailed(item=original_item)
+                if op_type == "Put":
+                    self.put_item(
+                        table_name,
+                        op["Item"],
+                        condition_expression=condition,
+                        expression_attribute_names=names,
+                        expression_attribute_values=values,
+                    )
+                elif op_type == "Delete":
+                    self.delete_item(
+                        table_name,
+                        key,
+                        condition_expression=condition,
+                        expression_attribute_names=names,
+                        expression_attribute_values=values,
+                    )
+                elif op_type == "Update":
+                    self.update_item(
+                        table_name,
+                        key,
+                        update_expression=op["UpdateExpression"],
+                        condition_expression=condition,
+                        expression_attribute_names=names,
+                        expression_attribute_values=values,
+                    )
+                errors.append((None, None, None))
+            except (MultipleTransactionsException, MockValidationException):
+                restore()
+                raise
+            except ConditionalCheckFailed as exc:
+                errors.append(("ConditionalCheckFailed", str(exc.message), original_item))
+            except Exception as exc:
+                errors.append((type(exc).__name__, str(exc), original_item))
+        if any(code is not None for code, _, _ in errors):
+            restore()
+            raise TransactionCanceledException(errors)
+
+
+def apply() -> None:
+    """Install the replacements in this process's moto (the emulator server calls this)."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
