@@ -88,7 +88,7 @@ class S3Media:
         """Duration from the header (a ranged GET of the first 4 KiB, more only if the
         header is longer); never the whole file. Falls back to the size when unreadable."""
         bucket, key = split_location(location)
-        read_bytes = 0
+        read_bytes = len(first) if first is not None else 0
 
         def read(offset: int, length: int) -> bytes:
             nonlocal read_bytes
@@ -100,7 +100,7 @@ class S3Media:
             return body[:length]
 
         try:
-            info = read_wav_info(read, size)
+            info = read_wav_info(read, size, first)
             result = Duration(
                 info.duration_seconds, "size" if info.size_from_object else "header", read_bytes
             )

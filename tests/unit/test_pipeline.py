@@ -4,7 +4,7 @@ them, or fails to be read again)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -37,11 +37,18 @@ class Join:
         self.fail = fail
         self.seen: list[str] = []
 
-    def on_ctr(self, record: ContactRecord, raw: bytes) -> str:
-        if record.contact_id in self.fail:
-            raise self.fail[record.contact_id]
-        self.seen.append(record.contact_id)
-        return "created"
+    def on_ctrs(self, batch: Sequence[tuple[ContactRecord, bytes]]) -> list[str | Exception]:
+        outcomes: list[str | Exception] = []
+        for record, _ in batch:
+            failure = self.fail.get(record.contact_id)
+            if isinstance(failure, Exception):
+                outcomes.append(failure)  # this record's failure, reported beside the others'
+                continue
+            if failure is not None:
+                raise failure
+            self.seen.append(record.contact_id)
+            outcomes.append("created")
+        return outcomes
 
 
 def records(samples_dir: Path, ids: list[str]) -> list[StreamRecord]:
