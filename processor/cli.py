@@ -396,14 +396,12 @@ def _replay_read(
     from processor.report import gap_report_lines
     from processor.wiring import build_ingest
 
-    ingest = None if dry_run else build_ingest(s, aws)
+    # One CTR path per shard (its own pools), so that shards never wait on each other.
+    ingest = None if dry_run else (lambda: build_ingest(s, aws))
     try:
         report = replay_direct(s, aws, frm, shards=shards, ingest=ingest, dry_run=dry_run, progress=progress)
     except ValueError as exc:
         fail(str(exc), 2)
-    finally:
-        if ingest is not None:
-            ingest.close()
     mb = report.bytes / 1e6
     if dry_run:
         assert report.gaps is not None

@@ -43,6 +43,7 @@ from processor.adapters.stream_reader import (
     StartAt,
     first_sequence_at,
     list_shard_ids,
+    read_ahead,
     start_after,
 )
 from processor.core.checkpoints import (
@@ -247,14 +248,15 @@ def replay_direct(
     frm: ReplayFrom,
     *,
     shards: Sequence[str] | None = None,
-    ingest: CtrIngest | None = None,
+    ingest: CtrIngest | Callable[[], CtrIngest] | None = None,
     dry_run: bool = False,
     progress: bool = True,
     min_interval: float | None = None,
 ) -> DirectReport:
-    """Read each shard from the replay position to its tip here, one thread per shard;
-    import what is read (``ingest``), or with ``dry_run`` only compare it with the
-    contacts table."""
+    """Read each shard from the replay position to its tip here, one thread per shard, the
+    next page read while the current one is imported; import what is read (``ingest``: one
+    for all shards, or a factory for one CTR path per shard, with its own pools), or with
+    ``dry_run`` only compare it with the contacts table."""
     kinesis = aws.kinesis
     stream = settings.ctr_stream
     starts = {s: a for s, a in direct_starts(kinesis, stream, frm, shards).items() if a is not None}
@@ -270,26 +272,35 @@ def replay_direct(
             reader = ShardReader(kinesis, stream, shard, starts[shard], **extra)
             total = report.shards[shard]
             first_lag: float | None = None
-            for page in reader.pages():
-                # Progress: how much of the lag at the start has been read since.
-                first_lag = first_lag or float(page.millis_behind) or None
-                fraction = 1 - page.millis_behind / first_lag if first_lag else None
-                if page.records:
-                    if dry_run:
-                        _collect(page, shard, newest, settings, lock)
+            own = ingest() if ingest is not None and not isinstance(ingest, CtrIngest) else None
+            shard_ingest = own if own is not None else ingest
+            try:
+                for page in read_ahead(reader.pages()):
+                    # Progress: how much of the lag at the start has been read since.
+                    first_lag = first_lag or float(page.millis_behind) or None
+                    fraction = 1 - page.millis_behind / first_lag if first_lag else None
+                    if page.records:
+                        if dry_run:
+                            _collect(page, shard, newest, settings, lock)
+                            with lock:
+                                arrivals.append(page.records[0]["ApproximateArrivalTimestamp"])
+                                arrivals.append(page.records[-1]["ApproximateArrivalTimestamp"])
+                            total.read += len(page.records)
+                        else:
+                            assert isinstance(shard_ingest, CtrIngest)
+                            total.add(shard_ingest.process(_records(page, stream, shard)))
                         with lock:
-                            arrivals.append(page.records[0]["ApproximateArrivalTimestamp"])
-                            arrivals.append(page.records[-1]["ApproximateArrivalTimestamp"])
-                        total.read += len(page.records)
-                    else:
-                        assert ingest is not None
-                        result = ingest.process(_records(page, stream, shard))
-                        total.add(result)
-                    with lock:
-                        report.bytes += page.bytes
-                bar.update(
-                    shard, records=len(page.records), size=page.bytes, lag_ms=_lag_ms(page), fraction=fraction
-                )
+                            report.bytes += page.bytes
+                    bar.update(
+                        shard,
+                        records=len(page.records),
+                        size=page.bytes,
+                        lag_ms=_lag_ms(page),
+                        fraction=fraction,
+                    )
+            finally:
+                if own is not None:
+                    own.close()
             bar.update(shard, done=True, lag_ms=0)
 
         with ThreadPoolExecutor(max_workers=max(1, len(starts)), thread_name_prefix="replay") as pool:

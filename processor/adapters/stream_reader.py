@@ -9,10 +9,12 @@ record read.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from queue import Full, Queue
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -139,6 +141,42 @@ class ShardReader:
             yield Page(records, behind, iterator is None)
             if not records and behind == 0:
                 return
+
+
+def read_ahead(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
+    """``pages`` read on a thread of their own, up to ``depth`` pages ahead of the consumer:
+    the next GetRecords runs while the current page is imported. An error of the reader is
+    raised to the consumer at the point it happened; a consumer that stops early stops it."""
+    queue: Queue[Page | BaseException | None] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        queue.put(page, timeout=0.5)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(None)
+        except BaseException as exc:
+            queue.put(exc)
+
+    reader = threading.Thread(target=read, name="read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def first_sequence_at(kinesis: KinesisClient, stream: str, shard_id: str, at: datetime) -> str | None:

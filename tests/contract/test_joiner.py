@@ -394,3 +394,42 @@ def test_recordings_in_unreadable_places_never_stall(bootstrapped, aws) -> None:
     clock.advance(minutes=6)
     joiner.sweep()
     assert joiner.contacts.load("c-nobucket").view.state is JoinState.RECORDING_MISSING  # type: ignore[union-attr]
+
+
+class InterferingContacts(DynamoContactStore):
+    """Another worker writes a newer version of one contact between this batch's read and
+    its write."""
+
+    def __init__(self, *args: Any, before_write: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_write = before_write
+
+    def transact(self, groups: Sequence[Sequence[dict[str, Any]]]) -> list[Any]:
+        if self.before_write is not None:
+            interfere, self.before_write = self.before_write, None
+            interfere()
+        return super().transact(groups)
+
+
+def test_a_conflict_in_a_batch_re_decides_that_contact_alone(bootstrapped, aws) -> None:
+    clock = FakeClock()
+    batch = []
+    for i in range(40):
+        record, raw, location = ctr(f"batch-{i}", bootstrapped)
+        upload(aws, location, 60.0)
+        batch.append((record, raw))
+    newer, newer_raw, _ = ctr("batch-7", bootstrapped, version="2026-06-01T11:30:00Z")
+    other = make_joiner(bootstrapped, aws, clock, owner="other")
+    joiner = make_joiner(bootstrapped, aws, clock, owner="batch")
+    joiner.contacts = InterferingContacts(
+        aws.dynamodb, bootstrapped.contacts_table, before_write=lambda: other.on_ctr(newer, newer_raw)
+    )
+    outcomes = joiner.on_ctrs(batch)
+    assert outcomes[7] is Outcome.UNCHANGED  # re-decided against the newer version: nothing to write
+    assert all(o is Outcome.CREATED for i, o in enumerate(outcomes) if i != 7)
+    records = output_records(aws, bootstrapped.output_stream)
+    counts = Counter(r["contact_id"] for r in records)
+    assert counts == {f"batch-{i}": 1 for i in range(40)}
+    [kept] = [r for r in records if r["contact_id"] == "batch-7"]
+    assert kept["last_update"].startswith("2026-06-01T11:30")
+    assert all(not s.emission_pending for s in joiner.contacts.load_many(counts).values())
