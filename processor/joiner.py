@@ -71,6 +71,9 @@ CLOCK_SKEW_S = 10.0
 #: itself: its notification should have come (a replay, a backfill, a lost notification).
 #: Younger ones wait for the notification; the sweeper reads the object at the window's end.
 PROBE_AFTER = timedelta(minutes=2)
+#: How long a recording whose CTR half exists waits, in steps, for that CTR's contact to be
+#: written (its batch is between reading and writing); after that the sweeper decides it.
+LINKED_NOT_STORED_PAUSES = (0.2, 0.5, 1.0, 2.0)
 #: PutRecords takes at most 500 records and 5 MB a request.
 PUT_RECORDS_MAX = 500
 PUT_RECORDS_BYTES = 4_500_000
@@ -272,6 +275,15 @@ class Joiner:
         known = {loc: s.obj for loc, s in seen.items()}
         known.update({loc: h.obj for loc, h in before.items() if h.obj is not None and loc not in known})
         results = self.reconcile_many(set(owners.values()), known=known) if owners else {}
+        for pause in LINKED_NOT_STORED_PAUSES:
+            # A CTR half without its contact: that CTR's batch is between its read of the
+            # object halves and its write. Once written, the contact waits for this object:
+            # decide it then, not at the end of its window.
+            unstored = [c for c, r in results.items() if isinstance(r, Result) and r.state is None]
+            if not unstored:
+                break
+            time.sleep(pause)
+            results.update(self.reconcile_many(unstored, known=known))
         outcomes: list[Outcome | Exception] = []
         for obj in objs:
             contact_id = owners.get(obj.location)
@@ -532,7 +544,17 @@ class Joiner:
         """The contact's conditional put and, in the same transaction, its sweeper marker:
         written when it starts (or moves) waiting, removed when it stops; no request else."""
         actions = [
-            self.contacts.put_action(view, replaces=current, raw_ctr=raw, now=now, claim_owner=self.owner)
+            # Decided on "no contact yet": write only if still none (a contact written since
+            # is a conflict, decided again with what it holds: its screen recording, its
+            # first import).
+            self.contacts.put_action(
+                view,
+                replaces=current,
+                raw_ctr=raw,
+                now=now,
+                claim_owner=self.owner,
+                create_only=current is None,
+            )
         ]
         was_waiting = current is not None and current.view.state is JoinState.WAITING
         if view.state is JoinState.WAITING and view.deadline is not None:
