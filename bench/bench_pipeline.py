@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -169,11 +170,29 @@ def _sum(a: RequestCounts, b: RequestCounts) -> RequestCounts:
     return RequestCounts(ops, a.waves + b.waves, max(a.peak_in_flight, b.peak_in_flight), 0.0)
 
 
+@dataclass
+class WaveFigures:
+    size: int
+    counts: RequestCounts = field(default_factory=lambda: RequestCounts({}, 0, 0, 0.0))
+    wall: float = 0.0
+    #: Another batch as large, every request delayed by DELAY_S.
+    delayed_wall: float = 0.0
+
+    @property
+    def round_trips(self) -> float:
+        return (self.delayed_wall - self.wall) / DELAY_S
+
+
+def counted_via(endpoint: str) -> CountingAwsClients:
+    return CountingAwsClients(Settings(aws_endpoint_url=endpoint))
+
+
 def in_process(
-    settings: Settings, setup: AwsClients
-) -> tuple[list[OrderFigures], list[tuple[int, RequestCounts, float]]]:
+    settings: Settings, setup: AwsClients, proxy: RequestDelayProxy
+) -> tuple[list[OrderFigures], list[WaveFigures]]:
     counted = CountingAwsClients(settings)
     ingest: CtrIngest = build_ingest(settings, counted)
+    delayed_ingest = build_ingest(Settings(aws_endpoint_url=proxy.endpoint), counted_via(proxy.endpoint))
     consumer = recordings_consumer(settings, counted)
     drain(consumer, None)  # S3's test event from bootstrap, if any
     orders: list[OrderFigures] = []
@@ -202,19 +221,30 @@ def in_process(
         emitted = {output_contact_id(r) for r in read_stream(setup, settings.output_stream)}
         orders[0].emitted = len(first_ids & emitted)
         orders[1].emitted = len(set(scenario.expected) & emitted)
-        # Waves per batch of clean CTRs, recordings already there.
-        waves: list[tuple[int, RequestCounts, float]] = []
+        # Waves per batch of clean CTRs, recordings already there; then as many other CTRs
+        # through the proxy's delay: the extra wall time / the delay = round trips waited for.
+        waves: list[WaveFigures] = []
         for size in WAVE_BATCHES:
-            scenario = clean_scenario(settings, seed=100 + size, contacts=size)
-            drain(consumer, upload_headers(setup, scenario))
-            batch = _batch(scenario.deliveries, settings.ctr_stream)
-            with counted.counter.window() as got:
-                started = time.perf_counter()
-                ingest.process(batch)
-                wall = time.perf_counter() - started
-            waves.append((size, got[0], wall))
+            figures = WaveFigures(size)
+            for delayed in (False, True):
+                scenario = clean_scenario(settings, seed=(200 if delayed else 100) + size, contacts=size)
+                drain(consumer, upload_headers(setup, scenario))
+                batch = _batch(scenario.deliveries, settings.ctr_stream)
+                target = delayed_ingest if delayed else ingest
+                proxy.request_delay = DELAY_S if delayed else 0.0
+                with counted.counter.window() as got:
+                    started = time.perf_counter()
+                    target.process(batch)
+                    wall = time.perf_counter() - started
+                proxy.request_delay = 0.0
+                if delayed:
+                    figures.delayed_wall = wall
+                else:
+                    figures.counts, figures.wall = got[0], wall
+            waves.append(figures)
     finally:
         ingest.close()
+        delayed_ingest.close()
     return orders, waves
 
 
@@ -462,12 +492,18 @@ def report_orders(orders: list[OrderFigures]) -> None:
     )
 
 
-def report_waves(waves: list[tuple[int, RequestCounts, float]]) -> None:
-    for size, counts, wall in waves:
+def report_waves(waves: list[WaveFigures]) -> None:
+    for w in waves:
+        c = w.counts
         print(
-            f"request waves per batch of {size:>3} clean CTRs: {counts.waves:5d}  (target <= {TARGET_WAVES}: "
-            f"{_target(counts.waves <= TARGET_WAVES)}; {counts.requests} requests, at most "
-            f"{counts.peak_in_flight} in flight, {counts.busy_seconds:.2f} s of {wall:.2f} s with one in flight)"
+            f"request waves per batch of {w.size:>3} clean CTRs: {c.waves:4d} (target <= {TARGET_WAVES}: "
+            f"{_target(c.waves <= TARGET_WAVES)}); {c.requests} requests, at most {c.peak_in_flight} "
+            f"in flight, {c.busy_seconds:.2f} s of {w.wall:.2f} s with one in flight"
+        )
+        print(
+            f"    sequential requests on the busiest thread: {c.max_per_thread:4d};"
+            f" round trips waited for (extra wall time with {DELAY_S * 1000:.0f} ms per request"
+            f" / {DELAY_S * 1000:.0f} ms): {w.round_trips:6.1f} ({w.wall:.2f} s -> {w.delayed_wall:.2f} s)"
         )
 
 
@@ -506,7 +542,8 @@ def report_e2e(plain: EndToEnd, delayed: EndToEnd, shards: int, processors: str)
         )
     )
     print(
-        f"    target {TARGET_SPEEDUP}x the naive consumer: {_target(delayed.rate >= TARGET_SPEEDUP * naive_rate)}"
+        f"    target {TARGET_SPEEDUP}x the naive consumer: "
+        f"{_target(delayed.rate >= TARGET_SPEEDUP * naive_rate)}"
     )
     limit = SHARD_READ_BYTES_S / delayed.avg_record_bytes
     print(
@@ -520,8 +557,9 @@ def report_e2e(plain: EndToEnd, delayed: EndToEnd, shards: int, processors: str)
     )
     for name, figures in (("no delay", plain), (f"{DELAY_S * 1000:.0f} ms delay", delayed)):
         print(
-            f"CPU per contact, {name}: {figures.python_cpu_s / figures.contacts * 1000:.2f} ms in the service's "
-            f"Python processes, {figures.other_cpu_s / figures.contacts * 1000:.2f} ms in the others (KCL JVMs)"
+            f"CPU per contact, {name}: {figures.python_cpu_s / figures.contacts * 1000:.2f} ms in the "
+            f"service's Python processes, {figures.other_cpu_s / figures.contacts * 1000:.2f} ms in the "
+            "others (KCL JVMs)"
             " (/proc utime+stime of the process tree of `qm-ingest run`, recordings handling included)"
         )
 
@@ -537,14 +575,13 @@ def run() -> None:
             f"one embedded emulator, {settings.ctr_stream_shards} CTR shards{' (quick run)' if QUICK else ''}"
         )
 
-        orders, waves = in_process(settings, direct)
-        print(f"-- in process: build_ingest + the recordings consumer, {ORDER_CONTACTS} contacts per order")
-        report_orders(orders)
-        report_waves(waves)
-
-        from urllib.parse import urlsplit
-
         with RequestDelayProxy(urlsplit(endpoint).port or 0) as proxy:
+            orders, waves = in_process(settings, direct, proxy)
+            print(
+                f"-- in process: build_ingest + the recordings consumer, {ORDER_CONTACTS} contacts per order"
+            )
+            report_orders(orders)
+            report_waves(waves)
             via_proxy = AwsClients(Settings(aws_endpoint_url=proxy.endpoint))
             service = Service(proxy.endpoint, state)
             e2e = E2e(settings, direct, via_proxy, service)
@@ -558,17 +595,22 @@ def run() -> None:
             finally:
                 e2e.watch.stop()
                 service.stop()
-        processors = f"KCL, idleTimeBetweenReads {settings.kcl_idle_between_reads_ms} ms, maxRecords {settings.kcl_max_records}"
+        processors = (
+            f"KCL, idleTimeBetweenReads {settings.kcl_idle_between_reads_ms} ms,"
+            f" maxRecords {settings.kcl_max_records}"
+        )
         print("-- end to end: " + processors)
         report_e2e(plain, delayed, settings.ctr_stream_shards, processors)
         p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
         print(
-            f"latency CTR arrival -> contact on the output stream (qm-ingest run, KCL), {LATENCY_RATE} CTRs/s for "
+            f"latency CTR arrival -> contact on the output stream (qm-ingest run, KCL), "
+            f"{LATENCY_RATE} CTRs/s for "
             f"{LATENCY_SECONDS} s, recordings there first: p50 {p50:.2f} s, p99 {p99:.2f} s, max "
             f"{max(latencies, default=float('nan')):.2f} s over {len(latencies)}/{expected} contacts "
             f"(target p99 <= {TARGET_P99_S:.0f} s: {_target(p99 <= TARGET_P99_S)})"
         )
         if latencies:
             print(
-                f"    mean {statistics.fmean(latencies):.2f} s (Kinesis ApproximateArrivalTimestamp on both streams)"
+                f"    mean {statistics.fmean(latencies):.2f} s"
+                " (Kinesis ApproximateArrivalTimestamp on both streams)"
             )

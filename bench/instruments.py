@@ -6,7 +6,9 @@
   call counts twice) and *waves*: a wave is a maximal period during which at least one
   request is in flight, so it starts whenever the in-flight count goes from 0 to 1. Waves
   measured around one call are the sequential network round trips that call waits for,
-  however many threads it spreads its requests over.
+  however many threads it spreads its requests over. Threads that each make requests one
+  after another overlap into few waves, so the counter also reports the most requests one
+  thread made (its requests are sequential by construction).
 * :class:`CountingAwsClients` is the project's :class:`AwsClients` with every client it
   builds (now or later, through :meth:`AwsClients.client`) attached to one counter.
 * :func:`tree_cpu_seconds` sums user + system CPU time over a process and its descendants
@@ -43,6 +45,8 @@ class RequestCounts:
     peak_in_flight: int
     #: Wall time during which at least one request was in flight (seconds).
     busy_seconds: float
+    #: Most requests made by one thread: requests that thread made one after another.
+    max_per_thread: int = 0
 
     @property
     def requests(self) -> int:
@@ -64,6 +68,7 @@ class RequestCounter:
     _peak: int = 0
     _busy: float = 0.0
     _wave_started: float = 0.0
+    _per_thread: Counter[int] = field(default_factory=Counter)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     # --- hooks --------------------------------------------------------------------------
@@ -80,6 +85,7 @@ class RequestCounter:
         now = time.perf_counter()
         with self._lock:
             self._by_operation[name] += 1
+            self._per_thread[threading.get_ident()] += 1
             if self._in_flight == 0:
                 self._waves += 1
                 self._wave_started = now
@@ -102,7 +108,8 @@ class RequestCounter:
     def snapshot(self) -> RequestCounts:
         with self._lock:
             busy = self._busy + (time.perf_counter() - self._wave_started if self._in_flight else 0.0)
-            return RequestCounts(dict(self._by_operation), self._waves, self._peak, busy)
+            most = max(self._per_thread.values(), default=0)
+            return RequestCounts(dict(self._by_operation), self._waves, self._peak, busy, most)
 
     @property
     def in_flight(self) -> int:
@@ -113,6 +120,7 @@ class RequestCounter:
         """Forget everything counted so far (requests in flight stay in flight)."""
         with self._lock:
             self._by_operation.clear()
+            self._per_thread.clear()
             self._waves = 1 if self._in_flight else 0
             self._peak = self._in_flight
             self._busy = 0.0

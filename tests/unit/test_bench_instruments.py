@@ -68,6 +68,7 @@ def test_sequential_calls_are_one_wave_each(endpoint: str) -> None:
     assert got[0].waves == 3
     assert got[0].by_operation == {"dynamodb.ListTables": 3}
     assert got[0].peak_in_flight == 1
+    assert got[0].max_per_thread == 3
     assert got[0].busy_seconds >= 3 * PAUSE_S
     assert counter.in_flight == 0
 
@@ -87,6 +88,7 @@ def test_parallel_calls_are_one_wave(endpoint: str) -> None:
     assert got[0].waves == 1
     assert got[0].by_operation == {"dynamodb.DescribeLimits": 10}
     assert got[0].peak_in_flight == 10
+    assert got[0].max_per_thread == 1
     assert got[0].busy_seconds < 10 * PAUSE_S
 
 
