@@ -28,6 +28,7 @@ sets the end-to-end contact count.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import statistics
@@ -575,6 +576,8 @@ def run() -> None:
             f"one embedded emulator, {settings.ctr_stream_shards} CTR shards{' (quick run)' if QUICK else ''}"
         )
 
+        # Stopping the proxy drops its open connections' tasks: asyncio's complaints are noise here.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         with RequestDelayProxy(urlsplit(endpoint).port or 0) as proxy:
             orders, waves = in_process(settings, direct, proxy)
             print(
