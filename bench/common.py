@@ -14,6 +14,11 @@ from typing import Any
 from processor.local import control
 
 
+def quick() -> bool:
+    """A short run was asked for (``BENCH_QUICK=1`` or ``python -m bench --quick``)."""
+    return os.environ.get("BENCH_QUICK", "") not in ("", "0")
+
+
 def timed(fn: Callable[[], Any], repeat: int = 3) -> float:
     """Median wall time of ``fn`` over ``repeat`` runs (seconds)."""
     samples = []
@@ -54,13 +59,18 @@ def emulator() -> Iterator[str]:
 def clean_contact_centre(aws: Any, settings: Any, *, seed: int, contacts: int) -> Any:
     """A contact centre without duplicates, updates or broken recordings, each recording
     uploaded as its WAV header only (the join reads nothing else: one ranged GET)."""
+    scenario = clean_scenario(settings, seed=seed, contacts=contacts)
+    upload_headers(aws, scenario)
+    return scenario
+
+
+def clean_scenario(settings: Any, *, seed: int, contacts: int) -> Any:
+    """:func:`clean_contact_centre` without the uploads (for CTRs that come first)."""
     from datetime import UTC, datetime
 
-    from processor.adapters.media import split_location
-    from processor.core.wav import wav_header
-    from processor.simulation import RecordingUpload, build_scenario
+    from processor.simulation import build_scenario
 
-    scenario = build_scenario(
+    return build_scenario(
         seed=seed,
         contacts=contacts,
         start=datetime(2026, 3, 1, tzinfo=UTC),
@@ -71,9 +81,19 @@ def clean_contact_centre(aws: Any, settings: Any, *, seed: int, contacts: int) -
         corrupt_rate=0,
         truncated_rate=0,
     )
+
+
+def upload_headers(aws: Any, scenario: Any) -> int:
+    """Upload each recording of ``scenario`` as its WAV header; returns how many."""
+    from processor.adapters.media import split_location
+    from processor.core.wav import wav_header
+    from processor.simulation import RecordingUpload
+
+    count = 0
     for event in scenario.events:
         if isinstance(event, RecordingUpload):
             bucket, key = split_location(event.location)
             body = wav_header(data_bytes=int(event.seconds * 32000))
             aws.s3.put_object(Bucket=bucket, Key=key, Body=body)
-    return scenario
+            count += 1
+    return count
