@@ -57,7 +57,7 @@ from processor.local.faultproxy import FaultProxy
 from processor.pipeline import CtrIngest, StreamRecord
 from processor.recording_events import RecordingEventConsumer
 from processor.settings import Settings
-from processor.wiring import build_ingest, build_joiner, build_quarantine
+from processor.wiring import build_ingest, build_joiner, build_recordings_consumer
 
 QUICK = quick()
 CONTACTS = int(os.environ.get("QM_BENCH_CONTACTS", "150" if QUICK else "1000"))
@@ -106,18 +106,8 @@ def _batch(payloads: Sequence[bytes], stream: str) -> list[StreamRecord]:
 
 
 def recordings_consumer(settings: Settings, aws: AwsClients) -> RecordingEventConsumer:
-    """The recordings consumer as ``qm-ingest run`` builds it (service.py), polling 1 s."""
-    joiner = build_joiner(settings, aws)
-    return RecordingEventConsumer(
-        sqs=aws.sqs,
-        queue_url=aws.sqs.get_queue_url(QueueName=settings.recordings_queue)["QueueUrl"],
-        dlq_url=aws.sqs.get_queue_url(QueueName=f"{settings.recordings_queue}-dlq")["QueueUrl"],
-        queue_name=settings.recordings_queue,
-        joiner=joiner,
-        quarantine=build_quarantine(settings, aws),
-        clock=joiner.clock,
-        wait_seconds=1,
-    )
+    """The recordings consumer as ``qm-ingest run`` builds it, polling 1 s."""
+    return build_recordings_consumer(settings, aws, build_joiner(settings, aws), wait_seconds=1)
 
 
 def drain(consumer: RecordingEventConsumer, expected: int | None, timeout: float = 120) -> int:
@@ -210,7 +200,7 @@ def in_process(
         orders.append(OrderFigures("recording first", ORDER_CONTACTS, ctr[0], rec[0], cpu, 0))
         first_ids = set(scenario.expected)
         # CTR first: the batch, then the recordings arrive and the consumer handles them.
-        scenario = clean_scenario(settings, seed=32, contacts=ORDER_CONTACTS)
+        scenario = clean_scenario(settings, seed=32, contacts=ORDER_CONTACTS, live=True)
         cpu = time.process_time()
         with counted.counter.window() as ctr:
             ingest.process(_batch(scenario.deliveries, settings.ctr_stream))

@@ -64,8 +64,10 @@ def clean_contact_centre(aws: Any, settings: Any, *, seed: int, contacts: int) -
     return scenario
 
 
-def clean_scenario(settings: Any, *, seed: int, contacts: int) -> Any:
-    """:func:`clean_contact_centre` without the uploads (for CTRs that come first)."""
+def clean_scenario(settings: Any, *, seed: int, contacts: int, live: bool = False) -> Any:
+    """:func:`clean_contact_centre` without the uploads (for CTRs that come first). ``live``:
+    contacts of the coming minutes (their recordings' notifications are still to come), not
+    of a past day (a backfill's, whose recordings are read where they are)."""
     from datetime import UTC, datetime
 
     from processor.simulation import build_scenario
@@ -73,7 +75,7 @@ def clean_scenario(settings: Any, *, seed: int, contacts: int) -> Any:
     return build_scenario(
         seed=seed,
         contacts=contacts,
-        start=datetime(2026, 3, 1, tzinfo=UTC),
+        start=datetime.now(UTC) if live else datetime(2026, 3, 1, tzinfo=UTC),
         bucket=settings.recordings_bucket,
         duplicate_rate=0,
         update_rate=0,

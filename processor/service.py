@@ -137,8 +137,8 @@ class Service:
 
     def _background(self, aws: AwsClients) -> list[threading.Thread]:
         """The recordings-queue consumers and the sweeper (threads of this process)."""
-        from processor.recording_events import RecordingEventConsumer, run_sweeper
-        from processor.wiring import build_joiner, build_quarantine
+        from processor.recording_events import run_sweeper
+        from processor.wiring import build_joiner, build_recordings_consumer
 
         settings = self.settings
         joiner = build_joiner(settings, aws)
@@ -151,18 +151,8 @@ class Service:
             )
         ]
         if settings.recording_consumers:
-            queue_url = aws.sqs.get_queue_url(QueueName=settings.recordings_queue)["QueueUrl"]
-            dlq_url = aws.sqs.get_queue_url(QueueName=f"{settings.recordings_queue}-dlq")["QueueUrl"]
             for index in range(settings.recording_consumers):
-                consumer = RecordingEventConsumer(
-                    sqs=aws.sqs,
-                    queue_url=queue_url,
-                    dlq_url=dlq_url,
-                    queue_name=settings.recordings_queue,
-                    joiner=joiner,
-                    quarantine=build_quarantine(settings, aws),
-                    clock=joiner.clock,
-                )
+                consumer = build_recordings_consumer(settings, aws, joiner)
                 threads.append(
                     threading.Thread(
                         target=consumer.run, args=(self.stop_event,), name=f"recordings-{index}", daemon=True

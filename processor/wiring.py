@@ -22,6 +22,7 @@ from processor.pipeline import CtrIngest, utc_now
 from processor.settings import Settings
 
 if TYPE_CHECKING:
+    from processor.recording_events import RecordingEventConsumer
     from processor.screen_control import ScreenControl
 
 
@@ -90,6 +91,26 @@ def build_joiner(settings: Settings, aws: AwsClients, *, screen: bool = True) ->
         clock=utc_now,
         observer=JoinMetrics(),
         screen=build_screen_control(settings, aws) if screen else None,
+    )
+
+
+def build_recordings_consumer(
+    settings: Settings, aws: AwsClients, joiner: Joiner, *, wait_seconds: int = 5
+) -> RecordingEventConsumer:
+    """The consumer of the recordings queue (S3 notifications) feeding ``joiner``."""
+    from processor.recording_events import RecordingEventConsumer
+
+    queue_url = aws.sqs.get_queue_url(QueueName=settings.recordings_queue)["QueueUrl"]
+    dlq_url = aws.sqs.get_queue_url(QueueName=f"{settings.recordings_queue}-dlq")["QueueUrl"]
+    return RecordingEventConsumer(
+        sqs=aws.sqs,
+        queue_url=queue_url,
+        dlq_url=dlq_url,
+        queue_name=settings.recordings_queue,
+        joiner=joiner,
+        quarantine=build_quarantine(settings, aws),
+        clock=joiner.clock,
+        wait_seconds=wait_seconds,
     )
 
 
