@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from processor.adapters import dynamo_batch
 from processor.adapters.aws import OUTPUT_PUT_MAX_S, is_transient
 from processor.adapters.contacts import ClaimResult, DynamoContactStore, StoredContact, view_doc
-from processor.adapters.join_store import DynamoJoinStore, SeenObject
+from processor.adapters.join_store import DueItem, DynamoJoinStore, SeenObject
 from processor.adapters.media import S3Media
 from processor.adapters.output import OutputStream, emission_id
 from processor.adapters.users import UserDirectory
@@ -74,6 +74,8 @@ PROBE_AFTER = timedelta(minutes=2)
 #: How long a recording whose CTR half exists waits, in steps, for that CTR's contact to be
 #: written (its batch is between reading and writing); after that the sweeper decides it.
 LINKED_NOT_STORED_PAUSES = (0.2, 0.5, 1.0, 2.0)
+#: A sweep closes the due windows ``limit`` at a time, at most this many times.
+SWEEP_ROUNDS = 20
 #: PutRecords takes at most 500 records and 5 MB a request.
 PUT_RECORDS_MAX = 500
 PUT_RECORDS_BYTES = 4_500_000
@@ -210,7 +212,7 @@ class Joiner:
             halves.update(self.joins.read_halves(unseen, now, links=False))
         objects = {loc: h.obj for loc, h in halves.items() if h.obj is not None}
         old = {r.contact_id for r, _ in batch if now - r.last_update >= self.probe_after}
-        stale = [loc for cid in old for loc in live[cid] if loc not in objects]
+        stale = list(dict.fromkeys(loc for cid in old for loc in live[cid] if loc not in objects))
         if stale:
             objects.update(self._probe(stale, now))
         users = users_f.result()
@@ -389,17 +391,23 @@ class Joiner:
         ``recording_missing`` (after one last look at the object); recordings no CTR claimed
         are reported as orphans."""
         report = SweepReport()
-        now = self.clock()
-        due = []
-        for item in self.joins.due(now):
-            due.append(item)
-            if len(due) >= limit:
+        for _ in range(SWEEP_ROUNDS):
+            due = []
+            for item in self.joins.due(self.clock()):
+                due.append(item)
+                if len(due) >= limit:
+                    break
+            self._sweep_due(due, report)
+            if len(due) < limit:
                 break
+        return report
+
+    def _sweep_due(self, due: Sequence[DueItem], report: SweepReport) -> None:
         contacts = [d.key for d in due if d.kind == "contact"]
         recordings = [d.key for d in due if d.kind == "recording"]
         if contacts:
             results = self.reconcile_many(contacts, probe=True)
-            report.reconciled = len(contacts)
+            report.reconciled += len(contacts)
             settled = []
             for contact_id, result in results.items():
                 if isinstance(result, Exception):
@@ -414,14 +422,10 @@ class Joiner:
             if settled:
                 self.joins.clear_waiting(settled)
         if recordings:
-            for location in self.joins.settle_orphans(recordings, now):
+            for location in self.joins.settle_orphans(recordings, self.clock()):
                 report.orphans += 1
                 self.observer.orphaned()
-                log.warning(
-                    "orphaned recording: no CTR lists it after the join window",
-                    location=location,
-                )
-        return report
+                log.warning("orphaned recording: no CTR lists it after the join window", location=location)
 
     # --- deciding ---------------------------------------------------------------------------
     def _ctr_decider(
@@ -481,7 +485,7 @@ class Joiner:
         written: list[_Written] = []
         replays: list[tuple[StoredContact, _Change]] = []
         pending = dict(changes)
-        claimed = time.monotonic()
+        claimed: float | None = None  # when our first claims were written (the earliest)
         for _ in range(MAX_CONFLICTS):
             now = self.clock()
             writes: list[tuple[str, ContactView, StoredContact | None]] = []
@@ -501,6 +505,7 @@ class Joiner:
                 pending = {}
                 break
             groups = [self._actions(view, current, changes[cid].raw, now) for cid, view, current in writes]
+            claimed = time.monotonic() if claimed is None else claimed
             outcomes = self.contacts.transact(groups)
             conflicts: list[str] = []
             for (contact_id, view, current), outcome in zip(writes, outcomes, strict=True):
@@ -531,7 +536,8 @@ class Joiner:
         for contact_id in pending:
             results[contact_id] = RuntimeError(f"contact {contact_id}: too many concurrent updates")
         fault_point("after_view_write")  # the views (and their emission claims) are durable, not yet emitted
-        self._emit(written, claimed)
+        if claimed is not None:
+            self._emit(written, claimed)
         self._extractions(
             [(w.view.contact, w.user) for w in written if w.extraction]
             + [(c.view.contact, ch.user) for c, ch in replays]
