@@ -4,8 +4,10 @@
   and the container's HEALTHCHECK.
 * ``/readyz`` — 200 only when AWS is reachable, every KCL daemon runs, this worker holds
   at least ``QM_READY_MIN_LEASES`` shard leases, and the record processor of every held
-  lease has reported within ``QM_READY_HEARTBEAT_MAX_AGE_S``. Otherwise 503; the JSON body
-  says which check failed. Checks run in a background thread every few seconds, so a
+  lease has reported within ``QM_READY_HEARTBEAT_MAX_AGE_S``, and no shard is stuck retrying
+  a failed batch (access denied, a missing table: the record processor retries it in place
+  and the shard waits, see :mod:`processor.adapters.kcl.record_processor`). Otherwise 503;
+  the JSON body says which check failed. Checks run in a background thread every few seconds, so a
   probe never waits on AWS.
 * ``/metrics`` — Prometheus text format, summed over every process of the service (the
   per-shard record processors included), plus ``qm_checkpoint_age_seconds`` derived at
@@ -122,6 +124,30 @@ class ServiceCollector:
             for s in _samples(self.families(), "qm_processor_heartbeat_timestamp_seconds")
         }
 
+    def failing_batches(self) -> dict[tuple[str, str], FailingBatch]:
+        """(stream, shard) -> the batch its live record processor is retrying."""
+        failing: dict[tuple[str, str], FailingBatch] = {}
+        for s in _samples(self.families(), "qm_batch_failing_since_timestamp_seconds"):
+            if s.value <= 0:
+                continue
+            key = (s.labels["stream"], s.labels["shard"])
+            seen = failing.get(key)
+            if seen is None or s.value < seen.since:
+                failing[key] = FailingBatch(s.value, s.labels.get("error", ""))
+        return failing
+
+
+@dataclass(frozen=True)
+class FailingBatch:
+    """A shard's batch that failed for no record's fault, retried in place since ``since``."""
+
+    since: float
+    error: str
+
+
+def no_failing_batches() -> dict[tuple[str, str], FailingBatch]:
+    return {}
+
 
 def _samples(families: Iterable[Any], name: str) -> Iterator[Any]:
     for family in families:
@@ -168,6 +194,7 @@ class ReadinessProbe:
     daemons: Callable[[], Sequence[Daemon]]
     heartbeats: Callable[[], dict[tuple[str, str], float]]
     clock: Callable[[], float] = time.time
+    failing_batches: Callable[[], dict[tuple[str, str], FailingBatch]] = no_failing_batches
 
     def check(self) -> Readiness:
         checks: list[Check] = []
@@ -222,7 +249,24 @@ class ReadinessProbe:
                 + (f"; silent for more than {limit}s: {', '.join(sorted(silent))}" if silent else ""),
             )
         )
+        checks.append(self._batches(now))
         return Readiness(tuple(checks), now)
+
+    def _batches(self, now: float) -> Check:
+        """Not ready while a shard is stuck on a failed batch (every shard of this worker's
+        record processors, held or just lost: the processor is stuck either way)."""
+        failing = self.failing_batches()
+        if not failing:
+            return Check("batches", True, "no shard retrying a failed batch")
+        stuck = [
+            f"{stream}/{shard} for {max(0.0, now - batch.since):.0f}s ({batch.error})"
+            for (stream, shard), batch in sorted(failing.items())
+        ]
+        return Check(
+            "batches",
+            False,
+            "retrying a failed batch in place (the shard waits until it succeeds): " + ", ".join(stuck),
+        )
 
 
 @dataclass
@@ -375,7 +419,13 @@ def start(settings: Settings, aws: AwsClients, daemons: Callable[[], Sequence[Da
         path = metrics_files.prepare(Path(settings.state_dir))
     metrics.init_service_metrics()
     collector = ServiceCollector(path)
-    probe = ReadinessProbe(settings, probe_clients(settings), daemons, collector.heartbeats)
+    probe = ReadinessProbe(
+        settings,
+        probe_clients(settings),
+        daemons,
+        collector.heartbeats,
+        failing_batches=collector.failing_batches,
+    )
     monitor = ReadinessMonitor(probe.check).start()
     server = None
     if settings.health_port:

@@ -87,9 +87,22 @@ uncheckpointed_since = Gauge(
 )
 processor_heartbeat = Gauge(
     "qm_processor_heartbeat_timestamp_seconds",
-    "Unix time a shard's record processor last heard from the KCL (every GetRecords, empty or not)",
+    "Unix time a shard's record processor last reported: every GetRecords (empty or not) and "
+    "every retry of a failed batch",
     ["stream", "shard"],
     multiprocess_mode="livemostrecent",
+)
+batch_failing_since = Gauge(
+    "qm_batch_failing_since_timestamp_seconds",
+    "Unix time the shard's current batch first failed (no record's fault: it is retried in place "
+    "and the shard waits); 0 when it is not failing. ``error`` is the last failure's code",
+    ["stream", "shard", "error"],
+    multiprocess_mode="livemostrecent",
+)
+batch_retries = Counter(
+    "qm_batch_retries",
+    "Failed batches tried again in place (access denied, a missing table, ...), by error code",
+    ["stream", "error"],
 )
 batch_duration = Histogram(
     "qm_batch_duration_seconds",
@@ -177,6 +190,29 @@ class ShardMetrics:
         self._clock = clock
         self._pending_since = 0.0
         self._batch_started = 0.0
+        self._failing_since = 0.0
+        self._failing_error = ""
+
+    def batch_failing(self, error: str) -> None:
+        """The batch failed (no record's fault) and will be tried again: the shard is stuck
+        until it succeeds. Counts as a heartbeat: the processor is alive, retrying."""
+        now = self._clock()
+        error = error or "unknown"
+        self.heartbeat()
+        batch_retries.labels(stream=self._stream, error=error).inc()
+        if not self._failing_since:
+            self._failing_since = now
+        if self._failing_error and self._failing_error != error:
+            batch_failing_since.labels(**self._labels, error=self._failing_error).set(0)
+        self._failing_error = error
+        batch_failing_since.labels(**self._labels, error=error).set(self._failing_since)
+
+    def batch_recovered(self) -> None:
+        """The failed batch went through on a retry."""
+        if self._failing_error:
+            batch_failing_since.labels(**self._labels, error=self._failing_error).set(0)
+        self._failing_since = 0.0
+        self._failing_error = ""
 
     def heartbeat(self, millis_behind: int | None = None) -> None:
         processor_heartbeat.labels(**self._labels).set(self._clock())

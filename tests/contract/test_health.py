@@ -89,6 +89,31 @@ def test_readiness_needs_aws_daemon_leases_and_heartbeats(settings, aws) -> None
     assert failed(probe_.check()) == {f"kcl:{app.application_name}": "exited with 1"}
 
 
+def test_not_ready_while_a_shard_retries_a_failed_batch(settings, aws) -> None:
+    from processor.health import FailingBatch
+
+    app = App(settings.application_name, settings.ctr_stream, "host-1")
+    lease_table(aws, app.application_name, {"shardId-000000000000": ("host-1", "4959")})
+    beats = {(app.stream_name, "shardId-000000000000"): 995.0}
+    failing = {(app.stream_name, "shardId-000000000000"): FailingBatch(958.0, "AccessDeniedException")}
+    probe_ = ReadinessProbe(
+        settings,
+        aws,
+        lambda: [FakeDaemon(app)],
+        lambda: beats,
+        clock=lambda: 1000.0,
+        failing_batches=lambda: failing,
+    )
+    assert failed(probe_.check()) == {
+        "batches": "retrying a failed batch in place (the shard waits until it succeeds): "
+        f"{app.stream_name}/shardId-000000000000 for 42s (AccessDeniedException)"
+    }
+    failing.clear()
+    ready = probe_.check()
+    assert ready.ready, ready.checks
+    assert {c.name: c.detail for c in ready.checks}["batches"] == "no shard retrying a failed batch"
+
+
 def test_standby_worker_may_be_ready_without_leases(settings, aws, monkeypatch) -> None:
     standby = settings.model_copy(update={"ready_min_leases": 0})
     app = App(settings.application_name, settings.ctr_stream, "host-9")

@@ -130,12 +130,35 @@ def wait_caught_up(
         if time.monotonic() > deadline:
             have = stored_versions(store)
             behind = [cid for cid, v in sent.items() if have.get(cid, "") < v]
+            pending = pending_emissions(store, sent)
             state = f"\n{diagnose()}" if diagnose else ""
             raise AssertionError(
-                f"not caught up after {timeout:.0f}s: {len(behind)} contacts behind, e.g. {behind[:3]}{state}"
+                f"not caught up after {timeout:.0f}s: {len(behind)} contacts behind, e.g. {behind[:3]}; "
+                f"{len(pending)} emissions pending, e.g. {pending[:3]}{state}"
             )
         time.sleep(0.5)
     return time.monotonic() - since
+
+
+def pending_emissions(store: DynamoContactStore, sent: dict[str, str]) -> list[dict[str, str]]:
+    """The stored versions still waiting to be emitted, with their outbox attributes: who holds
+    the claim and since when (a holder that died leaves it for the next visit of the contact)."""
+    found = []
+    for contact in store.scan():
+        if contact.contact_id not in sent or not contact.emission_pending:
+            continue
+        item = store._ddb.get_item(
+            TableName=store._table, Key={"contact_id": {"S": contact.contact_id}}, ConsistentRead=True
+        ).get("Item", {})
+        found.append(
+            {"contact_id": contact.contact_id, "checked_at": datetime.now(UTC).isoformat()}
+            | {
+                name: str(next(iter(item[name].values())))
+                for name in ("version", "state", "emit_claim", "emit_claimed_at", "emit_attempted_at")
+                if name in item
+            }
+        )
+    return found
 
 
 def kcl_state(aws: Any, application: str) -> str:

@@ -142,3 +142,43 @@ def test_prepare_gives_each_run_a_fresh_directory(tmp_path: Path, monkeypatch) -
         # This pytest process goes back to in-memory values.
         prom_values.ValueClass = prom_values.MutexValue
     assert not path.exists()
+
+
+def test_a_shard_retrying_a_failed_batch_is_seen_by_the_service(tmp_path: Path) -> None:
+    """The record processor's failing-batch gauge reaches readiness through the metric files."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from processor import metrics
+        m = metrics.ShardMetrics("qm-ctr", "shardId-000000000000", clock=lambda: 1000.0)
+        m.batch_failing("AccessDeniedException")
+        m.batch_failing("ResourceNotFoundException")  # the cause changed: one series left
+        print("failing", flush=True)
+        sys.stdin.readline()
+        m.batch_recovered()
+        print("recovered", flush=True)
+        sys.stdin.read()
+        """
+    )
+    from processor.health import FailingBatch
+
+    env = {**os.environ, metrics_files.MULTIPROC_ENV: str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "failing"
+        collector = ServiceCollector(tmp_path)
+        assert collector.failing_batches() == {
+            ("qm-ctr", "shardId-000000000000"): FailingBatch(1000.0, "ResourceNotFoundException")
+        }
+        assert collector.heartbeats() == {("qm-ctr", "shardId-000000000000"): 1000.0}
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "recovered"
+        assert collector.failing_batches() == {}
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)

@@ -14,6 +14,9 @@ settings were needed against the embedded emulator and are harmless on AWS:
 * A stable ``workerId``: a worker restarted after ``kill -9`` owns the same leases and
   resumes in seconds; with a random id it waits for its old leases to expire and for
   the dead leader's lock (120 s in KCL 3.x).
+* No ``timeoutInSeconds``: a record processor retries a failed batch in place for as long as
+  it fails (:mod:`processor.adapters.kcl.record_processor`); with a timeout the daemon would
+  ``halt()`` its JVM, every shard with it, when a retry outlasted it.
 """
 
 from __future__ import annotations
