@@ -33,8 +33,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from botocore.exceptions import ClientError
+
 from processor.adapters import dynamo_batch
-from processor.adapters.aws import OUTPUT_PUT_MAX_S, is_transient
+from processor.adapters.aws import OUTPUT_PUT_MAX_S, error_code, is_transient
 from processor.adapters.contacts import ClaimResult, DynamoContactStore, StoredContact, view_doc
 from processor.adapters.join_store import DueItem, DynamoJoinStore, SeenObject
 from processor.adapters.media import S3Media
@@ -548,7 +550,10 @@ class Joiner:
         self, view: ContactView, current: StoredContact | None, raw: bytes | None, now: datetime
     ) -> list[dict[str, Any]]:
         """The contact's conditional put and, in the same transaction, its sweeper marker:
-        written when it starts (or moves) waiting, removed when it stops; no request else."""
+        while it waits, due when its window closes; once final, due when the emission claim
+        written with it lapses (removed with the mark that it was emitted), so that an
+        emission its writer never finished (a crash, a stop) is completed by the sweeper,
+        whether or not anything else visits the contact again."""
         actions = [
             # Decided on "no contact yet": write only if still none (a contact written since
             # is a conflict, decided again with what it holds: its screen recording, its
@@ -563,7 +568,10 @@ class Joiner:
             )
         ]
         was_waiting = current is not None and current.view.state is JoinState.WAITING
-        if view.state is JoinState.WAITING and view.deadline is not None:
+        if view.emittable:
+            lapse = now + timedelta(seconds=self.claim_lease_s + 1)
+            actions.append(self.joins.waiting_put(view.contact_id, lapse, now))
+        elif view.state is JoinState.WAITING and view.deadline is not None:
             if not was_waiting or current is None or current.view.deadline != view.deadline:
                 actions.append(self.joins.waiting_put(view.contact_id, view.deadline, now))
         elif was_waiting:
@@ -603,7 +611,12 @@ class Joiner:
             if emission_id(w.view.contact_id, w.view.version) not in late
         ]
         if done:
-            retry_transient(lambda: self.contacts.mark_emitted_many(done), "contacts.mark_emitted")
+            # Each mark with the removal of the contact's marker; a mark refused because a
+            # newer version replaced this one leaves the marker to the sweeper.
+            groups = [[self.contacts.emitted_action(c, v), self.joins.waiting_delete(c)] for c, v in done]
+            for outcome in self.contacts.transact(groups):
+                if outcome.error is not None:
+                    raise outcome.error
         for w in finals:
             if emission_id(w.view.contact_id, w.view.version) in late:
                 continue
@@ -755,10 +768,16 @@ class Joiner:
                 continue
             claimed = time.monotonic()
             now = self.clock()
-            previous = retry_transient(
-                lambda c=contact_id, v=version, n=now: self.contacts.note_attempt(c, v, self.owner, n),  # type: ignore[misc]
-                "contacts.note_attempt",
-            )
+            try:
+                previous = retry_transient(
+                    lambda c=contact_id, v=version, n=now: self.contacts.note_attempt(c, v, self.owner, n),  # type: ignore[misc]
+                    "contacts.note_attempt",
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                stored = self._load(contact_id)  # the claim was taken over, or the version replaced
+                continue
             try:
                 if previous is not None and self._already_published(contact_id, version, previous):
                     retry_transient(

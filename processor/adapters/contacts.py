@@ -306,13 +306,6 @@ class DynamoContactStore:
         each group atomically, in one wave (see :func:`dynamo_batch.transact_groups`)."""
         return dynamo_batch.transact_groups(self._ddb, groups, pool=self._pool)
 
-    def mark_emitted_many(self, versions: Sequence[tuple[str, str]]) -> None:
-        """Mark each (contact id, version) emitted, in bulk; durable on return."""
-        groups = [[self.emitted_action(c, v)] for c, v in versions]
-        for outcome in dynamo_batch.transact_groups(self._ddb, groups, pool=self._pool):
-            if outcome.error is not None:
-                raise outcome.error
-
     def claim_emission(
         self, contact_id: str, version: str, owner: str, now: datetime, lease_s: float
     ) -> ClaimResult:

@@ -433,3 +433,33 @@ def test_a_conflict_in_a_batch_re_decides_that_contact_alone(bootstrapped, aws) 
     [kept] = [r for r in records if r["contact_id"] == "batch-7"]
     assert kept["last_update"].startswith("2026-06-01T11:30")
     assert all(not s.emission_pending for s in joiner.contacts.load_many(counts).values())
+
+
+@pytest.mark.parametrize("after_put", [False, True])
+def test_an_emission_its_writer_never_finished_is_completed_by_the_sweeper(
+    bootstrapped, aws, after_put: bool
+) -> None:
+    """No replay, no redelivery: the writer stopped between its view write and the mark."""
+    clock = FakeClock()
+    base = OutputStream(aws.kinesis, bootstrapped.output_stream)
+    crashing = make_joiner(bootstrapped, aws, clock, CrashingOutput(base, after_put=after_put), owner="gone")
+    record, raw, location = ctr("c-orphan-emission", bootstrapped)
+    upload(aws, location, 60.0)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.on_ctr(record, raw)
+    sweeper = make_joiner(bootstrapped, aws, clock, owner="sweeper")
+    assert sweeper.sweep().reconciled == 0  # the writer's claim is still fresh: nothing due yet
+    clock.advance(seconds=62)
+    assert sweeper.sweep().reconciled == 1
+    assert [r["contact_id"] for r in output_records(aws, bootstrapped.output_stream)] == ["c-orphan-emission"]
+    stored = sweeper.contacts.load("c-orphan-emission")
+    assert stored is not None and not stored.emission_pending
+    assert sweeper.joins.count_pending() == (0, 0)
+
+
+def test_an_emitted_contact_leaves_no_marker(bootstrapped, aws) -> None:
+    joiner = make_joiner(bootstrapped, aws, FakeClock())
+    record, raw, location = ctr("c-no-marker", bootstrapped)
+    upload(aws, location, 60.0)
+    assert joiner.on_ctr(record, raw) is Outcome.CREATED
+    assert joiner.joins.count_pending() == (0, 0)
