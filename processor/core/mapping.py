@@ -19,11 +19,13 @@ to ``inbound`` and the contact is flagged ``initiation_method_unknown``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from processor.core.ctr import ContactRecord, Endpoint, RecordingRef, format_instant
+from processor.core.ctr import UTC, ContactRecord, Endpoint, RecordingRef, format_instant
+from processor.core.frozen import quick_init
 from processor.core.phone import to_e164
 from processor.core.users import QmUser
 
@@ -67,6 +69,7 @@ FLAG_RECORDING_DELETED = "recording_deleted"
 FLAG_LOCATION_INVALID = "recording_location_invalid"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class QmContact:
     """A QM contact, as stored in the contacts table and published downstream."""
@@ -208,17 +211,28 @@ def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
     if connected is None:
         flags.append(FLAG_NO_AGENT)
 
-    called = _number(record.system_endpoint)
-    calling = _number(record.customer_endpoint)
-    if record.system_endpoint and record.system_endpoint.address and called is None:
+    system, customer = record.system_endpoint, record.customer_endpoint
+    called = _number(system)
+    calling = _number(customer)
+    if system and system.address and called is None:
         flags.append(FLAG_CALLED_NOT_E164)
-    if record.customer_endpoint and record.customer_endpoint.address and calling is None:
+    if customer and customer.address and calling is None:
         flags.append(FLAG_CALLING_NOT_E164)
 
-    s3 = s3_recordings(record)
-    if any(_s3(r) and not valid_location(r.location) for r in record.recordings):
+    # s3_recordings(), and the others: a recording not in S3 is never one of the S3 ones.
+    s3: list[RecordingRef] = []
+    others: list[RecordingRef] = []
+    location_invalid = False
+    for ref in record.recordings:
+        if _s3(ref):
+            if valid_location(ref.location):
+                s3.append(ref)
+            else:
+                location_invalid = True
+        else:
+            others.append(ref)
+    if location_invalid:
         flags.append(FLAG_LOCATION_INVALID)
-    others = [r for r in record.recordings if r not in s3 and not _s3(r)]
     if not s3:
         flags.append(FLAG_KVS_ONLY if any(_is_kvs(r) for r in others) else FLAG_NO_RECORDING)
     elif others:
@@ -227,42 +241,59 @@ def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
         flags.append(FLAG_RECORDING_DELETED)
 
     acd_id = agent.username if agent else None
-    contact = QmContact(
-        contact_id=record.contact_id,
-        acd_id=acd_id,
-        called_number=called,
-        calling_number=calling,
-        direction=direction,
-        first_name=None,
-        last_name=None,
-        call_duration_seconds=None,
-        date=connected.strftime("%Y-%m-%d") if connected else None,
-        time=connected.strftime("%H:%M:%S") if connected else None,
-        connected_at=format_instant(connected) if connected else None,
-        recording_type=RECORDING_TYPE,
-        instance_arn=record.instance_arn,
-        last_update=record.version,
-        initiation_method=record.initiation_method,
-        channel=record.channel,
-        queue=record.queue_name,
-        agent_arn=agent.arn if agent else None,
-        initiation_at=format_instant(record.initiation_at) if record.initiation_at else None,
-        disconnect_at=format_instant(record.disconnect_at) if record.disconnect_at else None,
-        acw_end_at=format_instant(agent.acw_end_at) if agent and agent.acw_end_at else None,
-        recording_location=_primary_location(s3),
-        recordings=tuple(r.location for r in s3 if r.location),
-        system_endpoint_raw=_raw_endpoint(record.system_endpoint),
-        customer_endpoint_raw=_raw_endpoint(record.customer_endpoint),
-        flags=tuple(flags),
+    # with_user(), without building the contact twice.
+    if user is None:
+        first_name = last_name = None
+        if acd_id is not None:
+            flags.append(FLAG_USER_UNKNOWN)
+    else:
+        first_name, last_name = user.first_name, user.last_name
+
+    date = time = connected_at = None
+    if connected is not None:
+        connected_at = format_instant(connected)
+        if connected.tzinfo is UTC and connected.year >= 1000:
+            # The UTC instant's own fields: the same text strftime writes.
+            date, time = connected_at[:10], connected_at[11:19]
+        else:
+            date, time = connected.strftime("%Y-%m-%d"), connected.strftime("%H:%M:%S")
+    initiation_at, disconnect_at = record.initiation_at, record.disconnect_at
+    acw_end_at = agent.acw_end_at if agent else None
+    return QmContact(
+        record.contact_id,
+        acd_id,
+        called,
+        calling,
+        direction,
+        first_name,
+        last_name,
+        None,
+        date,
+        time,
+        connected_at,
+        RECORDING_TYPE,
+        record.instance_arn,
+        format_instant(record.last_update),
+        record.initiation_method,
+        record.channel,
+        record.queue_name,
+        agent.arn if agent else None,
+        format_instant(initiation_at) if initiation_at else None,
+        format_instant(disconnect_at) if disconnect_at else None,
+        format_instant(acw_end_at) if acw_end_at else None,
+        _primary_location(s3),
+        tuple([r.location for r in s3 if r.location]),
+        _raw_endpoint(system),
+        _raw_endpoint(customer),
+        tuple(flags),
     )
-    return contact.with_user(user)
 
 
 def _is_kvs(ref: RecordingRef) -> bool:
     return (ref.storage_type or "").upper() == "KINESIS_VIDEO_STREAM"
 
 
-def _primary_location(s3: tuple[RecordingRef, ...]) -> str | None:
+def _primary_location(s3: Sequence[RecordingRef]) -> str | None:
     """The agent's recording when Connect says which one it is, else the first."""
     for ref in s3:
         if (ref.participant_type or "").upper() == "AGENT" and not ref.deletion_reason:
