@@ -113,7 +113,7 @@ class _Compiler:
         """One type (or one type and null), string or integer: a single test, null first."""
         (kind,) = (t for t in types if t != "null")
         if kind == "string":
-            checks = [f"not isinstance({value}, str)", *self.string_checks(schema, value)]
+            checks = [f"not {_is(kind, value)}", *self.string_checks(schema, value)]
         elif kind == "integer":
             checks = [f"not ({_is(kind, value)})", *self.number_checks(schema, value)]
         else:
@@ -208,14 +208,16 @@ def _takes_null(schema: dict[str, Any]) -> bool:
 
 
 def _is(kind: str, value: str) -> str:
+    # "x.__class__ is str or isinstance(x, str)": the same answer, without a call for the
+    # exact types JSON decodes to.
     return {
-        "object": f"isinstance({value}, dict)",
-        "array": f"isinstance({value}, (list, tuple))",
-        "string": f"isinstance({value}, str)",
+        "object": f"({value}.__class__ is dict or isinstance({value}, dict))",
+        "array": f"({value}.__class__ is list or isinstance({value}, (list, tuple)))",
+        "string": f"({value}.__class__ is str or isinstance({value}, str))",
         "null": f"{value} is None",
         "boolean": f"isinstance({value}, bool)",
         "integer": (
-            f"(isinstance({value}, int) and not isinstance({value}, bool))"
+            f"{value}.__class__ is int or (isinstance({value}, int) and not isinstance({value}, bool))"
             f" or (isinstance({value}, float) and {value}.is_integer())"
         ),
         "number": f"(isinstance({value}, (int, float, Decimal)) and not isinstance({value}, bool))",

@@ -1,43 +1,45 @@
-"""A quicker ``__init__`` for the frozen dataclasses built once per record on the hot path.
+"""Quick builders for the frozen, slotted dataclasses made once per record on the hot path.
 
-A frozen dataclass's generated ``__init__`` sets each field through
-``object.__setattr__`` looked up anew for every field; on the CTR path that was a third of
-the time spent building a QM contact. :func:`quick_init` gives the class an ``__init__``
-with the same signature (names, order, defaults) that sets the same fields with one
-pre-bound ``object.__setattr__``. Only for frozen dataclasses without ``__post_init__``,
-default factories or init-only fields (it refuses others).
+A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__`` (its own
+``__setattr__`` refuses): a slow call per field, a third of the time of building a QM
+contact on the CTR path. :func:`builder` returns a function of all the fields, in order,
+that sets them on an instance of an unfrozen twin class with the very same slots and then
+makes the instance the frozen class's own (``__class__`` assignment, which Python allows
+between classes of identical layout). The result is the instance the class's constructor
+makes: same type, same field values, still frozen. Only for frozen dataclasses with
+``slots=True``, no base class, no ``__post_init__`` and only ``init`` fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def quick_init(cls: type[T]) -> type[T]:
+def builder(cls: type[T]) -> Callable[..., T]:
     params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen or hasattr(cls, "__post_init__"):
-        raise TypeError(f"{cls.__name__}: not a frozen dataclass without __post_init__")
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    namespace: dict[str, Any] = {"_set": object.__setattr__}
-    params_src = []
-    for f in fields:
-        if not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING:
-            raise TypeError(f"{cls.__name__}.{f.name}: not a plain field")
-        if f.default is dataclasses.MISSING:
-            params_src.append(f.name)
-        else:
-            namespace[f"_default_{f.name}"] = f.default
-            params_src.append(f"{f.name}=_default_{f.name}")
-    body = "".join(f"    _set(self, {f.name!r}, {f.name})\n" for f in fields) or "    pass\n"
-    source = f"def __init__(self, {', '.join(params_src)}):\n{body}"
+    names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    if (
+        params is None
+        or not params.frozen
+        or cls.__bases__ != (object,)
+        or cls.__dict__.get("__slots__") != names
+        or hasattr(cls, "__post_init__")
+        or not all(f.init for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    ):
+        raise TypeError(f"{cls.__name__}: not a frozen, slotted dataclass of plain fields")
+    twin = type(f"_{cls.__name__}Builder", (object,), {"__slots__": names})
+    if (twin.__basicsize__, twin.__weakrefoffset__) != (cls.__basicsize__, cls.__weakrefoffset__):
+        raise TypeError(f"{cls.__name__}: the layout of its unfrozen twin differs")
+    args = ", ".join(f"{name}_" for name in names)
+    body = "".join(f"    self.{name} = {name}_\n" for name in names)
+    source = f"def build({args}):\n    self = _new(_twin)\n{body}    self.__class__ = _cls\n    return self\n"
+    namespace: dict[str, Any] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
     # Generated from the class's own field names: no outside text becomes code.
-    exec(compile(source, f"<quick_init {cls.__name__}>", "exec"), namespace)  # noqa: S102
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
-    init.__doc__ = cls.__init__.__doc__
-    cls.__init__ = init  # type: ignore[misc]
-    return cls
+    exec(compile(source, f"<builder {cls.__name__}>", "exec"), namespace)  # noqa: S102
+    build: Callable[..., T] = namespace["build"]
+    build.__qualname__ = build.__name__ = f"build_{cls.__name__}"
+    return build

@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from processor.core.ctr import UTC, ContactRecord, Endpoint, RecordingRef, format_instant
-from processor.core.frozen import quick_init
+from processor.core.frozen import builder
 from processor.core.phone import to_e164
 from processor.core.users import QmUser
 
@@ -69,7 +69,6 @@ FLAG_RECORDING_DELETED = "recording_deleted"
 FLAG_LOCATION_INVALID = "recording_location_invalid"
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class QmContact:
     """A QM contact, as stored in the contacts table and published downstream."""
@@ -158,6 +157,9 @@ class QmContact:
                 flags = (*flags, FLAG_USER_UNKNOWN)
             return replace(self, first_name=None, last_name=None, flags=flags)
         return replace(self, first_name=user.first_name, last_name=user.last_name, flags=flags)
+
+
+_build_contact = builder(QmContact)
 
 
 def direction_of(initiation_method: str) -> tuple[str, bool]:
@@ -259,7 +261,7 @@ def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
             date, time = connected.strftime("%Y-%m-%d"), connected.strftime("%H:%M:%S")
     initiation_at, disconnect_at = record.initiation_at, record.disconnect_at
     acw_end_at = agent.acw_end_at if agent else None
-    return QmContact(
+    return _build_contact(
         record.contact_id,
         acd_id,
         called,
@@ -286,6 +288,10 @@ def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
         _raw_endpoint(system),
         _raw_endpoint(customer),
         tuple(flags),
+        None,
+        None,
+        None,
+        None,
     )
 
 
