@@ -21,10 +21,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from processor.core.ctr import UTC, ContactRecord, Endpoint, RecordingRef, format_instant
+from processor.core.ctr import ContactRecord, Endpoint, RecordingRef, format_instant
 from processor.core.frozen import builder
 from processor.core.phone import to_e164
 from processor.core.users import QmUser
@@ -221,26 +222,7 @@ def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
     if customer and customer.address and calling is None:
         flags.append(FLAG_CALLING_NOT_E164)
 
-    # s3_recordings(), and the others: a recording not in S3 is never one of the S3 ones.
-    s3: list[RecordingRef] = []
-    others: list[RecordingRef] = []
-    location_invalid = False
-    for ref in record.recordings:
-        if _s3(ref):
-            if valid_location(ref.location):
-                s3.append(ref)
-            else:
-                location_invalid = True
-        else:
-            others.append(ref)
-    if location_invalid:
-        flags.append(FLAG_LOCATION_INVALID)
-    if not s3:
-        flags.append(FLAG_KVS_ONLY if any(_is_kvs(r) for r in others) else FLAG_NO_RECORDING)
-    elif others:
-        flags.append(FLAG_UNSUPPORTED_MEDIA)
-    if any(r.deletion_reason for r in s3):
-        flags.append(FLAG_RECORDING_DELETED)
+    s3 = _recording_flags(record.recordings, flags)
 
     acd_id = agent.username if agent else None
     # with_user(), without building the contact twice.
@@ -253,12 +235,7 @@ def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
 
     date = time = connected_at = None
     if connected is not None:
-        connected_at = format_instant(connected)
-        if connected.tzinfo is UTC and connected.year >= 1000:
-            # The UTC instant's own fields: the same text strftime writes.
-            date, time = connected_at[:10], connected_at[11:19]
-        else:
-            date, time = connected.strftime("%Y-%m-%d"), connected.strftime("%H:%M:%S")
+        connected_at, date, time = _connected(connected)
     initiation_at, disconnect_at = record.initiation_at, record.disconnect_at
     acw_end_at = agent.acw_end_at if agent else None
     return _build_contact(
@@ -293,6 +270,41 @@ def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
         None,
         None,
     )
+
+
+def _recording_flags(recordings: tuple[RecordingRef, ...], flags: list[str]) -> list[RecordingRef]:
+    """s3_recordings(), with the recording flags added to ``flags`` (a recording not in S3 is
+    never one of the S3 ones)."""
+    s3: list[RecordingRef] = []
+    others = location_invalid = kvs = deleted = False
+    for ref in recordings:
+        if _s3(ref):
+            if valid_location(ref.location):
+                s3.append(ref)
+                deleted = deleted or bool(ref.deletion_reason)
+            else:
+                location_invalid = True
+        else:
+            others = True
+            kvs = kvs or _is_kvs(ref)
+    if location_invalid:
+        flags.append(FLAG_LOCATION_INVALID)
+    if not s3:
+        flags.append(FLAG_KVS_ONLY if kvs else FLAG_NO_RECORDING)
+    elif others:
+        flags.append(FLAG_UNSUPPORTED_MEDIA)
+    if deleted:
+        flags.append(FLAG_RECORDING_DELETED)
+    return s3
+
+
+def _connected(connected: datetime) -> tuple[str, str, str]:
+    """(connected_at, date, time): the UTC instant, and the date and time of ``connected``."""
+    connected_at = format_instant(connected)
+    if connected.tzinfo is UTC and connected.year >= 1000:
+        # The UTC instant's own fields: the text strftime writes.
+        return connected_at, connected_at[:10], connected_at[11:19]
+    return connected_at, connected.strftime("%Y-%m-%d"), connected.strftime("%H:%M:%S")
 
 
 def _is_kvs(ref: RecordingRef) -> bool:
