@@ -99,7 +99,7 @@ _THREE = tuple(f"{n:03d}" for n in range(1000))
 
 def format_instant(value: datetime) -> str:
     """UTC ISO 8601 with millisecond precision, so that string order is time order."""
-    utc = value.astimezone(UTC)
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
     year, micro = utc.year, utc.microsecond
     if year >= 1000 and micro == value.microsecond:  # "%Y" writes 4 digits from year 1000
         return (

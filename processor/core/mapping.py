@@ -163,8 +163,14 @@ class QmContact:
 _build_contact = builder(QmContact)
 
 
+_DIRECTIONS = dict(DIRECTIONS)
+
+
 def direction_of(initiation_method: str) -> tuple[str, bool]:
     """(direction, known) for an InitiationMethod value; unknown values are inbound."""
+    direction = _DIRECTIONS.get(initiation_method)  # as Connect spells them: nothing to strip
+    if direction is not None:
+        return direction, True
     direction = DIRECTIONS.get(initiation_method.strip().upper())
     if direction is None:
         return INBOUND, False
