@@ -255,9 +255,12 @@ def _recordings(obj: dict[str, Any]) -> tuple[RecordingRef, ...]:
     if recordings:
         for i, item in enumerate(recordings):
             start, stop = item.get("StartTimestamp"), item.get("StopTimestamp")
+            where = item.get("Location")
+            if where is not None:  # _clean(), inline
+                where = where.strip() or None
             refs.append(
                 _build_recording(  # location, storage_type, media_stream_type, ..., start, stop
-                    _clean(item.get("Location")),
+                    where,
                     item.get("StorageType"),
                     item.get("MediaStreamType"),
                     item.get("ParticipantType"),
@@ -271,7 +274,7 @@ def _recordings(obj: dict[str, Any]) -> tuple[RecordingRef, ...]:
     if legacy and legacy.get("Location"):
         location = _clean(legacy.get("Location"))
         # Older CTRs have only the legacy object; newer ones repeat it in Recordings[].
-        if location and location not in [r.location for r in refs]:
+        if location and all(r.location != location for r in refs):
             refs.append(
                 RecordingRef(
                     location=location,
