@@ -1,7 +1,8 @@
-"""Mapping + validation on one core: CTR/s through parse_ctr + map_contact, against json + dict access.
+"""Mapping + validation on one core: CTR/s through parse_ctr + map_contact, against decoding alone.
 
-The baseline decodes the same bytes with the standard json module and reads the seed
-table's fields from the dict, with no validation: the floor any importer pays.
+Two baselines read the same bytes with no validation: ``orjson.loads`` alone (the decoder
+parse_ctr uses, the floor of any importer built on it) and the standard json module plus
+the seed table's field reads from the dict (the first baseline of this benchmark).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+
+import orjson
 
 from bench.common import line
 from processor.core.ctr import parse_ctr
@@ -18,7 +21,15 @@ from processor.simulation import build_scenario
 N = 20_000
 
 
-def _baseline(payloads: list[bytes]) -> float:
+def _orjson(payloads: list[bytes]) -> float:
+    loads = orjson.loads
+    started = time.perf_counter()
+    for raw in payloads:
+        loads(raw)
+    return len(payloads) / (time.perf_counter() - started)
+
+
+def _json_dict(payloads: list[bytes]) -> float:
     started = time.perf_counter()
     for raw in payloads:
         ctr = json.loads(raw)
@@ -47,11 +58,14 @@ def run() -> None:
     )
     payloads = scenario.deliveries
     size = sum(map(len, payloads)) / len(payloads)
-    base = max(_baseline(payloads) for _ in range(3))
-    ours = max(_ours(payloads) for _ in range(3))
-    print(f"{len(payloads)} simulated CTRs, {size:,.0f} bytes each, best of 3 runs, one core")
-    print(
-        line(
-            "parse + schema validation + mapping", ours, "CTR/s", "json.loads + dict reads (no checks)", base
-        )
-    )
+    map_contact(parse_ctr(payloads[0]))  # the one-time work: compiling the schema checks
+    # Interleaved, best of 5 each: the three see the same machine load.
+    ours = loads = json_dict = 0.0
+    for _ in range(5):
+        loads = max(loads, _orjson(payloads))
+        ours = max(ours, _ours(payloads))
+        json_dict = max(json_dict, _json_dict(payloads))
+    print(f"{len(payloads)} simulated CTRs, {size:,.0f} bytes each, best of 5 runs, one core")
+    name = "parse + full schema validation + mapping"
+    print(line(name, ours, "CTR/s", "orjson.loads alone (no checks)", loads))
+    print(line(name, ours, "CTR/s", "json.loads + dict reads (no checks)", json_dict))

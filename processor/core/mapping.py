@@ -19,11 +19,14 @@ to ``inbound`` and the contact is flagged ``initiation_method_unknown``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
 from processor.core.ctr import ContactRecord, Endpoint, RecordingRef, format_instant
+from processor.core.frozen import builder
 from processor.core.phone import to_e164
 from processor.core.users import QmUser
 
@@ -157,8 +160,17 @@ class QmContact:
         return replace(self, first_name=user.first_name, last_name=user.last_name, flags=flags)
 
 
+_build_contact = builder(QmContact)
+
+
+_DIRECTIONS = dict(DIRECTIONS)
+
+
 def direction_of(initiation_method: str) -> tuple[str, bool]:
     """(direction, known) for an InitiationMethod value; unknown values are inbound."""
+    direction = _DIRECTIONS.get(initiation_method)  # as Connect spells them: nothing to strip
+    if direction is not None:
+        return direction, True
     direction = DIRECTIONS.get(initiation_method.strip().upper())
     if direction is None:
         return INBOUND, False
@@ -208,61 +220,104 @@ def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
     if connected is None:
         flags.append(FLAG_NO_AGENT)
 
-    called = _number(record.system_endpoint)
-    calling = _number(record.customer_endpoint)
-    if record.system_endpoint and record.system_endpoint.address and called is None:
+    system, customer = record.system_endpoint, record.customer_endpoint
+    called = _number(system)
+    calling = _number(customer)
+    if system and system.address and called is None:
         flags.append(FLAG_CALLED_NOT_E164)
-    if record.customer_endpoint and record.customer_endpoint.address and calling is None:
+    if customer and customer.address and calling is None:
         flags.append(FLAG_CALLING_NOT_E164)
 
-    s3 = s3_recordings(record)
-    if any(_s3(r) and not valid_location(r.location) for r in record.recordings):
-        flags.append(FLAG_LOCATION_INVALID)
-    others = [r for r in record.recordings if r not in s3 and not _s3(r)]
-    if not s3:
-        flags.append(FLAG_KVS_ONLY if any(_is_kvs(r) for r in others) else FLAG_NO_RECORDING)
-    elif others:
-        flags.append(FLAG_UNSUPPORTED_MEDIA)
-    if any(r.deletion_reason for r in s3):
-        flags.append(FLAG_RECORDING_DELETED)
+    s3 = _recording_flags(record.recordings, flags)
 
     acd_id = agent.username if agent else None
-    contact = QmContact(
-        contact_id=record.contact_id,
-        acd_id=acd_id,
-        called_number=called,
-        calling_number=calling,
-        direction=direction,
-        first_name=None,
-        last_name=None,
-        call_duration_seconds=None,
-        date=connected.strftime("%Y-%m-%d") if connected else None,
-        time=connected.strftime("%H:%M:%S") if connected else None,
-        connected_at=format_instant(connected) if connected else None,
-        recording_type=RECORDING_TYPE,
-        instance_arn=record.instance_arn,
-        last_update=record.version,
-        initiation_method=record.initiation_method,
-        channel=record.channel,
-        queue=record.queue_name,
-        agent_arn=agent.arn if agent else None,
-        initiation_at=format_instant(record.initiation_at) if record.initiation_at else None,
-        disconnect_at=format_instant(record.disconnect_at) if record.disconnect_at else None,
-        acw_end_at=format_instant(agent.acw_end_at) if agent and agent.acw_end_at else None,
-        recording_location=_primary_location(s3),
-        recordings=tuple(r.location for r in s3 if r.location),
-        system_endpoint_raw=_raw_endpoint(record.system_endpoint),
-        customer_endpoint_raw=_raw_endpoint(record.customer_endpoint),
-        flags=tuple(flags),
+    # with_user(), without building the contact twice.
+    if user is None:
+        first_name = last_name = None
+        if acd_id is not None:
+            flags.append(FLAG_USER_UNKNOWN)
+    else:
+        first_name, last_name = user.first_name, user.last_name
+
+    date = time = connected_at = None
+    if connected is not None:
+        connected_at, date, time = _connected(connected)
+    initiation_at, disconnect_at = record.initiation_at, record.disconnect_at
+    acw_end_at = agent.acw_end_at if agent else None
+    return _build_contact(
+        record.contact_id,
+        acd_id,
+        called,
+        calling,
+        direction,
+        first_name,
+        last_name,
+        None,
+        date,
+        time,
+        connected_at,
+        RECORDING_TYPE,
+        record.instance_arn,
+        format_instant(record.last_update),
+        record.initiation_method,
+        record.channel,
+        record.queue_name,
+        agent.arn if agent else None,
+        format_instant(initiation_at) if initiation_at else None,
+        format_instant(disconnect_at) if disconnect_at else None,
+        format_instant(acw_end_at) if acw_end_at else None,
+        _primary_location(s3),
+        tuple([r.location for r in s3 if r.location]),
+        _raw_endpoint(system),
+        _raw_endpoint(customer),
+        tuple(flags),
+        None,
+        None,
+        None,
+        None,
     )
-    return contact.with_user(user)
+
+
+def _recording_flags(recordings: tuple[RecordingRef, ...], flags: list[str]) -> list[RecordingRef]:
+    """s3_recordings(), with the recording flags added to ``flags`` (a recording not in S3 is
+    never one of the S3 ones)."""
+    s3: list[RecordingRef] = []
+    others = location_invalid = kvs = deleted = False
+    for ref in recordings:
+        if _s3(ref):
+            if valid_location(ref.location):
+                s3.append(ref)
+                deleted = deleted or bool(ref.deletion_reason)
+            else:
+                location_invalid = True
+        else:
+            others = True
+            kvs = kvs or _is_kvs(ref)
+    if location_invalid:
+        flags.append(FLAG_LOCATION_INVALID)
+    if not s3:
+        flags.append(FLAG_KVS_ONLY if kvs else FLAG_NO_RECORDING)
+    elif others:
+        flags.append(FLAG_UNSUPPORTED_MEDIA)
+    if deleted:
+        flags.append(FLAG_RECORDING_DELETED)
+    return s3
+
+
+def _connected(connected: datetime) -> tuple[str, str, str]:
+    """(connected_at, date, time): the UTC instant, and the date and time of ``connected``."""
+    connected_at = format_instant(connected)
+    if connected.tzinfo is UTC and connected.year >= 1000:
+        # The UTC instant's own fields: the text strftime writes.
+        return connected_at, connected_at[:10], connected_at[11:19]
+    return connected_at, connected.strftime("%Y-%m-%d"), connected.strftime("%H:%M:%S")
 
 
 def _is_kvs(ref: RecordingRef) -> bool:
     return (ref.storage_type or "").upper() == "KINESIS_VIDEO_STREAM"
 
 
-def _primary_location(s3: tuple[RecordingRef, ...]) -> str | None:
+def _primary_location(s3: Sequence[RecordingRef]) -> str | None:
     """The agent's recording when Connect says which one it is, else the first."""
     for ref in s3:
         if (ref.participant_type or "").upper() == "AGENT" and not ref.deletion_reason:

@@ -26,6 +26,11 @@ _DIGITS = re.compile(r"^\d{7,15}$")
 def to_e164(address: str | None) -> str | None:
     if address is None:
         return None
+    # Already E.164 ("+" and 7..15 ASCII digits, the first not 0): every rule below keeps it.
+    if 8 <= len(address) <= 16 and address[0] == "+" and address[1] != "0":
+        digits = address[1:]
+        if digits.isascii() and digits.isdigit():
+            return address
     text = address
     uri = _URI.match(text.strip())
     if uri:

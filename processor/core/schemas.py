@@ -16,6 +16,8 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from processor.core.fastcheck import Check, Unsupported, specialise
+
 Validator = Callable[[Any], Any]
 
 
@@ -37,6 +39,21 @@ def load_schema(name: str) -> dict[str, Any]:
 def validator(name: str) -> Validator:
     compiled: Validator = fastjsonschema.compile(load_schema(name))
     return compiled
+
+
+@cache
+def fast_check(name: str) -> Check | None:
+    """The yes/no check specialised from the schema (:mod:`processor.core.fastcheck`), with the
+    reference validator's own compiled patterns; ``None`` if the schema uses a keyword it
+    does not know (then :func:`validate` alone decides)."""
+    patterns = getattr(validator(name), "__globals__", {}).get("REGEX_PATTERNS", {})
+    # A fresh copy: compiling the reference validator rewrites the $refs of load_schema's.
+    schema = orjson.loads((schema_dir() / f"{name}.schema.json").read_bytes())
+    try:
+        check, _ = specialise(schema, patterns)
+    except Unsupported:
+        return None
+    return check
 
 
 class SchemaViolation(ValueError):
