@@ -129,6 +129,8 @@ class CtrIngest:
                 result.updated += 1
             else:
                 result.unchanged += 1
+            if not isinstance(outcome, Exception):
+                log.debug("contact", contact_id=item.record.contact_id, outcome=str(outcome))
         return result
 
     def _record_failure(self, item: _Parsed, exc: Exception) -> InvalidInput:

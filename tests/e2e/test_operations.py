@@ -17,6 +17,7 @@ from processor.adapters.contacts import DynamoContactStore
 from processor.adapters.kinesis import put_records
 from processor.core.ctr_files import iter_ctr_inputs
 from processor.simulation import build_scenario
+from tests.faults.harness import _partition_key
 from tests.helpers import ServiceProcess, leaked_numbers, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -95,7 +96,9 @@ def test_metrics_move_logs_stay_clean_and_sigterm_through_tini(
     phase2 = second.deliveries + BAD_WITH_NUMBERS[:1]
 
     def put(payloads: list[bytes]) -> None:
-        put_records(aws.kinesis, stream, [(p, str(i)) for i, p in enumerate(payloads)])
+        # Keyed by ContactId, as Connect does: a contact's versions stay in order on one shard
+        # (and one batch keeps only the newest), so each contact is emitted once.
+        put_records(aws.kinesis, stream, [(p, _partition_key(p)) for p in payloads])
 
     def stored() -> dict[str, str]:
         # Final views only: contacts waiting for a recording are emitted when their window closes.

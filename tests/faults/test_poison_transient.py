@@ -82,17 +82,19 @@ def test_transient_errors_are_retried_poison_is_quarantined_once(
     centre = contact_centre(91, 80, settings.recordings_bucket)
     contacts = f'"{settings.contacts_table}"'.encode()
     rules = {
-        "contacts PutItem throttled": proxy.inject(
-            throttling("DynamoDB_20120810.PutItem", contains=contacts, times=40)
+        # The contacts are written in transactions, read in bulk, emitted in one put a batch:
+        # each injected failure holds back a whole batch's request, retried as a whole.
+        "contacts TransactWriteItems throttled": proxy.inject(
+            throttling("DynamoDB_20120810.TransactWriteItems", contains=contacts, times=40)
         ),
-        "contacts GetItem 500": proxy.inject(
-            server_error("DynamoDB_20120810.GetItem", contains=contacts, times=10)
+        "contacts BatchGetItem 500": proxy.inject(
+            server_error("DynamoDB_20120810.BatchGetItem", contains=contacts, times=10)
         ),
-        "output PutRecord 500": proxy.inject(
-            server_error("Kinesis_20131202.PutRecord", contains=settings.output_stream.encode(), times=15)
+        "output PutRecords 500": proxy.inject(
+            server_error("Kinesis_20131202.PutRecords", contains=settings.output_stream.encode(), times=6)
         ),
         "recording GET SlowDown": proxy.inject(slow_down(settings.recordings_bucket, 15)),
-        "SQS DeleteMessage 500": proxy.inject(server_error("AmazonSQS.DeleteMessage", times=5)),
+        "SQS DeleteMessageBatch 500": proxy.inject(server_error("AmazonSQS.DeleteMessageBatch", times=5)),
         "KCL lease UpdateItem throttled": proxy.inject(
             throttling(
                 "DynamoDB_20120810.UpdateItem", contains=f'"{settings.application_name}"'.encode(), times=4
@@ -196,8 +198,14 @@ def test_a_failed_batch_is_replayed_never_skipped(
     shard = shard_of(aws, settings.ctr_stream)
     victim = next(cid for cid in delivered(second) if cid not in delivered(first))
     stuck = shard(victim)
-    denied = aws_json_error("AccessDeniedException", "User is not authorized to perform: dynamodb:PutItem")
-    denied.target, denied.contains, denied.times = "DynamoDB_20120810.PutItem", victim.encode(), None
+    denied = aws_json_error(
+        "AccessDeniedException", "User is not authorized to perform: dynamodb:TransactWriteItems"
+    )
+    denied.target, denied.contains, denied.times = (
+        "DynamoDB_20120810.TransactWriteItems",
+        victim.encode(),
+        None,
+    )
     proxy.inject(denied)
     publish(aws, settings.ctr_stream, second)
     wait_for(lambda: denied.hits >= 2, 60, "the denied batch to be tried again")
