@@ -7,6 +7,15 @@ DynamoDB's does not. qm-ingest writes contacts in transactions, so the emulator 
 slow down as a test or a demo goes on. This replacement keeps moto's semantics (every
 condition checked, all or nothing, the same cancellation reasons) but snapshots only the
 items the transaction touches, and holds a lock so that two transactions never interleave.
+
+moto's Kinesis shard takes the next sequence number as "the last one + 1" with no lock (its
+own comment says it is not safe for concurrency): two PutRecords on one shard at once could
+both take the same number, and one record silently replaced the other while both puts were
+answered as successful (measured here: 3 of 4,000 records lost with 8 concurrent puts of
+500). The service puts its output in parallel chunks, so this lost contacts on the emulator
+that AWS would never lose. The replacement numbers and stores each record under a lock, finds
+the last number in O(1) (moto copies every key of the shard per record), and reads under the
+same lock, so a reader never iterates a shard while it grows.
 """
 
 from __future__ import annotations
@@ -119,8 +128,43 @@ def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Non
             raise TransactionCanceledException(errors)
 
 
+_SHARD_LOCK = threading.RLock()
+
+
+def shard_put_record(self: Any, partition_key: str, data: str, explicit_hash_key: str) -> str:
+    from moto.kinesis.models import Record
+
+    with _SHARD_LOCK:
+        sequence_number = shard_max_sequence_number(self) + 1
+        self.records[sequence_number] = Record(partition_key, data, sequence_number, explicit_hash_key)
+        return str(sequence_number)
+
+
+def shard_max_sequence_number(self: Any) -> int:
+    with _SHARD_LOCK:
+        return next(reversed(self.records)) if self.records else 0
+
+
+def shard_min_sequence_number(self: Any) -> int:
+    with _SHARD_LOCK:
+        return next(iter(self.records)) if self.records else 0
+
+
+def _locked(method: Any) -> Any:
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _SHARD_LOCK:
+            return method(*args, **kwargs)
+
+    return locked
+
+
 def apply() -> None:
     """Install the replacements in this process's moto (the emulator server calls this)."""
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.kinesis.models import Shard
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    Shard.put_record = shard_put_record  # type: ignore[method-assign]
+    Shard.get_max_sequence_number = shard_max_sequence_number  # type: ignore[method-assign]
+    Shard.get_min_sequence_number = shard_min_sequence_number  # type: ignore[method-assign]
+    Shard.get_records = _locked(Shard.get_records)  # type: ignore[method-assign]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -81,3 +82,39 @@ def test_cleartext_http2_prior_knowledge(emulator: str) -> None:
                     return
             sock.sendall(conn.data_to_send())
     raise AssertionError("no HTTP/2 response")
+
+
+def test_concurrent_puts_to_one_shard_keep_every_record(emulator: str) -> None:
+    # The service puts its output in parallel chunks; two PutRecords on one shard at once must
+    # never share a sequence number (one record would silently replace the other).
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    kinesis = boto3.client("kinesis", endpoint_url=emulator, region_name="us-east-1")
+    stream = f"concurrent-{uuid.uuid4().hex[:8]}"
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream)
+
+    def put(chunk: int) -> list[str]:
+        client = boto3.client("kinesis", endpoint_url=emulator, region_name="us-east-1")
+        records: Any = [{"Data": f"{chunk}-{i}".encode(), "PartitionKey": f"{chunk}-{i}"} for i in range(500)]
+        answer = client.put_records(StreamName=stream, Records=records)
+        assert answer["FailedRecordCount"] == 0
+        return [r["SequenceNumber"] for r in answer["Records"]]
+
+    with ThreadPoolExecutor(8) as pool:
+        sequences = [s for chunk in pool.map(put, range(8)) for s in chunk]
+    assert len(set(sequences)) == 8 * 500
+
+    shard = kinesis.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+        "ShardIterator"
+    ]
+    seen: list[bytes] = []
+    while True:
+        page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
+        seen += [r["Data"] for r in page["Records"]]
+        if not page["Records"]:
+            break
+        iterator = page["NextShardIterator"]
+    assert len(seen) == len(set(seen)) == 8 * 500
