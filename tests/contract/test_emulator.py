@@ -118,3 +118,46 @@ def test_concurrent_puts_to_one_shard_keep_every_record(emulator: str) -> None:
             break
         iterator = page["NextShardIterator"]
     assert len(seen) == len(set(seen)) == 8 * 500
+
+
+def test_sqs_delay_visibility_and_deep_queues_keep_their_semantics(emulator: str) -> None:
+    # The emulator replaces moto's per-message retention, visibility and delay checks with
+    # cheaper ones; a delayed message stays hidden until its delay ends, a received one until
+    # its visibility timeout ends, and a deep queue hands out every message exactly once.
+    import time
+    import uuid
+
+    sqs = boto3.client("sqs", endpoint_url=emulator, region_name="us-east-1")
+    url = sqs.create_queue(QueueName=f"semantics-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+
+    sqs.send_message(QueueUrl=url, MessageBody="delayed", DelaySeconds=2)
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
+    time.sleep(2.2)
+    first = sqs.receive_message(QueueUrl=url, VisibilityTimeout=2)["Messages"]
+    assert [m["Body"] for m in first] == ["delayed"]
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
+    time.sleep(2.2)
+    again = sqs.receive_message(QueueUrl=url)["Messages"]
+    assert [m["Body"] for m in again] == ["delayed"]
+    assert again[0]["ReceiptHandle"] != first[0]["ReceiptHandle"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"])
+
+    bodies = {f"m{i}" for i in range(2000)}
+    ordered = sorted(bodies)
+    for start in range(0, len(ordered), 10):
+        entries: Any = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(ordered[start : start + 10])]
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    received: list[str] = []
+    while True:
+        page = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)
+        if "Messages" not in page:
+            break
+        received += [m["Body"] for m in page["Messages"]]
+        done: Any = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(page["Messages"])
+        ]
+        assert not sqs.delete_message_batch(QueueUrl=url, Entries=done).get("Failed")
+    assert sorted(received) == ordered
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "0"
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
