@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,7 +42,7 @@ Clock = Callable[[], datetime]
 
 
 class UserLookup(Protocol):
-    def get_many(self, usernames: Sequence[str]) -> dict[str, QmUser]: ...
+    def get_many(self, usernames: Sequence[str], *, fresh: bool = False) -> dict[str, QmUser]: ...
 
     def by_agent_arn(self, agent_arn: str) -> QmUser | None: ...
 
@@ -108,19 +109,31 @@ class ScreenControl:
         return f"ignored:{reason}"
 
     def on_agent_event(self, event: AgentEvent) -> str:
-        """Apply one agent event; returns the command sent or why nothing was sent."""
-        if not self.config.get().rte_enabled:
-            return self._ignore("rte_disabled")
+        """Apply one agent event; returns the command sent or why nothing was sent.
+
+        Starting needs RTE messaging on and a QM user configured for screen recording;
+        stopping never does: an agent who is recording is stopped by her logout (or
+        ``Offline``) whatever the settings say now, so switching a setting off never leaves
+        a desktop recording until the PC is switched off.
+        """
+        rte_enabled = self.config.get().rte_enabled
         user = self._user_of(event)
-        if user is None:
+        agent = user.username if user is not None else event.username
+        if not agent:
             return self._ignore("unknown_user")
-        if not user.screen_recording:
-            return self._ignore("not_configured")
+        if not rte_enabled:
+            held_back = "rte_disabled"
+        elif user is None:
+            held_back = "unknown_user"
+        elif not user.screen_recording:
+            held_back = "not_configured"
+        else:
+            held_back = ""
         for _ in range(10):
-            state, stored_last, _released = retry_transient(
-                lambda: self.states.load(user.username), "agents.load"
-            )
-            new, intent = apply(state, event)
+            state, stored_last, _released = retry_transient(lambda: self.states.load(agent), "agents.load")
+            if held_back and stored_last is None:
+                return self._ignore(held_back)  # never recorded: nothing to stop, nothing to keep
+            new, intent = apply(state, event, may_start=not held_back)
             if new == state:
                 return self._ignore("already_applied")
             if intent is not Intent.NONE:
@@ -129,8 +142,8 @@ class ScreenControl:
                 )
                 body = build_command(
                     command_type,
-                    agent=user.username,
-                    command_id=_command_id(f"{intent.value}:{user.username}:{event.dedup_key}"),
+                    agent=agent,
+                    command_id=_command_id(f"{intent.value}:{agent}:{event.dedup_key}"),
                     issued_at=self.clock(),
                     event_at=event.at,
                 )
@@ -138,12 +151,52 @@ class ScreenControl:
             # Publish, then save: a crash in between replays the event, and its command id
             # (deterministic per event) makes the second publish a no-op.
             saved = retry_transient(
-                lambda n=new, last=stored_last: self.states.save(user.username, n, last),  # type: ignore[misc]
+                lambda n=new, last=stored_last: self.states.save(agent, n, last),  # type: ignore[misc]
                 "agents.save",
             )
             if saved:
-                return intent.value if intent is not Intent.NONE else self._ignore("no_change")
-        raise RuntimeError(f"agent {user.username}: too many concurrent updates")
+                if intent is not Intent.NONE:
+                    return intent.value
+                return self._ignore(held_back or "no_change")
+        raise RuntimeError(f"agent {agent}: too many concurrent updates")
+
+    def may_record(self, usernames: Sequence[str]) -> set[str]:
+        """Which of these agents the settings let record now."""
+        if not self.config.get().rte_enabled or not usernames:
+            return set()
+        users = retry_transient(lambda: self.users.get_many(list(usernames), fresh=True), "users.get_many")
+        return {name for name, user in users.items() if user.screen_recording}
+
+    def stop_switched_off(self) -> int:
+        """Send ``stop_recording`` to every recording agent whom the settings no longer let record.
+
+        Switching RTE messaging off, or a user's screen recording (or deleting the user),
+        must stop what records at that moment, through whichever path the switch was made
+        (console, CLI, a sync): the service runs this every few seconds.
+        """
+        recording = self.states.recording_agents()
+        allowed = self.may_record(recording)
+        stopped = 0
+        for agent in recording:
+            if agent in allowed:
+                continue
+            for _ in range(10):
+                state, last, _released = self.states.load(agent)
+                if not state.recording:
+                    break
+                body = build_command(
+                    CommandType.STOP_RECORDING,
+                    agent=agent,
+                    command_id=_command_id(f"stop_recording:{agent}:switched_off:{last}"),
+                    issued_at=self.clock(),
+                    event_at=state.last_event_at,
+                )
+                self._publish(body)
+                if self.states.save(agent, replace(state, recording=False), last):
+                    stopped += 1
+                    log.info("recording stopped: the settings no longer let this agent record", agent=agent)
+                    break
+        return stopped
 
     # --- extractions ----------------------------------------------------------------------------
     def expects_extraction(self, contact: QmContact, user: QmUser | None) -> bool:
@@ -261,6 +314,15 @@ class ScreenControl:
         self._publish(body)
         self.states.set_released(agent, before)
         return True
+
+
+def run_recording_guard(control: ScreenControl, *, interval: float, stop: threading.Event) -> None:
+    """Every ``interval``: stop the recordings the settings no longer allow."""
+    while not stop.wait(interval):
+        try:
+            control.stop_switched_off()
+        except Exception as exc:
+            log.warning("recording guard round failed", error=type(exc).__name__)
 
 
 def _command_id(text: str) -> str:

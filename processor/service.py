@@ -168,6 +168,7 @@ class Service:
         from processor.adapters.commands import CommandStore
         from processor.adapters.progress import ShardProgress
         from processor.adapters.users import DynamoUserAdmin
+        from processor.screen_control import run_recording_guard
         from processor.screen_results import ScreenResultConsumer, run_releaser
         from processor.wiring import build_quarantine, build_screen_control
 
@@ -200,13 +201,27 @@ class Service:
                 args=(control,),
                 kwargs={
                     "consumed_until": lambda: progress.consumed_until(aws.kinesis, settings.ctr_stream),
-                    "agents": lambda: [u.username for u in users.scan() if u.screen_recording],
+                    # Every agent with a recording state, configured today or not: a user
+                    # switched off still has segments on her desktop to delete.
+                    "agents": lambda: sorted(
+                        {u.username for u in users.scan() if u.screen_recording}
+                        | set(control.states.agents())
+                    ),
                     "window": joiner.window,
                     "slack": timedelta(seconds=settings.release_slack_seconds),
                     "interval": settings.release_interval_seconds,
                     "stop": self.stop_event,
                 },
                 name="releaser",
+                daemon=True,
+            )
+        )
+        threads.append(
+            threading.Thread(
+                target=run_recording_guard,
+                args=(control,),
+                kwargs={"interval": settings.recording_guard_seconds, "stop": self.stop_event},
+                name="recording-guard",
                 daemon=True,
             )
         )

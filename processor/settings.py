@@ -200,6 +200,14 @@ class Settings(BaseSettings):
     release_interval_seconds: Annotated[
         float, Field(gt=0, le=86400, description="How often release_segments_before is recomputed per agent")
     ] = 60.0
+    recording_guard_seconds: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=3600,
+            description="How often recordings that RTE or a user's setting no longer allows are stopped",
+        ),
+    ] = 10.0
     release_slack_seconds: Annotated[
         int, Field(ge=0, le=86400, description="Extra margin before a segment may be released (clock skew)")
     ] = 300

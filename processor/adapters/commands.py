@@ -242,6 +242,26 @@ class AgentStates:
             raise
         return True
 
+    def _scan(self, filter_expression: str | None = None, values: dict[str, Any] | None = None) -> list[str]:
+        names = {"#a": "agent", "#r": "recording"} if filter_expression else {"#a": "agent"}
+        extra: dict[str, Any] = {"ExpressionAttributeNames": names}
+        if filter_expression:
+            extra.update(FilterExpression=filter_expression, ExpressionAttributeValues=values)
+        agents: list[str] = []
+        for page in self._ddb.get_paginator("scan").paginate(
+            TableName=self._table, ProjectionExpression="#a", ConsistentRead=True, **extra
+        ):
+            agents += [item["agent"]["S"] for item in page.get("Items", [])]
+        return sorted(agents)
+
+    def agents(self) -> list[str]:
+        """Every agent with a recording state: each one's desktop may hold segments."""
+        return self._scan()
+
+    def recording_agents(self) -> list[str]:
+        """The agents whose desktops were last told to record."""
+        return self._scan("#r = :t", {":t": {"BOOL": True}})
+
     def set_released(self, agent: str, before: datetime) -> bool:
         """Advance the published release watermark (never backwards)."""
         value = format_instant(before)

@@ -66,14 +66,15 @@ class DynamoUserDirectory:
     def get(self, username: str) -> QmUser | None:
         return self.get_many([username]).get(username)
 
-    def get_many(self, usernames: Iterable[str]) -> dict[str, QmUser]:
+    def get_many(self, usernames: Iterable[str], *, fresh: bool = False) -> dict[str, QmUser]:
+        """The known users among ``usernames``; ``fresh`` reads past the cache."""
         now = time.monotonic()
         wanted = {u for u in usernames if u}
         found: dict[str, QmUser] = {}
         missing: list[str] = []
         for name in wanted:
             cached = self._cache.get(name)
-            if cached and now - cached[0] < self._ttl:
+            if cached and not fresh and now - cached[0] < self._ttl:
                 if cached[1] is not None:
                     found[name] = cached[1]
             else:

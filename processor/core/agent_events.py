@@ -159,8 +159,15 @@ def _remember(
     return tuple(ordered[-MAX_RECENT_CONTACTS:])
 
 
-def apply(state: AgentRecording, event: AgentEvent) -> tuple[AgentRecording, Intent]:
-    """The agent's next state and the command to send (``Intent.NONE``: nothing)."""
+def apply(
+    state: AgentRecording, event: AgentEvent, *, may_start: bool = True
+) -> tuple[AgentRecording, Intent]:
+    """The agent's next state and the command to send (``Intent.NONE``: nothing).
+
+    ``may_start`` is False while the settings do not let this agent record (RTE messaging off,
+    the user not configured for screen recording, or not a QM user): nothing starts, but a
+    recording that runs is stopped by the agent's logout or ``Offline`` as always.
+    """
     if state.last_event_at is not None and event.at <= state.last_event_at:
         return state, Intent.NONE  # older or re-delivered: already applied
     intent = intent_of(event)
@@ -169,7 +176,7 @@ def apply(state: AgentRecording, event: AgentEvent) -> tuple[AgentRecording, Int
         last_event_at=event.at,
         recent_contacts=_remember(state.recent_contacts, in_hand(event), event.at),
     )
-    if intent is Intent.START and not state.recording:
+    if intent is Intent.START and not state.recording and may_start:
         return replace(new, recording=True), Intent.START
     if intent is Intent.STOP and state.recording:
         return replace(new, recording=False), Intent.STOP

@@ -268,3 +268,90 @@ def test_release_waits_for_every_shard(screen_settings, aws) -> None:
     assert command["before"] == "2026-06-01T11:24:00.000Z"
     _, _, released = AgentStates(aws.dynamodb, screen_settings.agents_table).load("agent.one")
     assert released == "2026-06-01T11:24:00.000Z"
+
+
+def set_rte(aws, settings, enabled: bool) -> None:  # type: ignore[no-untyped-def]
+    store = RuntimeConfigStore(aws.dynamodb, settings.config_table)
+    store.save(
+        replace(store.load(), rte_enabled=enabled), updated_by="test", updated_at=utc_now().isoformat()
+    )
+
+
+def test_logout_stops_recording_after_rte_is_switched_off(screen_settings, aws, samples_dir: Path) -> None:
+    records = agent_records(samples_dir)  # LOGIN, Available, ... Break | Lunch, Offline, LOGOUT
+    control = build_screen_control(screen_settings, aws)
+    AgentEventIngest(control, build_quarantine(screen_settings, aws), utc_now).process(records[:4])
+    set_rte(aws, screen_settings, False)
+    control = build_screen_control(screen_settings, aws)  # a fresh read of the settings
+    AgentEventIngest(control, build_quarantine(screen_settings, aws), utc_now).process(records[4:])
+    commands = queue_messages(aws, "christy.burkholder")
+    assert [c["type"] for c in commands] == ["start_recording", "stop_recording"]
+    assert commands[1]["event_at"] == "2018-05-16T16:50:18.018Z"  # the agent went Offline
+    state, _, _ = AgentStates(aws.dynamodb, screen_settings.agents_table).load("christy.burkholder")
+    assert not state.recording
+
+
+def test_logout_stops_recording_after_the_user_is_switched_off(
+    screen_settings, aws, samples_dir: Path
+) -> None:
+    records = agent_records(samples_dir)
+    control = build_screen_control(screen_settings, aws)
+    ingest = AgentEventIngest(control, build_quarantine(screen_settings, aws), utc_now)
+    ingest.process(records[:4])
+    DynamoUserAdmin(aws.dynamodb, screen_settings.users_table).set_screen_recording(
+        ["christy.burkholder"], False
+    )
+    control = build_screen_control(screen_settings, aws)
+    AgentEventIngest(control, build_quarantine(screen_settings, aws), utc_now).process(records[4:])
+    assert [c["type"] for c in queue_messages(aws, "christy.burkholder")] == [
+        "start_recording",
+        "stop_recording",
+    ]
+    # Not configured any more: her next logon starts nothing.
+    AgentEventIngest(control, build_quarantine(screen_settings, aws), utc_now).process(
+        [replace(records[0], data=records[0].data.replace(b"2018-05-16T16:12", b"2018-05-17T08:00"))]
+    )
+    assert queue_messages(aws, "christy.burkholder") == []
+
+
+def test_switching_rte_off_stops_every_agent_recording_now(screen_settings, aws, samples_dir: Path) -> None:
+    control = build_screen_control(screen_settings, aws)
+    ingest = AgentEventIngest(control, build_quarantine(screen_settings, aws), utc_now)
+    ingest.process(agent_records(samples_dir)[:2])
+    ingest.process(agent_records(samples_dir, username="agent.one")[:2])
+    assert [c["type"] for c in queue_messages(aws, "christy.burkholder")] == ["start_recording"]
+    assert [c["type"] for c in queue_messages(aws, "agent.one")] == ["start_recording"]
+    assert control.stop_switched_off() == 0  # everyone who records may record
+
+    set_rte(aws, screen_settings, False)
+    control = build_screen_control(screen_settings, aws)
+    assert control.stop_switched_off() == 2
+    assert control.stop_switched_off() == 0  # once
+    for agent in ("christy.burkholder", "agent.one"):
+        [stop] = queue_messages(aws, agent)
+        assert stop["type"] == "stop_recording"
+        parse_command(orjson.dumps(stop))
+    states = AgentStates(aws.dynamodb, screen_settings.agents_table)
+    assert states.recording_agents() == []
+    # Their later logouts send nothing more; both stay in line for segment release.
+    AgentEventIngest(control, build_quarantine(screen_settings, aws), utc_now).process(
+        agent_records(samples_dir)[2:]
+    )
+    assert queue_messages(aws, "christy.burkholder") == []
+    assert {"christy.burkholder", "agent.one"} <= set(states.agents())
+
+
+def test_switching_one_user_off_stops_only_her_recording(screen_settings, aws, samples_dir: Path) -> None:
+    control = build_screen_control(screen_settings, aws)
+    ingest = AgentEventIngest(control, build_quarantine(screen_settings, aws), utc_now)
+    ingest.process(agent_records(samples_dir)[:2])
+    ingest.process(agent_records(samples_dir, username="agent.one")[:2])
+    queue_messages(aws, "christy.burkholder"), queue_messages(aws, "agent.one")
+    control.users.get_many(["agent.one"])  # cached as configured
+    DynamoUserAdmin(aws.dynamodb, screen_settings.users_table).set_screen_recording(["agent.one"], False)
+    assert control.stop_switched_off() == 1  # read past the lookup cache
+    assert [c["type"] for c in queue_messages(aws, "agent.one")] == ["stop_recording"]
+    assert queue_messages(aws, "christy.burkholder") == []
+    assert AgentStates(aws.dynamodb, screen_settings.agents_table).recording_agents() == [
+        "christy.burkholder"
+    ]

@@ -174,3 +174,21 @@ def test_a_segment_is_never_released_while_an_overlapping_contact_can_still_arri
     imported = ctr_arrives <= consumed_until
     if overlapping and released:
         assert imported, "a segment was released before its contact was imported"
+
+
+@settings(max_examples=200, deadline=None)
+@given(allowed=st.lists(st.booleans(), min_size=11, max_size=11))
+def test_a_recording_always_stops_whatever_the_settings_say(allowed: list[bool]) -> None:
+    # Whatever the settings allowed event by event, a START comes only when allowed, and the
+    # session's end (Offline, then LOGOUT) leaves nothing recording.
+    from tests.conftest import SAMPLES
+
+    state = AgentRecording()
+    for payload, may_start in zip(events(SAMPLES), allowed, strict=True):
+        before = state.recording
+        state, intent = apply(state, parse_agent_event(payload), may_start=may_start)
+        if intent is Intent.START:
+            assert may_start and not before
+        if not may_start:
+            assert intent is not Intent.START
+    assert not state.recording
