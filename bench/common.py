@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from processor.local import control
+from processor.simulation import DEFAULT_INSTANCE_ARN
 
 
 def quick() -> bool:
@@ -50,6 +51,8 @@ def emulator() -> Iterator[str]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     os.environ.setdefault("AWS_REGION", "us-east-1")
+    # The tenant check: the simulated contact centre's instance.
+    os.environ.setdefault("QM_INSTANCE_ARN", DEFAULT_INSTANCE_ARN)
     try:
         yield status.endpoint
     finally:

@@ -42,7 +42,7 @@ from processor.adapters.aws import AwsClients, is_transient
 from processor.adapters.contact_versions import imported_between, imported_versions
 from processor.adapters.sqs_consumer import SqsConsumer
 from processor.core.archive_layout import HOUR, ArchiveLocation, object_hour
-from processor.core.ctr import format_instant, parse_ctr
+from processor.core.ctr import AcceptedInstances, format_instant, parse_ctr
 from processor.core.firehose import read_archive_object
 from processor.core.reconcile import GapReport, NewestVersions, compare
 from processor.core.s3_events import ObjectCreated, parse_notification
@@ -480,7 +480,7 @@ def scan_archive(
     objects: Iterable[ArchiveObject],
     *,
     max_record_bytes: int,
-    instance_arn: str | None,
+    instance_arn: AcceptedInstances | str | None,
     progress: Progress | None = None,
 ) -> ArchiveScan:
     """Read ``objects`` (no writes) and keep the newest version of each contact."""
@@ -550,18 +550,21 @@ def reconcile(
             bar.advance(records, stored)
             bar.object_done()
 
+        from processor.wiring import instances_now
+
+        accepted = instances_now(settings, aws)
         scan = scan_archive(
             s3,
             objects,
             max_record_bytes=settings.max_record_bytes,
-            instance_arn=settings.instance_arn,
+            instance_arn=accepted,
             progress=step,
         )
         edges = scan_archive(
             s3,
             around,
             max_record_bytes=settings.max_record_bytes,
-            instance_arn=settings.instance_arn,
+            instance_arn=accepted,
             progress=step,
         )
     ddb = aws.dynamodb

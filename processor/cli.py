@@ -770,7 +770,7 @@ def users_sync(
     _setup_logs(s)
     aws = _clients(s)
     target = instance_id or RuntimeConfigStore(aws.dynamodb, s.config_table).load().instance_arn
-    target = target or s.instance_arn
+    target = target or s.named_instance_arn
     if not target:
         fail(
             "no instance: pass --instance-id or set the instance ARN on the console's ACD Configuration page",

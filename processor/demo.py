@@ -26,6 +26,7 @@ from processor.exceptions import QmIngestError
 from processor.local import control
 from processor.report import print_contacts
 from processor.settings import Settings
+from processor.simulation import DEFAULT_INSTANCE_ARN
 from processor.simulator import PublishedScenario, publish_scenario
 
 #: KCL timings for a quick local start (the defaults suit production).
@@ -50,10 +51,15 @@ def run_demo(*, contacts: int, port: int, console_seconds: float | None = None) 
     console.print(f"[bold]emulator[/]: {status.describe()}")
     env = dict(os.environ)
     env["AWS_ENDPOINT_URL"] = status.endpoint
-    env.setdefault("AWS_REGION", "us-east-1")
-    env.setdefault("AWS_ACCESS_KEY_ID", "test")
-    env.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    for key, value in FAST_KCL.items():
+    defaults = {
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        # The tenant check: the simulated contact centre's Connect instance.
+        "QM_INSTANCE_ARN": DEFAULT_INSTANCE_ARN,
+        **FAST_KCL,
+    }
+    for key, value in defaults.items():
         env.setdefault(key, value)
     # A free port for /metrics, unless one was asked for: 8080 may be taken on a workstation.
     env.setdefault("QM_HEALTH_PORT", str(control.free_port()))

@@ -120,6 +120,7 @@ class Doctor:
             self.check_credentials()
             self.check_streams()
             self.check_tables()
+            self.check_tenant()
             queue_arn = self.check_queues()
             self.check_buckets()
             self.check_notification(queue_arn)
@@ -339,6 +340,30 @@ class Doctor:
                 self.findings.fatal(
                     f"dynamodb table {lease}", f"cannot be described ({_code(exc)})", "grant dynamodb:* on it"
                 )
+
+    def check_tenant(self) -> None:
+        """Which Connect instances are imported: at least one must be named, or 'any' on purpose."""
+        from processor.adapters.runtime_config import RuntimeConfigStore
+
+        subject = "tenant check"
+        try:
+            saved = RuntimeConfigStore(self.aws.dynamodb, self.settings.config_table).load().instance_arn
+        except ClientError:
+            saved = None  # the config table's own check reports why
+        accepted = self.settings.accepted_instances.with_arn(saved)
+        if accepted.any_instance:
+            self.findings.warn(
+                subject,
+                "QM_INSTANCE_ARN=any: CTRs and agent events of every Connect instance are imported",
+                "name your instance(s) in QM_INSTANCE_ARN or on the console's ACD Configuration page",
+            )
+        elif not accepted.configured:
+            from processor.wiring import NO_TENANT
+
+            self.findings.fatal(subject, *NO_TENANT)
+        else:
+            where = " (with the console's)" if saved else ""
+            self.findings.ok(subject, f"imports CTRs of {accepted.describe()}{where}")
 
     def _check_table(self, spec: TableSpec) -> None:
         subject = f"dynamodb table {spec.name}"

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from processor.adapters.aws import fails_the_batch
 from processor.adapters.quarantine import Quarantine
-from processor.core.ctr import ContactRecord, check_instance, format_instant, parse_ctr
+from processor.core.ctr import AcceptedInstances, ContactRecord, check_instance, format_instant, parse_ctr
 from processor.exceptions import InvalidInput, SourcePosition
 from processor.faults import fault_point
 from processor.logs import get_logger
@@ -85,30 +85,31 @@ class CtrIngest:
         *,
         joiner: CtrJoin,
         quarantine: Quarantine,
-        instance_arn: str | None,
+        instances: AcceptedInstances | Callable[[], AcceptedInstances],
         max_record_bytes: int,
         clock: Clock = utc_now,
     ) -> None:
         self._joiner = joiner
         self._quarantine = quarantine
-        self._instance_arn = instance_arn
+        self._instances = instances if callable(instances) else (lambda: instances)
         self._max_bytes = max_record_bytes
         self._clock = clock
 
     def close(self) -> None:
         return None  # the join's pools are the join's (shared by every batch)
 
-    def parse(self, record: StreamRecord) -> ContactRecord:
+    def parse(self, record: StreamRecord, accepted: AcceptedInstances | None = None) -> ContactRecord:
         parsed = parse_ctr(record.data, max_bytes=self._max_bytes)
-        check_instance(parsed, self._instance_arn)
+        check_instance(parsed, accepted or self._instances())
         return parsed
 
     def process(self, records: Sequence[StreamRecord]) -> BatchResult:
         result = BatchResult(read=len(records))
         newest: dict[str, _Parsed] = {}
+        accepted = self._instances()  # once a batch: the console's instance is read within seconds
         for record in records:
             try:
-                parsed = self.parse(record)
+                parsed = self.parse(record, accepted)
             except InvalidInput as exc:
                 self._quarantine_one(exc.at(record.position, record.data), result)
                 continue

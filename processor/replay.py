@@ -56,7 +56,7 @@ from processor.core.checkpoints import (
     replay_checkpoint,
     select_shards,
 )
-from processor.core.ctr import check_instance, parse_ctr
+from processor.core.ctr import AcceptedInstances, check_instance, parse_ctr
 from processor.core.reconcile import GapReport, NewestVersions, compare
 from processor.exceptions import InvalidInput, ReplayRefused, SourcePosition
 from processor.logs import get_logger
@@ -266,6 +266,11 @@ def replay_direct(
     lock = threading.Lock()
     started = time.monotonic()
     extra: dict[str, Any] = {} if min_interval is None else {"min_interval": min_interval}
+    accepted: AcceptedInstances | None = None
+    if dry_run:
+        from processor.wiring import instances_now
+
+        accepted = instances_now(settings, aws)
     with ShardProgress(list(starts), enabled=progress, title="replay") as bar:
 
         def one(shard: str) -> None:
@@ -281,7 +286,7 @@ def replay_direct(
                     fraction = 1 - page.millis_behind / first_lag if first_lag else None
                     if page.records:
                         if dry_run:
-                            _collect(page, shard, newest, settings, lock)
+                            _collect(page, shard, newest, settings, accepted=accepted, lock=lock)
                             with lock:
                                 arrivals.append(page.records[0]["ApproximateArrivalTimestamp"])
                                 arrivals.append(page.records[-1]["ApproximateArrivalTimestamp"])
@@ -312,12 +317,18 @@ def replay_direct(
 
 
 def _collect(
-    page: Page, shard: str, newest: NewestVersions, settings: Settings, lock: threading.Lock
+    page: Page,
+    shard: str,
+    newest: NewestVersions,
+    settings: Settings,
+    *,
+    accepted: AcceptedInstances | None,
+    lock: threading.Lock,
 ) -> None:
     for record in page.records:
         try:
             ctr = parse_ctr(bytes(record["Data"]), max_bytes=settings.max_record_bytes)
-            check_instance(ctr, settings.instance_arn)
+            check_instance(ctr, accepted)
         except InvalidInput:
             with lock:
                 newest.unreadable += 1

@@ -24,7 +24,7 @@ from processor.adapters.commands import AgentStates, CommandPublisher, CommandSt
 from processor.adapters.quarantine import Quarantine
 from processor.adapters.runtime_config import RuntimeConfigReader
 from processor.core.agent_events import AgentEvent, Intent, apply, parse_agent_event
-from processor.core.ctr import format_instant, normalise_instance_arn
+from processor.core.ctr import AcceptedInstances, format_instant
 from processor.core.desktop_protocol import CommandType, build_command, extract_command_id
 from processor.core.mapping import QmContact
 from processor.core.users import QmUser
@@ -92,7 +92,8 @@ class ScreenControl:
     server_key: Callable[[], tuple[str, str] | None]
     clock: Clock
     url_days: int = 7
-    instance_arn: str | None = None
+    #: The tenant check (None: every instance, for tests that build a control by hand).
+    instances: Callable[[], AcceptedInstances] | None = None
     ignored: dict[str, int] = field(default_factory=dict)
     published: dict[str, int] = field(default_factory=dict)
 
@@ -343,11 +344,11 @@ class AgentEventIngest:
 
     def process(self, records: Sequence[StreamRecord]) -> BatchResult:
         result = BatchResult(read=len(records))
+        accepted = self.control.instances() if self.control.instances is not None else None
         for record in records:
             try:
                 event = parse_agent_event(record.data)
-                expected = self.control.instance_arn
-                if expected is not None and event.instance_arn != normalise_instance_arn(expected):
+                if accepted is not None and not accepted.accepts(event.instance_arn):
                     raise InvalidInput("foreign_instance", f"agent event of instance {event.instance_arn}")
             except InvalidInput as exc:
                 located = exc.at(record.position, record.data)

@@ -24,6 +24,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from processor.core.ctr import ANY_INSTANCE, AcceptedInstances
 from processor.exceptions import ConfigurationError
 
 
@@ -112,7 +113,11 @@ class Settings(BaseSettings):
     # --- Amazon Connect ----------------------------------------------------------------
     instance_arn: Annotated[
         str | None,
-        Field(description="Only CTRs of this Connect instance are imported; unset = accept any instance"),
+        Field(
+            description="The Connect instance(s) whose CTRs and agent events are imported (ARNs,"
+            " comma-separated; 'any' = every instance, on purpose); with the console's instance,"
+            " at least one is needed for run"
+        ),
     ] = None
 
     # --- resources ---------------------------------------------------------------------
@@ -477,12 +482,27 @@ class Settings(BaseSettings):
     @field_validator("instance_arn")
     @classmethod
     def _instance_arn_shape(cls, value: str | None) -> str | None:
-        if value in (None, ""):
+        if value is None or not value.strip():
             return None
-        assert value is not None
-        if not value.startswith("arn:") or ":instance/" not in value:
-            raise ValueError(f"not an Amazon Connect instance ARN: {value!r}")
-        return value
+        if value.strip().lower() == ANY_INSTANCE:
+            return ANY_INSTANCE
+        arns = [part.strip() for part in value.split(",") if part.strip()]
+        for arn in arns:
+            if not arn.startswith("arn:") or ":instance/" not in arn:
+                raise ValueError(f"not an Amazon Connect instance ARN: {arn!r} (or 'any')")
+        return ",".join(arns)
+
+    @property
+    def named_instance_arn(self) -> str | None:
+        """The first instance this setting names (users are synced from it); None with 'any'."""
+        if not self.instance_arn or self.instance_arn == ANY_INSTANCE:
+            return None
+        return self.instance_arn.split(",")[0]
+
+    @property
+    def accepted_instances(self) -> AcceptedInstances:
+        """The instances this setting names (the console's saved one comes on top)."""
+        return AcceptedInstances.parse(self.instance_arn)
 
     def endpoint_for(self, service: str) -> str | None:
         """The endpoint of one AWS service: its own override, else the common one."""

@@ -54,6 +54,13 @@ def upload_recording(aws: AwsClients, upload: RecordingUpload) -> None:
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
 
 
+def simulated_instance(settings: Settings) -> str:
+    """The Connect instance of the simulated centre: the first the tenant check names, else the
+    simulator's own (which ``demo`` and the test harnesses name in ``QM_INSTANCE_ARN``)."""
+    accepted = settings.accepted_instances
+    return sorted(accepted.arns)[0] if accepted.arns else DEFAULT_INSTANCE_ARN
+
+
 def publish_scenario(
     settings: Settings,
     aws: AwsClients,
@@ -64,13 +71,14 @@ def publish_scenario(
     scenario: Scenario | None = None,
 ) -> PublishedScenario:
     if scenario is None:
+        instance_arn = simulated_instance(settings)
         seed = seed if seed is not None else time.time_ns() % 2**31
         start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
         scenario = build_scenario(
             seed=seed,
             contacts=contacts,
             start=start,
-            instance_arn=settings.instance_arn or DEFAULT_INSTANCE_ARN,
+            instance_arn=instance_arn,
             bucket=settings.recordings_bucket,
         )
     users = scenario.users()

@@ -15,7 +15,9 @@ from processor.adapters.output import OutputStream
 from processor.adapters.quarantine import DynamoQuarantine
 from processor.adapters.runtime_config import RuntimeConfigReader, RuntimeConfigStore
 from processor.adapters.users import DynamoUserDirectory
+from processor.core.ctr import AcceptedInstances
 from processor.core.join import Tolerance
+from processor.exceptions import ConfigurationError
 from processor.joiner import Joiner
 from processor.metrics import CountingQuarantine, JoinMetrics
 from processor.pipeline import CtrIngest, utc_now
@@ -34,6 +36,36 @@ def join_window(settings: Settings, config: RuntimeConfigReader) -> timedelta:
     return timedelta(seconds=settings.join_window_seconds)
 
 
+def accepted_instances(settings: Settings, config: RuntimeConfigReader) -> AcceptedInstances:
+    """The tenant check: the setting's instances and the one saved on the console's page."""
+    return settings.accepted_instances.with_arn(config.get().instance_arn)
+
+
+NO_TENANT = (
+    "no Amazon Connect instance is named, so CTRs of any tenant would be imported",
+    "set QM_INSTANCE_ARN to your instance's ARN (comma-separated for several), save it on the "
+    "console's ACD Configuration page, or set QM_INSTANCE_ARN=any to accept every instance on purpose",
+)
+
+
+def instances_now(settings: Settings, aws: AwsClients) -> AcceptedInstances | None:
+    """The accepted instances read once (for reports that import nothing); None: none named."""
+    reader = RuntimeConfigReader(RuntimeConfigStore(aws.dynamodb, settings.config_table))
+    accepted = accepted_instances(settings, reader)
+    return accepted if accepted.configured else None
+
+
+def instances_of(settings: Settings, aws: AwsClients) -> Callable[[], AcceptedInstances]:
+    """The accepted instances as the running service sees them (the console's within seconds).
+
+    Raises :class:`ConfigurationError` when none is named: nothing imports without the check.
+    """
+    reader = RuntimeConfigReader(RuntimeConfigStore(aws.dynamodb, settings.config_table))
+    if not accepted_instances(settings, reader).configured:
+        raise ConfigurationError(f"refusing to import: {NO_TENANT[0]} (fix: {NO_TENANT[1]})")
+    return lambda: accepted_instances(settings, reader)
+
+
 def build_screen_control(settings: Settings, aws: AwsClients) -> ScreenControl:
     from processor.adapters.commands import AgentQueues, AgentStates, CommandPublisher, CommandStore
     from processor.screen_control import ScreenControl
@@ -50,7 +82,7 @@ def build_screen_control(settings: Settings, aws: AwsClients) -> ScreenControl:
         server_key=cached_server_key(settings),
         clock=utc_now,
         url_days=settings.screen_upload_url_days,
-        instance_arn=settings.instance_arn,
+        instances=instances_of(settings, aws),
     )
 
 
@@ -126,6 +158,6 @@ def build_ingest(settings: Settings, aws: AwsClients | None = None) -> CtrIngest
     return CtrIngest(
         joiner=build_joiner(settings, aws),
         quarantine=build_quarantine(settings, aws),
-        instance_arn=settings.instance_arn,
+        instances=instances_of(settings, aws),
         max_record_bytes=settings.max_record_bytes,
     )

@@ -404,7 +404,7 @@ async def users_screen_recording(request: Request, deps: ConsoleDeps, account: C
 async def users_sync(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
     await checked_form(request)
     stored = await run_in_threadpool(deps.config.load)
-    arn = stored.instance_arn or deps.settings.instance_arn
+    arn = stored.instance_arn or deps.settings.named_instance_arn
     if not arn:
         return await users_page(
             request,

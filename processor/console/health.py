@@ -75,15 +75,10 @@ def resource_health(settings: Settings, aws: AwsClients) -> ProblemReport:
         acd = RuntimeConfigStore(aws.dynamodb, settings.config_table).load()
     except ClientError:
         return report
-    if acd.instance_arn and settings.instance_arn and acd.instance_arn != settings.instance_arn:
+    if not settings.accepted_instances.with_arn(acd.instance_arn).configured:
         report.add(
-            "the instance ARN on this page differs from QM_INSTANCE_ARN, which the CTR import enforces",
-            "make them the same (QM_INSTANCE_ARN is read at service start)",
-        )
-    if not acd.instance_arn and not settings.instance_arn:
-        report.add(
-            "no Amazon Connect instance is configured: users cannot be synced and CTRs of any instance "
-            "are accepted",
-            "enter the instance ARN on this page",
+            "no Amazon Connect instance is configured: the service refuses to import CTRs and users "
+            "cannot be synced",
+            "enter the instance ARN on this page (or set QM_INSTANCE_ARN; 'any' accepts every instance)",
         )
     return report

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -226,13 +227,62 @@ def ctr_from_object(obj: Any) -> ContactRecord:
     )
 
 
-def check_instance(record: ContactRecord, expected_instance_arn: str | None) -> None:
-    """Refuse a CTR of another Connect instance (another tenant's data)."""
-    if expected_instance_arn is None:
+ANY_INSTANCE = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedInstances:
+    """The Amazon Connect instances whose records are imported: the tenant check.
+
+    Named by ``QM_INSTANCE_ARN`` (one ARN, a comma-separated list, or ``any`` to accept
+    every instance on purpose) and by the instance saved on the console's ACD Configuration
+    page. Nothing named at all is not "any": the service refuses to start.
+    """
+
+    arns: frozenset[str] = frozenset()
+    any_instance: bool = False
+
+    @classmethod
+    def parse(cls, text: str | None) -> AcceptedInstances:
+        return _parse_instances(text or "")
+
+    def with_arn(self, arn: str | None) -> AcceptedInstances:
+        if not arn or self.any_instance:
+            return self
+        return AcceptedInstances(self.arns | {normalise_instance_arn(arn)})
+
+    @property
+    def configured(self) -> bool:
+        return self.any_instance or bool(self.arns)
+
+    def accepts(self, arn: str) -> bool:
+        return self.any_instance or arn in self.arns
+
+    def describe(self) -> str:
+        if self.any_instance:
+            return "any instance"
+        return ", ".join(sorted(self.arns)) or "none"
+
+
+@lru_cache(maxsize=64)
+def _parse_instances(text: str) -> AcceptedInstances:
+    if text.strip().lower() == ANY_INSTANCE:
+        return AcceptedInstances(any_instance=True)
+    return AcceptedInstances(frozenset(normalise_instance_arn(p) for p in text.split(",") if p.strip()))
+
+
+def check_instance(record: ContactRecord, expected: AcceptedInstances | str | None) -> None:
+    """Refuse a CTR of another Connect instance (another tenant's data).
+
+    ``None`` checks nothing: for tools that import nothing (``map-ctr``); every import path
+    resolves its :class:`AcceptedInstances` first and refuses to run without one.
+    """
+    if expected is None:
         return
-    if record.instance_arn != normalise_instance_arn(expected_instance_arn):
+    accepted = expected if isinstance(expected, AcceptedInstances) else AcceptedInstances.parse(expected)
+    if not accepted.accepts(record.instance_arn):
         raise InvalidInput(
-            "foreign_instance", f"CTR of instance {record.instance_arn}, expected {expected_instance_arn}"
+            "foreign_instance", f"CTR of instance {record.instance_arn}, expected {accepted.describe()}"
         )
 
 

@@ -137,7 +137,7 @@ def test_fuzzed_input_through_the_ctr_path_and_the_queue(
     ingest = CtrIngest(
         joiner=joiner,
         quarantine=build_quarantine(settings, aws),
-        instance_arn=settings.instance_arn,
+        instances=settings.accepted_instances,
         max_record_bytes=settings.max_record_bytes,
     )
     queue_url = aws.sqs.get_queue_url(QueueName=settings.recordings_queue)["QueueUrl"]

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from processor.adapters.quarantine import QuarantineEntry
-from processor.core.ctr import ContactRecord
+from processor.core.ctr import AcceptedInstances, ContactRecord
 from processor.exceptions import InvalidInput, SourcePosition
 from processor.pipeline import CtrIngest, StreamRecord
 
@@ -64,7 +64,12 @@ def records(samples_dir: Path, ids: list[str]) -> list[StreamRecord]:
 def test_a_record_that_breaks_the_join_is_quarantined_and_the_batch_moves_on(samples_dir: Path) -> None:
     quarantine = MemoryQuarantine()
     join = Join({"bad": ValueError("boom")})
-    ingest = CtrIngest(joiner=join, quarantine=quarantine, instance_arn=None, max_record_bytes=1 << 20)
+    ingest = CtrIngest(
+        joiner=join,
+        quarantine=quarantine,
+        instances=AcceptedInstances(any_instance=True),
+        max_record_bytes=1 << 20,
+    )
     result = ingest.process(records(samples_dir, ["a", "bad", "b"]))
     assert (result.created, result.quarantined) == (2, 1)
     assert sorted(join.seen) == ["a", "b"]
@@ -77,7 +82,12 @@ def test_a_record_that_breaks_the_join_is_quarantined_and_the_batch_moves_on(sam
 def test_transient_failures_are_never_quarantined(samples_dir: Path) -> None:
     quarantine = MemoryQuarantine()
     join = Join({"b": EndpointConnectionError(endpoint_url="http://127.0.0.1")})
-    ingest = CtrIngest(joiner=join, quarantine=quarantine, instance_arn=None, max_record_bytes=1 << 20)
+    ingest = CtrIngest(
+        joiner=join,
+        quarantine=quarantine,
+        instances=AcceptedInstances(any_instance=True),
+        max_record_bytes=1 << 20,
+    )
     with pytest.raises(EndpointConnectionError):
         ingest.process(records(samples_dir, ["a", "b"]))
     assert quarantine.entries == []
@@ -99,7 +109,12 @@ def test_a_failure_of_the_surroundings_fails_the_batch_instead_of_quarantining(
     contact into quarantine until it is fixed. The batch fails, to be read again."""
     quarantine = MemoryQuarantine()
     join = Join({"b": client_error(code, 400)})
-    ingest = CtrIngest(joiner=join, quarantine=quarantine, instance_arn=None, max_record_bytes=1 << 20)
+    ingest = CtrIngest(
+        joiner=join,
+        quarantine=quarantine,
+        instances=AcceptedInstances(any_instance=True),
+        max_record_bytes=1 << 20,
+    )
     with pytest.raises(ClientError):
         ingest.process(records(samples_dir, ["a", "b"]))
     assert quarantine.entries == []
@@ -108,7 +123,12 @@ def test_a_failure_of_the_surroundings_fails_the_batch_instead_of_quarantining(
 def test_an_item_too_large_for_dynamodb_is_the_records_fault(samples_dir: Path) -> None:
     quarantine = MemoryQuarantine()
     join = Join({"big": client_error("ValidationException", 400)})
-    ingest = CtrIngest(joiner=join, quarantine=quarantine, instance_arn=None, max_record_bytes=1 << 20)
+    ingest = CtrIngest(
+        joiner=join,
+        quarantine=quarantine,
+        instances=AcceptedInstances(any_instance=True),
+        max_record_bytes=1 << 20,
+    )
     result = ingest.process(records(samples_dir, ["a", "big"]))
     assert (result.created, result.quarantined) == (1, 1)
     [entry] = quarantine.entries
