@@ -589,6 +589,32 @@ class Doctor:
             (self.settings.quarantine_bucket, False),
         ):
             self._check_bucket(bucket, recordings)
+        self._check_missing_recording_answer(self.settings.recordings_bucket)
+
+    def _check_missing_recording_answer(self, bucket: str) -> None:
+        """A recording not there yet must answer 404, not 403: S3 answers 403 for a missing key
+        to a caller without s3:ListBucket, and the service takes 403 for a permission problem
+        (it fails the batch rather than give the contact up as ``recording_missing``)."""
+        subject = f"s3 bucket {bucket}"
+        try:
+            self.aws.s3.get_object(Bucket=bucket, Key="qm-ingest-doctor/not-there.wav", Range="bytes=0-0")
+        except ClientError as exc:
+            code = _code(exc)
+            if code in ("404", "NoSuchKey", "NotFound"):
+                self.findings.ok(subject, "a recording not there yet answers 404 (NoSuchKey)")
+            elif code in ("403", "AccessDenied"):
+                self.findings.fatal(
+                    subject,
+                    "a recording not there yet answers 403 AccessDenied: every CTR that comes before "
+                    "its recording would fail its batch",
+                    "grant the service s3:GetObject and s3:ListBucket on the recordings bucket",
+                )
+            elif code not in ("NoSuchBucket",):  # the bucket's own check reports that
+                self.findings.unknown(subject, f"reading a missing recording answers {code}")
+        except NETWORK_ERRORS:
+            return
+        else:
+            self.findings.unknown(subject, "qm-ingest-doctor/not-there.wav exists (left by someone?)")
 
     def _check_bucket(self, bucket: str, recordings: bool) -> None:
         subject = f"s3 bucket {bucket}"

@@ -115,7 +115,7 @@ def build_joiner(settings: Settings, aws: AwsClients, *, screen: bool = True) ->
             aws.dynamodb, settings.join_table, timedelta(hours=settings.join_retention_hours), pool=io
         ),
         io=io,
-        media=S3Media(aws.s3),
+        media=S3Media(aws.s3, own_buckets=[settings.recordings_bucket]),
         output=OutputStream(aws.kinesis_output, settings.output_stream),
         users=DynamoUserDirectory(aws.dynamodb, settings.users_table),
         window=lambda: join_window(settings, config),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,20 +15,18 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
-#: Answers that mean "no usable object there" (missing, or in a bucket we cannot read):
-#: the recording is then awaited until its window closes, never a reason to stall.
-ABSENT = frozenset(
-    {
-        "404",
-        "NoSuchKey",
-        "NotFound",
-        "403",
-        "AccessDenied",
-        "NoSuchBucket",
-        "AllAccessDisabled",
-        "InvalidBucketName",
-    }
-)
+#: Answers that mean "the object is not there (yet)": the recording is awaited until its
+#: window closes. S3 answers 404 for a missing key only to a caller allowed s3:ListBucket;
+#: without it a missing key answers 403 (``doctor`` checks which one the service gets).
+ABSENT = frozenset({"404", "NoSuchKey", "NotFound"})
+
+#: Answers that mean "this bucket cannot be read": a permission missing, a bucket deleted.
+#: In a bucket of ours (the configured recordings bucket) that is the service's surroundings,
+#: not the recording's absence: the error is raised, the batch fails and is read again once
+#: the cause is gone (``/readyz``, ``qm_batch_failing_since_timestamp_seconds``), instead of
+#: every contact turning ``recording_missing`` when its window closes. In any other bucket it
+#: is the record that points somewhere unreadable: treated as absent.
+UNREADABLE = frozenset({"403", "AccessDenied", "NoSuchBucket", "AllAccessDisabled", "InvalidBucketName"})
 
 
 @dataclass(frozen=True)
@@ -49,16 +48,21 @@ def split_location(location: str) -> tuple[str, str]:
 
 
 class S3Media:
-    def __init__(self, s3: S3Client) -> None:
+    def __init__(self, s3: S3Client, own_buckets: Iterable[str] = ()) -> None:
         self._s3 = s3
+        self._own = frozenset(own_buckets)
         self.bytes_read = 0  # running total, for metrics and the benchmark
+
+    def _absent(self, bucket: str, exc: ClientError) -> bool:
+        code = exc.response["Error"]["Code"]
+        return code in ABSENT or (code in UNREADABLE and bucket not in self._own)
 
     def head(self, location: str) -> ObjectInfo | None:
         bucket, key = split_location(location)
         try:
             response = self._s3.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in ABSENT:
+            if self._absent(bucket, exc):
                 return None
             raise
         return ObjectInfo(
@@ -72,7 +76,7 @@ class S3Media:
         try:
             response = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{FIRST_READ - 1}")
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in ABSENT:
+            if self._absent(bucket, exc):
                 return None
             raise
         first = response["Body"].read()
