@@ -31,9 +31,11 @@ from processor.adapters.aws import AwsClients
 from processor.adapters.contacts import DynamoContactStore
 from processor.adapters.screen_keys import generate_server_key, load_server_key, private_key_path
 from processor.adapters.screen_recordings import download_recording
+from processor.adapters.users import DynamoUserDirectory
 from processor.bootstrap import bootstrap, wait_for_endpoint
 from processor.core.ctr import ctr_from_object
 from processor.core.desktop_protocol import CommandType, build_command, extract_command_id, format_instant
+from processor.core.users import QmUser
 from processor.desktop.capture import read_code
 from processor.desktop.transport import ensure_agent_queue
 from processor.exceptions import QmIngestError
@@ -69,6 +71,7 @@ def run_screen_demo(*, port: int, source: str = "synthetic") -> int:  # noqa: PL
             generate_server_key(private_key_path(settings))
         key = load_server_key(settings)
         console.print(f"[bold]server key[/]: {key.key_id} ({private_key_path(settings)})")
+        demo_user(settings, aws)
         bucket = f"{settings.recordings_bucket}-screen"
         aws.s3.create_bucket(Bucket=bucket)
         queue = ensure_agent_queue(aws.sqs, AGENT)
@@ -142,21 +145,12 @@ def run_screen_demo(*, port: int, source: str = "synthetic") -> int:  # noqa: PL
         stored = DynamoContactStore(aws.dynamodb, settings.contacts_table).get(contact_id)
         assert stored is not None
         print_contacts([stored.doc])
-        with av.open(str(out)) as container:
-            duration = float(container.duration or 0) / 1e6
-            frames = list(container.decode(container.streams.video[0]))
-            first, last = read_code(frames[0]).captured_at(start), read_code(frames[-1]).captured_at(start)
         console.print(f"[bold]screen recording[/] of {contact_id}: {location}")
         summary = f"duration {result['duration_seconds']} s, coverage {result['coverage']}"
         console.print(f"  result: {summary}, gaps {result['gaps']}")
         console.print(f"  decrypted with key {key.key_id} -> {out} ({out.stat().st_size} bytes)")
-        console.print(
-            f"  plays {duration:.2f} s, {len(frames)} frames (contact: {(end - start).total_seconds():.2f} s)"
-        )
-        console.print(
-            f"  first frame captured {format_instant(first)}  (contact start {format_instant(start)})"
-        )
-        console.print(f"  last frame captured  {format_instant(last)}  (contact end   {format_instant(end)})")
+        for text in recording_report(out, source=source, start=start, end=end):
+            console.print(text)
         return 0
     except QmIngestError as exc:
         console.print(f"[red]{exc}[/]")
@@ -168,6 +162,37 @@ def run_screen_demo(*, port: int, source: str = "synthetic") -> int:  # noqa: PL
                 desktop.wait(timeout=30)
         if started_emulator:
             control.down(port, state)
+
+
+def recording_report(path: Path, *, source: str, start: datetime, end: datetime) -> list[str]:
+    """What the decrypted recording shows. Frame capture times are read from the time code
+    the synthetic source draws into each frame; a real display's frames carry none, so for
+    them the check is the frame count and the length played against the contact's."""
+    with av.open(str(path)) as container:
+        duration = float(container.duration or 0) / 1e6
+        frames = list(container.decode(container.streams.video[0]))
+        lines = [
+            f"  plays {duration:.2f} s, {len(frames)} frames (contact: {(end - start).total_seconds():.2f} s)"
+        ]
+        if source != "synthetic":
+            rate = container.streams.video[0].average_rate
+            lines.append(
+                f"  frames of a real display carry no time code: {len(frames)} frames at "
+                f"{float(rate or 0):.1f} fps over {duration:.2f} s (capture times are checked with "
+                "--source synthetic)"
+            )
+            return lines
+    first, last = read_code(frames[0]).captured_at(start), read_code(frames[-1]).captured_at(start)
+    lines.append(f"  first frame captured {format_instant(first)}  (contact start {format_instant(start)})")
+    lines.append(f"  last frame captured  {format_instant(last)}  (contact end   {format_instant(end)})")
+    return lines
+
+
+def demo_user(settings: Settings, aws: AwsClients) -> QmUser:
+    """The demo's agent as a QM user configured for screen recording (names on the contact)."""
+    user = QmUser(AGENT, "Demo", "Agent", True)
+    DynamoUserDirectory(aws.dynamodb, settings.users_table).put(user)
+    return user
 
 
 def _import_contact(settings: Settings, aws: AwsClients, start: datetime, end: datetime) -> str:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from processor.adapters.commands import AgentStates, CommandStore
+from processor.adapters.contacts import DynamoContactStore
 from processor.adapters.progress import ShardProgress
 from processor.adapters.runtime_config import RuntimeConfigStore
 from processor.adapters.screen_keys import generate_server_key
@@ -355,3 +356,15 @@ def test_switching_one_user_off_stops_only_her_recording(screen_settings, aws, s
     assert AgentStates(aws.dynamodb, screen_settings.agents_table).recording_agents() == [
         "christy.burkholder"
     ]
+
+
+def test_the_screen_demo_contact_has_its_agent_names(bootstrapped, aws) -> None:
+    from processor.desktop.demo import _import_contact, demo_user
+
+    user = demo_user(bootstrapped, aws)
+    start = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+    contact_id = _import_contact(bootstrapped, aws, start, start + timedelta(seconds=14))
+    stored = DynamoContactStore(aws.dynamodb, bootstrapped.contacts_table).get(contact_id)
+    assert stored is not None
+    assert (stored.doc["first_name"], stored.doc["last_name"]) == (user.first_name, user.last_name)
+    assert "user_unknown" not in stored.doc["flags"]
