@@ -685,7 +685,7 @@ def contacts_list(
             out.write(orjson.dumps(doc) + b"\n")
         out.flush()
         return
-    print_contacts(docs, show_numbers=show_numbers)
+    print_contacts(docs, show_numbers=show_numbers, tz=s.zone)
 
 
 @contacts_app.command("show")

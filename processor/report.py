@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, tzinfo
 from typing import Any
 
 from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
+from processor.core.local_time import shown_date_time
 from processor.logs import mask_phone
 from processor.settings import Settings
 
@@ -26,7 +28,8 @@ def _duration(seconds: float | None) -> str:
     return f"{total // 60}:{total % 60:02d}"
 
 
-def contacts_table(docs: Iterable[dict[str, Any]], *, show_numbers: bool = False) -> Table:
+def contacts_table(docs: Iterable[dict[str, Any]], *, show_numbers: bool = False, tz: tzinfo = UTC) -> Table:
+    """The contacts as QM shows them: Date and Time in the contact centre's time zone."""
     table = Table(title="QM contacts", show_lines=False, header_style="bold")
     for column in (
         "ACD ID",
@@ -45,6 +48,7 @@ def contacts_table(docs: Iterable[dict[str, Any]], *, show_numbers: bool = False
     ):
         table.add_column(column, overflow="fold")
     for doc in docs:
+        shown_date, shown_time = shown_date_time(doc, tz)
         table.add_row(
             doc.get("acd_id") or "",
             doc.get("first_name") or "",
@@ -52,8 +56,8 @@ def contacts_table(docs: Iterable[dict[str, Any]], *, show_numbers: bool = False
             _number(doc.get("called_number"), show_numbers),
             _number(doc.get("calling_number"), show_numbers),
             doc.get("direction") or "",
-            doc.get("date") or "",
-            doc.get("time") or "",
+            shown_date or "",
+            shown_time or "",
             _duration(doc.get("call_duration_seconds")),
             doc.get("recording_type") or "",
             doc.get("screen_recording_status") or "",
@@ -63,8 +67,8 @@ def contacts_table(docs: Iterable[dict[str, Any]], *, show_numbers: bool = False
     return table
 
 
-def print_contacts(docs: Iterable[dict[str, Any]], *, show_numbers: bool = False) -> None:
-    Console(width=220).print(contacts_table(docs, show_numbers=show_numbers))
+def print_contacts(docs: Iterable[dict[str, Any]], *, show_numbers: bool = False, tz: tzinfo = UTC) -> None:
+    Console(width=220).print(contacts_table(docs, show_numbers=show_numbers, tz=tz))
 
 
 def _env_name(name: str, field: Any) -> str:

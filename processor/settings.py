@@ -11,6 +11,7 @@ import difflib
 import os
 import socket
 from collections.abc import Mapping
+from datetime import tzinfo
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from pydantic_settings import (
 )
 
 from processor.core.ctr import ANY_INSTANCE, AcceptedInstances
+from processor.core.local_time import zone
 from processor.exceptions import ConfigurationError
 
 
@@ -425,6 +427,13 @@ class Settings(BaseSettings):
     console_page_size: Annotated[
         int, Field(ge=10, le=500, description="Contacts and users per console page")
     ] = 50
+    time_zone: Annotated[
+        str,
+        Field(
+            description="The contact centre's time zone (IANA name): the Date and Time the console"
+            " and contacts list show, and the days their filters mean (storage stays UTC)"
+        ),
+    ] = "UTC"
 
     @classmethod
     def settings_customise_sources(
@@ -478,6 +487,16 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone_known(cls, value: str) -> str:
+        zone(value)  # ValueError names the problem
+        return value.strip()
+
+    @property
+    def zone(self) -> tzinfo:
+        return zone(self.time_zone)
 
     @field_validator("instance_arn")
     @classmethod

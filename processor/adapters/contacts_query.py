@@ -54,6 +54,8 @@ class ContactQuery:
                     doc = orjson.loads(item["doc"]["S"])
                     if flt.flag and flt.flag not in (doc.get("flags") or []):
                         continue
+                    if not flt.holds(doc.get("connected_at")):
+                        continue  # a UTC day's contact on a local day outside the range
                     docs.append(doc)
                     if len(docs) == limit:
                         rest = position_in_page < len(items) - 1 or more_here or index < len(days) - 1
@@ -74,8 +76,9 @@ class ContactQuery:
         if flt.agent:
             condition = "acd_id = :agent AND connected_at BETWEEN :lo AND :hi"
             values[":agent"] = {"S": flt.agent}
-            values[":lo"] = {"S": f"{flt.date_from.isoformat()}T00:00:00.000Z"}
-            values[":hi"] = {"S": f"{flt.date_to.isoformat()}T23:59:59.999Z"}
+            lo, hi = flt.utc_range
+            values[":lo"] = {"S": lo}
+            values[":hi"] = {"S": hi}
         else:
             condition = "contact_date = :day"
             values[":day"] = {"S": day.isoformat()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -49,6 +49,7 @@ from processor.console.health import HealthCheck
 from processor.console.media import Media, RecordingInspector, S3Objects, ScreenSource
 from processor.core.contact_query import DIRECTIONS, duration_check, parse_filter
 from processor.core.http_range import RangeNotSatisfiable, parse_range
+from processor.core.local_time import shown_date_time
 from processor.core.schemas import load_schema
 from processor.core.users import parse_users
 from processor.exceptions import InvalidInput
@@ -69,10 +70,14 @@ def known_flags() -> frozenset[str]:
     return frozenset(schema["properties"]["flags"]["items"]["enum"])
 
 
-def with_every_field(doc: Mapping[str, Any]) -> dict[str, Any]:
+def with_every_field(doc: Mapping[str, Any], tz: tzinfo = UTC) -> dict[str, Any]:
     """The contact with every schema field present (None when absent): older versions of a
-    contact lack the fields later pipeline stages add."""
-    return {**dict.fromkeys(load_schema("qm-contact")["properties"]), **doc}
+    contact lack the fields later pipeline stages add. ``shown_date``/``shown_time``: the
+    seed's Date and Time in the contact centre's time zone."""
+    full = {**dict.fromkeys(load_schema("qm-contact")["properties"]), **doc}
+    full["shown_date"], full["shown_time"] = shown_date_time(full, tz)
+    full["shown_zone"] = str(tz)
+    return full
 
 
 @dataclass
@@ -488,7 +493,8 @@ async def users_import(request: Request, deps: ConsoleDeps, account: ConsoleAcco
 
 # --- contacts -----------------------------------------------------------------------------------
 def _filter(deps: ConsoleDeps, params: Mapping[str, str]) -> Any:
-    return parse_filter(params, deps.now().astimezone(UTC).date(), known_flags())
+    tz = deps.settings.zone
+    return parse_filter(params, deps.now().astimezone(tz).date(), known_flags(), tz)
 
 
 async def contacts_page(
@@ -506,7 +512,9 @@ async def contacts_page(
             deps.contact_query.page, flt, params.get("cursor"), deps.settings.console_page_size
         )
     except InvalidInput as exc:
-        flt = parse_filter({}, deps.now().astimezone(UTC).date(), known_flags())
+        flt = parse_filter(
+            {}, deps.now().astimezone(deps.settings.zone).date(), known_flags(), deps.settings.zone
+        )
         page, error = None, exc.detail
     query = flt.as_query()
     next_link = (
@@ -520,7 +528,7 @@ async def contacts_page(
         account,
         status=422 if error else 200,
         flt=flt,
-        docs=[with_every_field(d) for d in page.docs] if page else [],
+        docs=[with_every_field(d, deps.settings.zone) for d in page.docs] if page else [],
         next_link=next_link,
         first_link="/contacts?" + urlencode(query),
         error=error,
@@ -568,14 +576,14 @@ async def _stored(deps: ConsoleDeps, request: Request) -> StoredContact:
 
 
 async def _contact(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
-    return with_every_field((await _stored(deps, request)).doc)
+    return with_every_field((await _stored(deps, request)).doc, deps.settings.zone)
 
 
 async def contact_page(
     request: Request, deps: ConsoleDeps, account: ConsoleAccount, *, revealed: bool = False
 ) -> Response:
     stored = await _stored(deps, request)
-    doc = with_every_field(stored.doc)
+    doc = with_every_field(stored.doc, deps.settings.zone)
     location = doc.get("recording_location")
     parties = None
     recording_present = False

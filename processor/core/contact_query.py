@@ -12,11 +12,12 @@ import base64
 import binascii
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import orjson
 
+from processor.core.local_time import utc_bounds
 from processor.exceptions import InvalidInput
 
 DIRECTIONS = ("inbound", "outbound")
@@ -31,11 +32,27 @@ _AGENT_KEY = ("contact_id", "acd_id", "connected_at")
 
 @dataclass(frozen=True)
 class ContactFilter:
+    """Dates are the contact centre's local dates (``zone``); the indexes hold UTC."""
+
     date_from: date
     date_to: date
     agent: str | None = None
     direction: str | None = None
     flag: str | None = None
+    zone: tzinfo = UTC
+
+    @property
+    def utc_range(self) -> tuple[str, str]:
+        """``connected_at`` bounds (UTC, as stored) of the local days asked for."""
+        lo, hi = utc_bounds(self.date_from, self.date_to, self.zone)
+        return _iso(lo), _iso(hi)
+
+    def holds(self, connected_at: str | None) -> bool:
+        """Whether a contact of a UTC day partition is on one of the local days asked for."""
+        if not connected_at:
+            return True
+        lo, hi = self.utc_range
+        return lo <= connected_at <= hi
 
     @property
     def index(self) -> str:
@@ -46,8 +63,10 @@ class ContactFilter:
         return _AGENT_KEY if self.agent else _DATE_KEY
 
     def days_descending(self, start: date | None = None) -> Iterator[date]:
-        day = min(start or self.date_to, self.date_to)
-        while day >= self.date_from:
+        """The UTC day partitions that hold the local days asked for, newest first."""
+        lo, hi = utc_bounds(self.date_from, self.date_to, self.zone)
+        day = min(start or hi.date(), hi.date())
+        while day >= lo.date():
             yield day
             day -= timedelta(days=1)
 
@@ -61,6 +80,10 @@ class ContactFilter:
         return out
 
 
+def _iso(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
+
+
 def _date(value: str | None, name: str) -> date | None:
     if not value or not value.strip():
         return None
@@ -70,7 +93,9 @@ def _date(value: str | None, name: str) -> date | None:
         raise InvalidInput("filter", f"{name}: not a date (YYYY-MM-DD): {value[:40]!r}") from None
 
 
-def parse_filter(params: Mapping[str, str], today: date, known_flags: frozenset[str]) -> ContactFilter:
+def parse_filter(
+    params: Mapping[str, str], today: date, known_flags: frozenset[str], zone: tzinfo = UTC
+) -> ContactFilter:
     """A filter from query parameters ``from``, ``to``, ``agent``, ``direction``, ``flag``."""
     date_to = _date(params.get("to"), "to") or today
     date_from = _date(params.get("from"), "from") or date_to - timedelta(days=DEFAULT_DAYS - 1)
@@ -85,7 +110,7 @@ def parse_filter(params: Mapping[str, str], today: date, known_flags: frozenset[
     flag = (params.get("flag") or "").strip() or None
     if flag is not None and flag not in known_flags:
         raise InvalidInput("filter", f"unknown flag {flag[:40]!r}")
-    return ContactFilter(date_from, date_to, agent, direction, flag)
+    return ContactFilter(date_from, date_to, agent, direction, flag, zone)
 
 
 @dataclass(frozen=True)

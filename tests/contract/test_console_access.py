@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -272,3 +273,42 @@ def test_sync_now_button(console_env: ConsoleEnv) -> None:
         failed = admin.post("/users/sync", data={"csrf_token": csrf})
     assert failed.status_code == 502 and "AccessDeniedException" in failed.text
     assert load("list-users-page2")["UserSummaryList"][0]["Username"] in page
+
+
+def test_contacts_show_and_filter_by_the_centre_s_local_day(bootstrapped, aws) -> None:  # type: ignore[no-untyped-def]
+    # QM_TIME_ZONE=America/New_York: a 21:30 call on 2026-03-04 (02:30 UTC the next day) shows
+    # as 2026-03-04 21:30:00, is found on 2026-03-04 and not on 2026-03-05.
+    from processor.console.app import create_app
+    from processor.console.samples import contact_doc, put_contacts
+    from processor.console.server import ConsoleServer, build_deps
+    from tests.console_support import ConsoleEnv, accounts
+
+    settings = bootstrapped.model_copy(update={"console_port": 0, "time_zone": "America/New_York"})
+    doc = contact_doc(
+        "c-evening",
+        agent="ana.silva",
+        first_name="Ana",
+        last_name="Silva",
+        connected_at=datetime(2026, 3, 5, 2, 30, tzinfo=UTC),
+        duration_seconds=60,
+        direction="inbound",
+        recording_location=None,
+        flags=[],
+    )
+    put_contacts(aws.dynamodb, settings.contacts_table, [doc])
+    deps = build_deps(settings, aws, accounts=accounts(), now=lambda: datetime(2026, 3, 6, 12, tzinfo=UTC))
+    server = ConsoleServer(create_app(deps), "127.0.0.1", 0).start()
+    env = ConsoleEnv(settings, aws, server.url, {}, {}, b"", server, deps)
+    try:
+        eva = env.signed_in("eva")
+        listed = eva.get("/contacts", params={"from": "2026-03-04", "to": "2026-03-04"}).text
+        assert "c-evening" in listed
+        assert "<td>2026-03-04</td><td>21:30:00</td>" in listed
+        assert "c-evening" not in eva.get("/contacts", params={"from": "2026-03-05", "to": "2026-03-05"}).text
+        detail = eva.get("/contacts/c-evening").text
+        assert "<dt>Date</dt><dd>2026-03-04</dd>" in detail
+        assert "<dt>Time (America/New_York)</dt><dd>21:30:00</dd>" in detail
+    finally:
+        for client in env.clients:
+            client.close()
+        server.stop()

@@ -89,3 +89,37 @@ def test_a_page_reads_only_its_page(seeded) -> None:  # type: ignore[no-untyped-
     page = query.page(flt, None, 20)
     # Newest day first (2024-06-30 has a few contacts), then 2024-06-29 fills the page.
     assert len(page.docs) == 20 and page.queries <= 3
+
+
+NEW_YORK = "America/New_York"
+
+
+def _local_day(doc: dict, zone_name: str) -> str:  # type: ignore[type-arg]
+    from zoneinfo import ZoneInfo
+
+    at = datetime.fromisoformat(doc["connected_at"].replace("Z", "+00:00"))
+    return at.astimezone(ZoneInfo(zone_name)).date().isoformat()
+
+
+@pytest.mark.parametrize("agent", [None, "ben"])
+def test_dates_are_the_contact_centre_s_local_days(seeded, agent: str | None) -> None:  # type: ignore[no-untyped-def]
+    # In New York a contact connected at 02:30 UTC belongs to the day before: its UTC day
+    # partition holds contacts of two local days, and one local day spans two partitions.
+    from zoneinfo import ZoneInfo
+
+    query, docs = seeded
+    params = {"from": "2024-06-27", "to": "2024-06-27", **({"agent": agent} if agent else {})}
+    flt = parse_filter(params, date(2024, 6, 30), FLAGS, ZoneInfo(NEW_YORK))
+    ids: list[str] = []
+    cursor = None
+    while True:
+        page = query.page(flt, cursor, 7)
+        ids += [d["contact_id"] for d in page.docs]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    expected = _expected(
+        docs, lambda d: _local_day(d, NEW_YORK) == "2024-06-27" and (agent is None or d["acd_id"] == agent)
+    )
+    assert ids == expected
+    assert any(d["date"] == "2024-06-28" for d in docs if d["contact_id"] in ids)  # UTC's next day
