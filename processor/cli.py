@@ -713,7 +713,7 @@ def contacts_show(
 def users_import(file: Annotated[str, typer.Argument(help="JSON array or CSV of users; - = stdin")]) -> None:
     """Import QM users (username = ACD ID) into the users table."""
     from processor.adapters.users import DynamoUserDirectory
-    from processor.wiring import build_joiner
+    from processor.users_sync import ContactNamer
 
     s = settings()
     _setup_logs(s)
@@ -723,8 +723,7 @@ def users_import(file: Annotated[str, typer.Argument(help="JSON array or CSV of 
     for user in users.values():
         directory.put(user)
     # Contacts imported before their agent's user existed get the names now.
-    joiner = build_joiner(s, aws)
-    named = sum(joiner.refresh_agent(username) for username in users)
+    named = ContactNamer(s, aws)(users)
     typer.echo(f"imported {len(users)} users; {named} contacts got their agent's name")
 
 
@@ -752,43 +751,29 @@ def users_sync(
         ),
     ] = None,
 ) -> None:
-    """Sync QM users from Amazon Connect (ListUsers + DescribeUser); keeps screen recording."""
-    from datetime import UTC, datetime
-
+    """Sync QM users from Amazon Connect (ListUsers + DescribeUser); keeps screen recording.
+    Contacts of new and renamed users get their names."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from processor.adapters.connect_users import (
-        BotoConnectUsers,
-        SyncStateStore,
-        instance_id_from_arn,
-        sync_users,
-    )
-    from processor.adapters.runtime_config import RuntimeConfigStore
-    from processor.adapters.users import DynamoUserAdmin
+    from processor.users_sync import ContactNamer, sync_and_name, sync_instance
 
     s = settings()
     _setup_logs(s)
     aws = _clients(s)
-    target = instance_id or RuntimeConfigStore(aws.dynamodb, s.config_table).load().instance_arn
-    target = target or s.named_instance_arn
+    target = instance_id or sync_instance(s, aws)
     if not target:
         fail(
             "no instance: pass --instance-id or set the instance ARN on the console's ACD Configuration page",
             2,
         )
     try:
-        outcome = sync_users(
-            BotoConnectUsers(aws.client("connect")),
-            DynamoUserAdmin(aws.dynamodb, s.users_table, cache_seconds=0),
-            SyncStateStore(aws.dynamodb, s.config_table),
-            instance_id=instance_id_from_arn(target),
-            now=lambda: datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        )
+        outcome, named = sync_and_name(s, aws, target, synced_by="cli", namer=ContactNamer(s, aws))
     except (ClientError, BotoCoreError) as exc:
         fail(f"Amazon Connect user listing failed: {exc}")
     typer.echo(
         f"synced {outcome.total} users ({len(outcome.created)} new, {len(outcome.updated)} updated, "
-        f"{len(outcome.gone)} no longer in Connect, {len(outcome.problems)} unreadable)"
+        f"{len(outcome.gone)} no longer in Connect, {len(outcome.problems)} unreadable); "
+        f"{named} contacts got their agent's name"
     )
     for problem in outcome.problems:
         typer.echo(f"  {problem}", err=True)

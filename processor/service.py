@@ -159,6 +159,18 @@ class Service:
                     )
                 )
         threads += self._screen_threads(aws, joiner)
+        if settings.users_sync_interval_minutes:
+            from processor.users_sync import run_scheduled_sync
+
+            threads.append(
+                threading.Thread(
+                    target=run_scheduled_sync,
+                    args=(settings, aws),
+                    kwargs={"interval": settings.users_sync_interval_minutes * 60, "stop": self.stop_event},
+                    name="users-sync",
+                    daemon=True,
+                )
+            )
         return threads
 
     def _screen_threads(self, aws: AwsClients, joiner: Joiner) -> list[threading.Thread]:

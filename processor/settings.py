@@ -427,6 +427,15 @@ class Settings(BaseSettings):
     console_page_size: Annotated[
         int, Field(ge=10, le=500, description="Contacts and users per console page")
     ] = 50
+    users_sync_interval_minutes: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=24 * 60,
+            description="Sync QM users from Amazon Connect this often, in minutes, while the service"
+            " runs (0 = only on demand: `users sync`, the console's Sync now)",
+        ),
+    ] = 0
     time_zone: Annotated[
         str,
         Field(

@@ -137,7 +137,7 @@ def sync_users(
         except InvalidInput as exc:
             outcome.problems.append(f"{summary.username}: {exc.detail}")
             continue
-        created = users.upsert_synced(
+        written = users.upsert_synced(
             username=described.username,
             first_name=described.first_name,
             last_name=described.last_name,
@@ -145,7 +145,9 @@ def sync_users(
             connect_user_id=described.user_id,
             synced_at=outcome.synced_at,
         )
-        (outcome.created if created else outcome.updated).append(described.username)
+        (outcome.created if written == "created" else outcome.updated).append(described.username)
+        if written == "renamed":
+            outcome.renamed.append(described.username)
         seen.append(described.username)
     outcome.gone = gone_users(previously, seen)
     users.mark_gone(outcome.gone, outcome.synced_at)

@@ -186,8 +186,9 @@ class DynamoUserAdmin(DynamoUserDirectory):
         agent_arn: str | None,
         connect_user_id: str,
         synced_at: str,
-    ) -> bool:
-        """Write a user read from Amazon Connect; True when the user is new to QM."""
+    ) -> str:
+        """Write a user read from Amazon Connect: ``created`` (new to QM), ``renamed`` (first or
+        last name changed) or ``unchanged``."""
         sets = [
             "synced_at = :synced",
             "connect_user_id = :cid",
@@ -204,7 +205,11 @@ class DynamoUserAdmin(DynamoUserDirectory):
         )
         expression = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
         response = self._update(username, expression, values, ReturnValues="ALL_OLD")
-        return not response.get("Attributes")
+        old = response.get("Attributes")
+        if not old:
+            return "created"
+        before = (old.get("first_name", {}).get("S"), old.get("last_name", {}).get("S"))
+        return "renamed" if before != (first_name or None, last_name or None) else "unchanged"
 
     def upsert_imported(self, user: QmUser) -> None:
         """Write a user from an import file: names and screen recording as the file says;

@@ -10,7 +10,7 @@ AWS calls are blocking boto3 calls: they run in Starlette's thread pool.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -98,6 +98,8 @@ class ConsoleDeps:
     screen: ScreenSource
     queue_depths: AgentQueueDepths
     health: HealthCheck
+    #: Gives these agents' contacts their (new) names; returns how many changed.
+    name_contacts: Callable[[Iterable[str]], int]
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def instant(self) -> str:
@@ -418,17 +420,20 @@ async def users_sync(request: Request, deps: ConsoleDeps, account: ConsoleAccoun
             status=409,
             error="No Amazon Connect instance is configured: enter its ARN on the ACD Configuration page.",
         )
-    try:
-        outcome = await run_in_threadpool(
-            lambda: sync_users(
-                deps.connect_users(),
-                deps.users,
-                deps.sync_state,
-                instance_id=instance_id_from_arn(arn),
-                now=deps.instant,
-                synced_by=account.username,
-            )
+
+    def sync() -> tuple[Any, int]:
+        outcome = sync_users(
+            deps.connect_users(),
+            deps.users,
+            deps.sync_state,
+            instance_id=instance_id_from_arn(arn),
+            now=deps.instant,
+            synced_by=account.username,
         )
+        return outcome, deps.name_contacts(outcome.named)
+
+    try:
+        outcome, named = await run_in_threadpool(sync)
     except (ClientError, BotoCoreError) as exc:
         code = (
             exc.response.get("Error", {}).get("Code", "")
@@ -460,6 +465,8 @@ async def users_sync(request: Request, deps: ConsoleDeps, account: ConsoleAccoun
         text += f", {len(outcome.gone)} no longer in Connect"
     if outcome.problems:
         text += f", {len(outcome.problems)} could not be read"
+    if named:
+        text += f"; {named} contact(s) got their agent's name"
     return _redirect_users(text + ".")
 
 
@@ -480,15 +487,19 @@ async def users_import(request: Request, deps: ConsoleDeps, account: ConsoleAcco
             request, deps, account, error="Nothing imported: the file is not UTF-8 text.", status=422
         )
 
-    def write() -> None:
+    def write() -> int:
         for user in users:
             deps.users.upsert_imported(user)
+        return deps.name_contacts([u.username for u in users])
 
-    await run_in_threadpool(write)
+    named = await run_in_threadpool(write)
     await _audit(
         deps, account, "users_imported", upload.filename or "file", usernames=[u.username for u in users]
     )
-    return _redirect_users(f"Imported {len(users)} user(s) from {upload.filename or 'the file'}.")
+    return _redirect_users(
+        f"Imported {len(users)} user(s) from {upload.filename or 'the file'}; "
+        f"{named} contact(s) got their agent's name."
+    )
 
 
 # --- contacts -----------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from processor.console.media import (
 from processor.exceptions import ConfigurationError
 from processor.logs import get_logger
 from processor.settings import Settings
+from processor.users_sync import ContactNamer
 
 log = get_logger("processor.console")
 
@@ -78,6 +79,7 @@ def build_deps(
         screen=screen or screen_source(settings, aws, objects),
         queue_depths=AgentQueueDepths(aws.sqs),
         health=health or (lambda: resource_health(settings, aws)),
+        name_contacts=ContactNamer(settings, aws),
         now=now or (lambda: datetime.now(UTC)),
     )
 

@@ -47,6 +47,13 @@ class SyncOutcome:
     #: QM users synced earlier whose Connect user no longer exists (kept, marked).
     gone: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: Users whose names changed (among ``updated``): their contacts get the new names.
+    renamed: list[str] = field(default_factory=list)
+
+    @property
+    def named(self) -> list[str]:
+        """The users whose contacts may need names: new ones and renamed ones."""
+        return self.created + self.renamed
 
     @property
     def total(self) -> int:

@@ -312,3 +312,24 @@ def test_contacts_show_and_filter_by_the_centre_s_local_day(bootstrapped, aws) -
         for client in env.clients:
             client.close()
         server.stop()
+
+
+def test_the_console_s_import_names_the_agent_s_waiting_contacts(console_env: ConsoleEnv) -> None:
+    from processor.adapters.contacts import DynamoContactStore
+    from processor.wiring import build_joiner
+    from tests.contract.test_screen_control import ctr
+
+    record, raw = ctr("c-before-zoe", "zoe.new")
+    build_joiner(console_env.settings, console_env.aws).on_ctr(record, raw)
+    store = DynamoContactStore(console_env.aws.dynamodb, console_env.settings.contacts_table)
+    assert store.get("c-before-zoe").doc["first_name"] is None  # type: ignore[union-attr]
+    admin = console_env.signed_in("admin")
+    csrf = csrf_of(admin.get("/users").text)
+    csv = b"username,first_name,last_name,screen_recording\nzoe.new,Zoe,New,no\n"
+    imported = admin.post(
+        "/users/import", data={"csrf_token": csrf}, files={"file": ("z.csv", csv, "text/csv")}
+    )
+    assert imported.status_code == 303
+    assert "1 contact(s) got their agent" in admin.get(imported.headers["location"]).text
+    doc = store.get("c-before-zoe").doc  # type: ignore[union-attr]
+    assert (doc["first_name"], doc["last_name"]) == ("Zoe", "New") and "user_unknown" not in doc["flags"]

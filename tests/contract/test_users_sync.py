@@ -132,3 +132,127 @@ def test_desktop_contact_is_recorded_and_never_goes_back(parts) -> None:  # type
         3,
         "PC-9",
     )
+
+
+def _names_of(aws, settings, contact_id: str) -> tuple:  # type: ignore[no-untyped-def, type-arg]
+    from processor.adapters.contacts import DynamoContactStore
+
+    stored = DynamoContactStore(aws.dynamodb, settings.contacts_table).get(contact_id)
+    assert stored is not None
+    return stored.doc["first_name"], stored.doc["last_name"], "user_unknown" in stored.doc["flags"]
+
+
+def _emitted(aws, settings, contact_id: str) -> int:  # type: ignore[no-untyped-def]
+    from tests.contract.test_joiner import output_records
+
+    return sum(1 for r in output_records(aws, settings.output_stream) if r["contact_id"] == contact_id)
+
+
+def test_users_sync_names_the_contacts_imported_before_the_user(bootstrapped, aws) -> None:  # type: ignore[no-untyped-def]
+    # Ana's contact is imported before her QM user exists: no names. The sync that creates
+    # her user (any path: CLI, console, schedule) gives the contact her names, one new revision.
+    from processor.users_sync import ContactNamer, sync_and_name
+    from processor.wiring import build_joiner
+    from tests.contract.test_screen_control import ctr
+
+    record, raw = ctr("c-before-user", "ana.silva")
+    build_joiner(bootstrapped, aws).on_ctr(record, raw)
+    assert _names_of(aws, bootstrapped, "c-before-user") == (None, None, True)
+    assert _emitted(aws, bootstrapped, "c-before-user") == 1
+
+    client = aws.client("connect")
+    namer = ContactNamer(bootstrapped, aws)
+    arn = f"arn:aws:connect:us-east-1:123456789012:instance/{INSTANCE}"
+    with Stubber(client) as stubber:
+        _stub_full_sync(stubber)
+        outcome, named = sync_and_name(
+            bootstrapped,
+            aws,
+            arn,
+            synced_by="test",
+            namer=namer,
+            source=BotoConnectUsers(client),
+            now=_clock(),
+        )
+    assert "ana.silva" in outcome.created and named == 1
+    assert _names_of(aws, bootstrapped, "c-before-user") == ("Ana", "Silva", False)
+    assert _emitted(aws, bootstrapped, "c-before-user") == 2
+
+    # The same sync again changes no name: no new revision.
+    with Stubber(client) as stubber:
+        _stub_full_sync(stubber)
+        outcome, named = sync_and_name(
+            bootstrapped,
+            aws,
+            arn,
+            synced_by="test",
+            namer=namer,
+            source=BotoConnectUsers(client),
+            now=_clock(),
+        )
+    assert outcome.renamed == [] and named == 0
+    assert _emitted(aws, bootstrapped, "c-before-user") == 2
+
+    # Ana is renamed in Connect: her contacts follow.
+    renamed = load("describe-user-ana")
+    renamed["User"]["IdentityInfo"]["LastName"] = "Silva-Costa"
+    with Stubber(client) as stubber:
+        first = load("list-users-page1")
+        stubber.add_response("list_users", first, {"InstanceId": INSTANCE, "MaxResults": 1000})
+        stubber.add_response(
+            "list_users",
+            load("list-users-page2"),
+            {"InstanceId": INSTANCE, "MaxResults": 1000, "NextToken": first["NextToken"]},
+        )
+        for name in ("ana", "chloe", "dmitri"):
+            body = renamed if name == "ana" else load(f"describe-user-{name}")
+            stubber.add_response("describe_user", body, {"InstanceId": INSTANCE, "UserId": IDS[name]})
+        outcome, named = sync_and_name(
+            bootstrapped,
+            aws,
+            arn,
+            synced_by="test",
+            namer=namer,
+            source=BotoConnectUsers(client),
+            now=_clock(),
+        )
+    assert outcome.renamed == ["ana.silva"] and named == 1
+    assert _names_of(aws, bootstrapped, "c-before-user") == ("Ana", "Silva-Costa", False)
+    assert _emitted(aws, bootstrapped, "c-before-user") == 3
+
+
+def test_the_scheduled_sync_runs_and_names(bootstrapped, aws) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    from processor.adapters.runtime_config import RuntimeConfigStore
+    from processor.users_sync import run_scheduled_sync
+    from processor.wiring import build_joiner
+    from tests.contract.test_screen_control import ctr
+
+    store = RuntimeConfigStore(aws.dynamodb, bootstrapped.config_table)
+    from dataclasses import replace
+
+    store.save(
+        replace(store.load(), instance_arn=f"arn:aws:connect:us-east-1:123456789012:instance/{INSTANCE}"),
+        updated_by="admin",
+        updated_at="2024-07-01T07:00:00.000Z",
+    )
+    record, raw = ctr("c-scheduled", "dmitri")
+    build_joiner(bootstrapped, aws).on_ctr(record, raw)
+    client = aws.client("connect")
+    stop = threading.Event()
+    with Stubber(client) as stubber:
+        _stub_full_sync(stubber)
+        thread = threading.Thread(
+            target=run_scheduled_sync,
+            args=(bootstrapped, aws),
+            kwargs={"interval": 0.2, "stop": stop, "source": lambda: BotoConnectUsers(client)},
+        )
+        thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _names_of(aws, bootstrapped, "c-scheduled")[0] is None:
+            time.sleep(0.2)
+        stop.set()
+        thread.join(timeout=10)
+    assert _names_of(aws, bootstrapped, "c-scheduled")[:2] == ("Dmitri", None)
