@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -39,6 +39,7 @@ from processor.adapters.connect_users import (
     instance_id_from_arn,
     sync_users,
 )
+from processor.adapters.console_sessions import SessionStore
 from processor.adapters.contacts import DynamoContactStore, StoredContact
 from processor.adapters.contacts_query import ContactQuery
 from processor.adapters.runtime_config import AcdConfiguration, ConfigConflict, RuntimeConfigStore
@@ -98,6 +99,7 @@ class ConsoleDeps:
     screen: ScreenSource
     queue_depths: AgentQueueDepths
     health: HealthCheck
+    sessions: SessionStore
     #: Gives these agents' contacts their (new) names; returns how many changed.
     name_contacts: Callable[[Iterable[str]], int]
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -113,8 +115,17 @@ class Denied(Exception):
 
 # --- sessions, roles, CSRF ----------------------------------------------------------------------
 def _account(request: Request, deps: ConsoleDeps) -> ConsoleAccount | None:
-    username = request.session.get("user")
-    return deps.auth.account(username) if isinstance(username, str) else None
+    """The signed-in account: the cookie's session must still be open (not signed out) and
+    opened for the account as it is now (same password and roles)."""
+    username, sid, fingerprint = (request.session.get(k) for k in ("user", "sid", "fp"))
+    if not (isinstance(username, str) and isinstance(sid, str) and isinstance(fingerprint, str)):
+        return None
+    account = deps.auth.account(username)
+    if account is None or account.fingerprint != fingerprint:
+        return None
+    if not deps.sessions.alive(sid, username, fingerprint, deps.now()):
+        return None
+    return account
 
 
 def _csrf(request: Request) -> str:
@@ -249,14 +260,23 @@ async def login(request: Request, deps: ConsoleDeps) -> Response:
             configured=deps.auth.configured,
         )
     request.session.clear()  # a new session on sign-in: no fixation
-    request.session.update(user=account.username, csrf=new_csrf_token(), since=deps.instant())
+    sid = secrets.token_urlsafe(24)
+    expires = deps.now() + timedelta(minutes=deps.settings.console_session_minutes)
+    await run_in_threadpool(deps.sessions.open, sid, account.username, account.fingerprint, expires)
+    request.session.update(
+        user=account.username, sid=sid, fp=account.fingerprint, csrf=new_csrf_token(), since=deps.instant()
+    )
     await _audit(deps, account, "sign_in", account.username)
     return RedirectResponse(_safe_next(form.get("next")), status_code=303)
 
 
 async def logout(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
     await checked_form(request)
+    sid = request.session.get("sid")
+    if isinstance(sid, str):
+        await run_in_threadpool(deps.sessions.close, sid)  # the cookie, if kept, opens nothing
     request.session.clear()
+    await _audit(deps, account, "sign_out", account.username)
     return RedirectResponse("/login", status_code=303)
 
 

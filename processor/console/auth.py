@@ -8,6 +8,7 @@ and repeated failures lock the username for a while.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import threading
@@ -43,6 +44,13 @@ class ConsoleAccount:
 
     def has(self, role: ConsoleRole) -> bool:
         return role in self.roles
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes with the password, the roles and number revealing: sessions opened before
+        such a change end (see ``adapters.console_sessions``)."""
+        text = "\n".join([self.username, self.password_hash, *sorted(self.roles), str(self.reveal_numbers)])
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def accounts_from_settings(settings: Settings) -> list[ConsoleAccount]:

@@ -23,6 +23,7 @@ from processor.adapters.agent_queue_depth import AgentQueueDepths
 from processor.adapters.audit import DynamoAuditLog
 from processor.adapters.aws import AwsClients
 from processor.adapters.connect_users import BotoConnectUsers, ConnectUserSource, SyncStateStore
+from processor.adapters.console_sessions import SessionStore
 from processor.adapters.contacts import DynamoContactStore
 from processor.adapters.contacts_query import ContactQuery
 from processor.adapters.runtime_config import RuntimeConfigStore
@@ -79,6 +80,7 @@ def build_deps(
         screen=screen or screen_source(settings, aws, objects),
         queue_depths=AgentQueueDepths(aws.sqs),
         health=health or (lambda: resource_health(settings, aws)),
+        sessions=SessionStore(aws.dynamodb, settings.config_table),
         name_contacts=ContactNamer(settings, aws),
         now=now or (lambda: datetime.now(UTC)),
     )

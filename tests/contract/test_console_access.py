@@ -333,3 +333,41 @@ def test_the_console_s_import_names_the_agent_s_waiting_contacts(console_env: Co
     assert "1 contact(s) got their agent" in admin.get(imported.headers["location"]).text
     doc = store.get("c-before-zoe").doc  # type: ignore[union-attr]
     assert (doc["first_name"], doc["last_name"]) == ("Zoe", "New") and "user_unknown" not in doc["flags"]
+
+
+def test_a_cookie_kept_after_sign_out_opens_nothing(console_env: ConsoleEnv) -> None:
+    eva = console_env.signed_in("eva")
+    assert eva.get("/contacts").status_code == 200
+    captured = dict(eva.cookies)
+    page = eva.get("/contacts")
+    assert eva.post("/logout", data={"csrf_token": csrf_of(page.text)}).status_code == 303
+    thief = console_env.client()
+    thief.cookies.update(captured)  # the cookie as it was before sign-out
+    assert thief.get("/contacts").status_code == 303
+    assert thief.get("/api/contacts").status_code == 401
+    assert "sign_out" in {e.action for e in _audit(console_env)}
+
+
+@pytest.mark.parametrize("change", ["password", "roles"])
+def test_a_password_or_role_change_ends_the_sessions_opened_before(
+    console_env: ConsoleEnv, change: str
+) -> None:
+    from dataclasses import replace
+
+    from processor.console.auth import Authenticator, hash_password
+    from tests.console_support import ADMIN_ROLES, accounts
+
+    eva = console_env.signed_in("eva")
+    assert eva.get("/contacts").status_code == 200
+
+    def changed_one(account):  # type: ignore[no-untyped-def]
+        if account.username != "eva":
+            return account
+        if change == "password":
+            return replace(account, password_hash=hash_password("a-new-password-2026"))
+        return replace(account, roles=account.roles | ADMIN_ROLES)
+
+    changed = [changed_one(a) for a in accounts()]
+    console_env.deps.auth = Authenticator(changed)  # what a restart with the new settings does
+    assert eva.get("/contacts").status_code == 303
+    assert eva.get("/api/contacts").status_code == 401
