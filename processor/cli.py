@@ -917,6 +917,7 @@ def keys_generate(
 ) -> None:
     """Write a new RSA-2048 private key to QM_SCREEN_PRIVATE_KEY_FILE and its public key."""
     from processor.adapters.screen_keys import generate_server_key, private_key_path, public_key_path
+    from processor.core.envelope import key_fingerprint
 
     s = settings()
     path = private_key_path(s)
@@ -925,6 +926,9 @@ def keys_generate(
     except ConfigurationError as exc:
         fail(f"{exc} (use --force to replace it)")
     typer.echo(f"key id       {key.key_id}")
+    typer.echo(
+        f"sha256       {key_fingerprint(key.public_key_pem)}  (QM_DESKTOP_SERVER_KEY_SHA256 on desktops)"
+    )
     typer.echo(f"private key  {path}")
     typer.echo(f"public key   {public_key_path(path)}")
 
@@ -933,9 +937,11 @@ def keys_generate(
 def keys_show() -> None:
     """The key id and public key that desktops encrypt recordings for."""
     from processor.adapters.screen_keys import server_public_key
+    from processor.core.envelope import key_fingerprint
 
     key_id, pem = server_public_key(settings())
     typer.echo(f"key id  {key_id}")
+    typer.echo(f"sha256  {key_fingerprint(pem)}  (QM_DESKTOP_SERVER_KEY_SHA256 on desktops)")
     typer.echo(pem.rstrip())
 
 

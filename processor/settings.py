@@ -243,6 +243,13 @@ class Settings(BaseSettings):
     desktop_synthetic_size: Annotated[
         str, Field(pattern=r"^[0-9]{2,5}x[0-9]{2,5}$", description="Frame size of the synthetic source")
     ] = "1280x720"
+    desktop_server_key_sha256: Annotated[
+        str | None,
+        Field(
+            description="qm-desktop: the server key recordings may be encrypted to (its SHA-256, from"
+            " `qm-ingest keys show`); extraction commands naming another key are refused"
+        ),
+    ] = None
     desktop_fps: Annotated[float, Field(gt=0, le=30, description="Screen frames per second")] = 5.0
     desktop_segment_seconds: Annotated[
         int, Field(ge=5, le=3600, description="Length of one screen segment on the agent PC")

@@ -97,13 +97,18 @@ def unwrap_key(wrapped: bytes, private_key: rsa.RSAPrivateKey) -> bytes:
     return key
 
 
-def key_id_of(public_key_pem: bytes | str) -> str:
-    """A stable id of an RSA public key: SHA-256 of its DER SubjectPublicKeyInfo (first 16 hex)."""
+def key_fingerprint(public_key_pem: bytes | str) -> str:
+    """SHA-256 of an RSA public key's DER SubjectPublicKeyInfo, hex: what desktops pin."""
     pem = public_key_pem.encode() if isinstance(public_key_pem, str) else public_key_pem
     der = serialization.load_pem_public_key(pem).public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return "rsa-" + hashlib.sha256(der).hexdigest()[:16]
+    return hashlib.sha256(der).hexdigest()
+
+
+def key_id_of(public_key_pem: bytes | str) -> str:
+    """A stable id of an RSA public key: its fingerprint's first 16 hex digits."""
+    return "rsa-" + key_fingerprint(public_key_pem)[:16]
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from processor.core.desktop_protocol import (
     format_instant,
     parse_command,
 )
+from processor.core.desktop_trust import CommandTrust
 from processor.core.envelope import encrypt_for_server
 from processor.core.screen_timeline import (
     Gap,
@@ -92,6 +93,9 @@ class DesktopConfig:
     warn_fraction: float = 0.8
     poll_seconds: int = 5
     desktop_id: str = ""
+    #: What an extraction command may ask (pinned server key, upload target, interval);
+    #: None refuses every extraction.
+    trust: CommandTrust | None = None
 
     @property
     def gap_tolerance(self) -> timedelta:
@@ -347,6 +351,18 @@ class DesktopAgent:
     def extract(self, row: CommandRow) -> None:
         """Crop, splice, encrypt for the server, upload, store and send the result."""
         command = parse_command(row.body)
+        refusal = (
+            self.config.trust.refusal(command, self.clock.now())
+            if self.config.trust is not None
+            else "no command trust is configured"
+        )
+        if refusal is not None:
+            log.warning("extraction refused", command_id=row.command_id, reason=refusal)
+            result = self._result(ResultType.SCREEN_FAILED, command, reason=f"refused: {refusal}"[:1000])
+            self.journal.finish_command(row.command_id, result)
+            self.journal.count("extract_refused")
+            self._report(row.command_id, result)
+            return
         assert command.start is not None and command.end is not None and command.upload is not None
         attempt = self.journal.attempt(row.command_id)
         try:

@@ -35,6 +35,7 @@ from processor.adapters.users import DynamoUserDirectory
 from processor.bootstrap import bootstrap, wait_for_endpoint
 from processor.core.ctr import ctr_from_object
 from processor.core.desktop_protocol import CommandType, build_command, extract_command_id, format_instant
+from processor.core.envelope import key_fingerprint
 from processor.core.users import QmUser
 from processor.desktop.capture import read_code
 from processor.desktop.transport import ensure_agent_queue
@@ -72,8 +73,7 @@ def run_screen_demo(*, port: int, source: str = "synthetic") -> int:  # noqa: PL
         key = load_server_key(settings)
         console.print(f"[bold]server key[/]: {key.key_id} ({private_key_path(settings)})")
         demo_user(settings, aws)
-        bucket = f"{settings.recordings_bucket}-screen"
-        aws.s3.create_bucket(Bucket=bucket)
+        bucket = settings.screen_bucket  # the one bucket the desktop uploads to
         queue = ensure_agent_queue(aws.sqs, AGENT)
         results = aws.sqs.get_queue_url(QueueName=settings.screen_results_queue)["QueueUrl"]
         aws.sqs.purge_queue(QueueUrl=results)
@@ -84,6 +84,8 @@ def run_screen_demo(*, port: int, source: str = "synthetic") -> int:  # noqa: PL
             "QM_DESKTOP_SOURCE": source,
             "QM_DESKTOP_SEGMENT_SECONDS": str(SEGMENT_SECONDS),
             "QM_DESKTOP_POLL_SECONDS": "1",
+            # The desktop encrypts only to the server key it is configured with.
+            "QM_DESKTOP_SERVER_KEY_SHA256": key_fingerprint(key.public_key_pem),
             "QM_LOG_LEVEL": "WARNING",
         }
         log = open(state / "demo-desktop.log", "ab")  # noqa: SIM115 - the child owns it

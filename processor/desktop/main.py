@@ -7,9 +7,11 @@ import socket
 import threading
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 from processor.adapters.aws import AwsClients
 from processor.core.agent_queue import agent_queue_name
+from processor.core.desktop_trust import LOOPBACK, CommandTrust
 from processor.desktop.agent import DesktopAgent, DesktopConfig, default_base_dir, user_folder
 from processor.desktop.capture import FrameSource, ScreenSource, SyntheticSource
 from processor.desktop.clock import Clock, SystemClock
@@ -45,6 +47,19 @@ def desktop_config(settings: Settings, agent: str, folder: Path | None = None) -
         warn_fraction=settings.desktop_quota_warn_percent / 100,
         poll_seconds=settings.desktop_poll_seconds,
         desktop_id=socket.gethostname(),
+        trust=command_trust(settings),
+    )
+
+
+def command_trust(settings: Settings) -> CommandTrust:
+    """What this desktop's configuration lets a command ask (see ``core.desktop_trust``)."""
+    endpoint = settings.endpoint_for("s3")
+    loopback = endpoint is not None and (urlsplit(endpoint).hostname or "") in LOOPBACK
+    return CommandTrust(
+        server_key_sha256=settings.desktop_server_key_sha256,
+        screen_bucket=settings.screen_bucket,
+        region=settings.aws_region,
+        emulator_endpoint=endpoint if loopback else None,
     )
 
 

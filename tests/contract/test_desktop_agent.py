@@ -17,6 +17,8 @@ from processor.adapters.screen_keys import generate_server_key
 from processor.adapters.screen_recordings import download_recording
 from processor.core.agent_queue import agent_queue_name
 from processor.core.desktop_protocol import CommandType, build_command, extract_command_id
+from processor.core.desktop_trust import CommandTrust
+from processor.core.envelope import key_fingerprint
 from processor.core.schemas import validate
 from processor.desktop.agent import DesktopAgent, DesktopConfig
 from processor.desktop.capture import SyntheticSource, read_code
@@ -92,6 +94,18 @@ def env(bootstrapped, aws, tmp_path: Path):  # type: ignore[no-untyped-def]
     }
 
 
+def trust_of(env, **changes) -> CommandTrust:  # type: ignore[no-untyped-def]
+    """The desktop's configuration: the env's server key pinned, its bucket, the emulator."""
+    values = {
+        "server_key_sha256": key_fingerprint(env["key"].public_key_pem),
+        "screen_bucket": env["bucket"],
+        "region": env["settings"].aws_region,
+        "emulator_endpoint": env["settings"].aws_endpoint_url,
+        **changes,
+    }
+    return CommandTrust(**values)
+
+
 def make_agent(  # type: ignore[no-untyped-def]
     env,
     tmp_path: Path,
@@ -107,6 +121,7 @@ def make_agent(  # type: ignore[no-untyped-def]
             encoder=EncoderSettings(fps=5, fsync=False),
             segment_seconds=20,
             poll_seconds=0,
+            trust=trust_of(env),
         ),
         queue=SqsCommandQueue(aws.sqs, agent_queue_name(AGENT)),
         results=SqsResultSink(aws.sqs, env["settings"].screen_results_queue),
@@ -291,3 +306,69 @@ def test_tampered_upload_is_never_played(env, tmp_path: Path) -> None:
         download_recording(s3, f"{env['bucket']}/screen/contact-0020.qmrec", env["key"], out)
     assert not out.exists() and not list(tmp_path.glob(".qm-screen-*"))
     assert io  # keep the import for readers of play()
+
+
+def test_commands_outside_the_desktop_s_rules_are_refused(env, tmp_path: Path) -> None:
+    """What anyone who can send to the agent's queue might ask: her screen encrypted to their
+    key, uploaded to their host or bucket, over plain http, or a day of her screen history."""
+    from processor.adapters.screen_keys import generate_server_key
+
+    clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SPEED)
+    uploader = CountingUploader(env["aws"].s3)
+    agent = make_agent(env, tmp_path, clock, uploader)
+    agent.start()
+    results(env)
+    login = clock.now()
+    send(env, CommandType.START_RECORDING, "start:0099:jane.doe", login)
+    poll_until(agent, lambda: clock.now() > login + timedelta(seconds=12), timeout=10)
+    start, end = login + timedelta(seconds=2), login + timedelta(seconds=9)
+    theirs = generate_server_key(tmp_path / "attacker.pem")
+    other = env["settings"].recordings_bucket  # a bucket the desktop can write, not the screen bucket
+    attacks = {
+        "c-their-key": {"server_key_id": theirs.key_id, "server_public_key_pem": theirs.public_key_pem},
+        "c-their-host": {"upload": {"url": "http://198.51.100.7/drop?x=1"}},
+        "c-plain-http": {
+            "upload": {"url": "http://screens.s3.us-east-1.amazonaws.com/screen/c-plain-http.qmrec"}
+        },
+        "c-their-bucket": {"upload": {"bucket": other}},
+        "c-a-day": {"start": login - timedelta(days=1)},
+    }
+    for contact_id, change in attacks.items():
+        upload = {"bucket": env["bucket"], "key": f"screen/{contact_id}.qmrec", **change.pop("upload", {})}
+        fields = {
+            "contact_id": contact_id,
+            "start": start,
+            "end": end,
+            "upload": upload,
+            "server_key_id": env["key"].key_id,
+            "server_public_key_pem": env["key"].public_key_pem,
+            **change,
+        }
+        send(env, CommandType.EXTRACT_SCREEN, extract_command_id(contact_id), clock.now(), **fields)
+    got: list[dict] = []  # type: ignore[type-arg]
+    poll_until(agent, lambda: got.extend(results(env)) or len(got) >= len(attacks), timeout=30)
+    assert {r["contact_id"] for r in got} == set(attacks)
+    for result in got:
+        assert result["type"] == "screen_failed", result
+        assert result["reason"].startswith("refused: "), result
+    assert uploader.uploads == []
+    # The desktop's own rules let the server's command through.
+    extract(env, "c-legit", start, end, clock.now())
+    (ok,) = poll_until(agent, lambda: results(env))
+    assert ok["type"] == "screen_uploaded"
+    agent.shutdown()
+
+
+def test_without_a_pinned_key_nothing_is_extracted(env, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SPEED)
+    agent = make_agent(env, tmp_path, clock)
+    agent.config = replace(agent.config, trust=trust_of(env, server_key_sha256=None))
+    agent.start()
+    results(env)
+    now = clock.now()
+    extract(env, "c-unpinned", now - timedelta(seconds=5), now, now)
+    (refused,) = poll_until(agent, lambda: results(env))
+    assert refused["type"] == "screen_failed" and "QM_DESKTOP_SERVER_KEY_SHA256" in refused["reason"]
+    agent.shutdown()

@@ -113,12 +113,14 @@ def _no_desktop_left_behind() -> Iterator[None]:
 def server(bootstrapped, aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("QM_SCREEN_PRIVATE_KEY_FILE", str(tmp_path / "server-key.pem"))
     cli([sys.executable, "-m", "processor", "keys", "generate"])
-    bucket = bootstrapped.recordings_bucket + "-screen"
-    aws.s3.create_bucket(Bucket=bucket)
+    bucket = bootstrapped.screen_bucket  # the one bucket desktops upload to
+    from processor.core.envelope import key_fingerprint
     from processor.settings import Settings
 
     s = Settings()
     key_id, pem = server_public_key(s)
+    # The desktop's own configuration pins the server key (the child inherits it).
+    monkeypatch.setenv("QM_DESKTOP_SERVER_KEY_SHA256", key_fingerprint(pem))
     # An agent's queue outlives a test (its name comes from the username alone): each test
     # has its own agent.
     agent = f"farah.rossi.{uuid.uuid4().hex[:8]}"
