@@ -22,7 +22,12 @@ _SENSITIVE_KEY = re.compile(r"(number|phone|address|endpoint|calling|called|ani|
 # Phone numbers in free text: "+" and 7..15 digits (formatting allowed), or a bare run of
 # 10..15 digits that is not part of an identifier (shardId-000000000001, ARNs' account ids,
 # 50-digit Kinesis sequence numbers, dates and times are left alone).
-_PHONE_IN_TEXT = re.compile(r"\+\d(?:[\s().-]{0,2}\d){6,14}(?!\d)|(?<![\w:/.+-])\d{10,15}(?![\w])")
+_PHONE_IN_TEXT = re.compile(
+    r"\+\d(?:[\s().-]{0,2}\d){6,14}(?!\d)"  # E.164 and international, however spaced
+    r"|(?<![\w:/.+-])\d{10,15}(?![\w])"  # a bare national or international number
+    r"|(?<![\w])\(\d{2,4}\)[\s.-]?\d{3,4}[\s.-]?\d{3,4}(?![\w])"  # (918) 269-0528
+    r"|(?<![\w.:/-])\d{3}[\s.-]\d{3}[\s.-]\d{4}(?![\w.-])"  # 918-269-0528, 918.269.0528
+)
 _SAFE_KEYS = frozenset(
     {"sequence_number", "seq", "shard_id", "byte_offset", "records", "count", "timestamp", "level", "logger"}
 )

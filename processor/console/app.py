@@ -9,6 +9,7 @@ AWS calls are blocking boto3 calls: they run in Starlette's thread pool.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from processor.adapters.contacts_query import ContactQuery
 from processor.adapters.runtime_config import AcdConfiguration, ConfigConflict, RuntimeConfigStore
 from processor.adapters.users import DynamoUserAdmin, UserRow
 from processor.console.auth import Authenticator, ConsoleAccount, csrf_matches, new_csrf_token
-from processor.console.forms import changes, parse_acd_form
+from processor.console.forms import changes, parse_acd_form, whole_number
 from processor.console.health import HealthCheck
 from processor.console.media import Media, RecordingInspector, S3Objects, ScreenSource
 from processor.core.contact_query import DIRECTIONS, duration_check, parse_filter
@@ -111,6 +112,10 @@ class ConsoleDeps:
 class Denied(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
+
+
+#: Playbacks a session remembers as audited (hashed marks, to keep the cookie small).
+PLAYED_REMEMBERED = 100
 
 
 # --- sessions, roles, CSRF ----------------------------------------------------------------------
@@ -370,7 +375,7 @@ async def users_page(
 ) -> Response:
     query = request.query_params.get("q", "").strip()
     page_text = request.query_params.get("page", "1")
-    page_number = int(page_text) if page_text.isdigit() and int(page_text) > 0 else 1
+    page_number = whole_number(page_text) or 1
     rows = await run_in_threadpool(deps.users.rows)
     matching = [r for r in rows if _matches(r, query)] if query else rows
     size = deps.settings.console_page_size
@@ -408,11 +413,15 @@ async def users_page(
 
 
 async def users_get(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
-    return await users_page(request, deps, account, message=request.query_params.get("done"))
+    # The outcome of the change just made travels in the signed session, never in the URL: a
+    # link cannot make the page show text of its choosing.
+    message = request.session.pop("done", None)
+    return await users_page(request, deps, account, message=message if isinstance(message, str) else None)
 
 
-def _redirect_users(message: str) -> Response:
-    return RedirectResponse("/users?" + urlencode({"done": message}), status_code=303)
+def _redirect_users(request: Request, message: str) -> Response:
+    request.session["done"] = message
+    return RedirectResponse("/users", status_code=303)
 
 
 async def users_screen_recording(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
@@ -425,7 +434,7 @@ async def users_screen_recording(request: Request, deps: ConsoleDeps, account: C
         return await users_page(request, deps, account, error="Select at least one user.", status=422)
     changed = await run_in_threadpool(deps.users.set_screen_recording, usernames, action == "enable")
     await _audit(deps, account, f"screen_recording_{action}d", "users", usernames=changed)
-    return _redirect_users(f"Screen recording {action}d for {len(changed)} user(s).")
+    return _redirect_users(request, f"Screen recording {action}d for {len(changed)} user(s).")
 
 
 async def users_sync(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
@@ -487,7 +496,7 @@ async def users_sync(request: Request, deps: ConsoleDeps, account: ConsoleAccoun
         text += f", {len(outcome.problems)} could not be read"
     if named:
         text += f"; {named} contact(s) got their agent's name"
-    return _redirect_users(text + ".")
+    return _redirect_users(request, text + ".")
 
 
 async def users_import(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
@@ -517,8 +526,9 @@ async def users_import(request: Request, deps: ConsoleDeps, account: ConsoleAcco
         deps, account, "users_imported", upload.filename or "file", usernames=[u.username for u in users]
     )
     return _redirect_users(
+        request,
         f"Imported {len(users)} user(s) from {upload.filename or 'the file'}; "
-        f"{named} contact(s) got their agent's name."
+        f"{named} contact(s) got their agent's name.",
     )
 
 
@@ -704,10 +714,16 @@ async def contact_screen(request: Request, deps: ConsoleDeps, account: ConsoleAc
 async def _audit_playback(
     deps: ConsoleDeps, account: ConsoleAccount, doc: Mapping[str, Any], what: str, request: Request
 ) -> None:
-    # One entry per playback start, not per seek.
-    header = request.headers.get("range", "")
-    if header in ("", "bytes=0-"):
-        await _audit(deps, account, f"{what}_played", str(doc["contact_id"]))
+    # Once per session, contact and medium, whatever the range asked for: a player's seeks
+    # add nothing, and no sequence of ranged requests fetches a recording unaudited.
+    contact_id = str(doc["contact_id"])
+    mark = hashlib.sha256(f"{what}:{contact_id}".encode()).hexdigest()[:12]
+    played = request.session.get("played")
+    seen = [m for m in played if isinstance(m, str)] if isinstance(played, list) else []
+    if mark in seen:
+        return
+    await _audit(deps, account, f"{what}_played", contact_id)
+    request.session["played"] = [*seen, mark][-PLAYED_REMEMBERED:]
 
 
 # --- JSON API -----------------------------------------------------------------------------------

@@ -10,6 +10,15 @@ from processor.adapters.runtime_config import AcdConfiguration
 
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:connect:([a-z0-9-]+):\d{12}:instance/[0-9a-fA-F-]{36}$")
+
+
+def whole_number(text: str) -> int | None:
+    """A non-negative integer written in ASCII digits; None otherwise ("²".isdigit() is true,
+    and int("²") raises)."""
+    stripped = text.strip()
+    return int(stripped) if stripped.isascii() and stripped.isdigit() else None
+
+
 EDITABLE = ("instance_arn", "region", "join_window_minutes", "rte_enabled", "include_acw")
 
 
@@ -34,14 +43,15 @@ def parse_acd_form(
         problems["region"] = "a region looks like us-east-1"
     raw_window = (form.get("join_window_minutes") or "").strip()
     window = current.join_window_minutes
-    if not raw_window.isdigit():
+    if whole_number(raw_window) is None:
         problems["join_window_minutes"] = "a whole number of minutes"
     else:
         window = int(raw_window)
         if not 1 <= window <= 24 * 60:
             problems["join_window_minutes"] = "between 1 and 1440 minutes"
     version_text = (form.get("version") or "").strip()
-    version = int(version_text) if version_text.isdigit() else current.version
+    parsed_version = whole_number(version_text)
+    version = parsed_version if parsed_version is not None else current.version
     wanted = replace(
         current,
         instance_arn=arn,

@@ -40,7 +40,9 @@ class Checkpoint:
     sub_sequence_number: int = 0
 
     def __post_init__(self) -> None:
-        if self.sequence_number not in SENTINELS and not self.sequence_number.isdigit():
+        if self.sequence_number not in SENTINELS and not (
+            self.sequence_number.isascii() and self.sequence_number.isdigit()
+        ):
             raise ValueError(f"not a sequence number or a KCL sentinel: {self.sequence_number!r}")
 
     @property

@@ -13,6 +13,7 @@ segment unreadable even if its file's blocks survive on disk.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -126,6 +127,11 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
+        # The journal holds the segments' wrapped keys: readable by the agent's account only,
+        # from the first byte (the WAL and shared-memory files sqlite creates beside it take
+        # the database file's mode).
+        path.touch(mode=0o600, exist_ok=True)
+        os.chmod(path, 0o600)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -306,6 +312,10 @@ class Journal:
                 "UPDATE segments SET state = ?, deleted_at = ?, delete_reason = ? WHERE segment_id = ?",
                 (SegmentState.DELETED, iso(now), reason, segment_id),
             )
+        # The deleted key's page is overwritten in the WAL, but the WAL keeps older frames of
+        # it until a checkpoint: move everything into the database file and empty the WAL.
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def segments(self, *states: str) -> list[SegmentRow]:
         wanted = states or (SegmentState.OPEN, SegmentState.COMPLETE, SegmentState.CORRUPT)

@@ -52,3 +52,21 @@ def test_torn_tail_after_a_crash_is_pc_off(tmp_path: Path) -> None:
     assert [(g.reason, g.start, g.end) for g in after] == [(GapReason.PC_OFF, recovered_until, seconds(20))]
     assert run_2 == 2
     journal.close()
+
+
+def test_the_journal_is_private_and_a_deleted_key_leaves_no_copy(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    key = os.urandom(48)
+    journal.add_segment("seg-1", "seg-1.qmseg", seconds(0), key)
+    journal.segment_deleted("seg-1", seconds(600), "released")
+    wal = path.with_name(path.name + "-wal")
+    for file in (path, wal):
+        if file.exists():
+            assert key not in file.read_bytes(), file.name
+    assert not wal.exists() or wal.stat().st_size == 0
+    journal.close()

@@ -48,3 +48,13 @@ def test_the_log_scan_of_the_e2e_suite_finds_a_leak() -> None:
     assert leaked_numbers('{"event":"callback to +61 2 9123 4567"}', numbers) == ["+61291234567"]
     assert leaked_numbers('{"n":"19182690528"}', numbers) == [" 19182690528"]
     assert leaked_numbers('{"n":"tel 02079460321"}', numbers) == ["+442079460321"]
+
+
+def test_national_phone_formats_are_masked_in_free_text() -> None:
+    from processor.logs import _mask_text
+
+    for text in ("call (918) 269-0528 back", "918-269-0528", "918.269.0528", "(0918) 2690 528"):
+        masked = _mask_text(text)
+        assert "269" not in masked and "0528" not in masked, masked
+    for kept in ("at 2026-12-06T10:00:00Z", "v1.2.3", "127.0.0.1:4566", "order 123-456-7890-abc"):
+        assert _mask_text(kept) == kept
