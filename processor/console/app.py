@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from botocore.exceptions import BotoCoreError, ClientError
 from starlette.applications import Starlette
@@ -45,7 +45,13 @@ from processor.adapters.contacts import DynamoContactStore, StoredContact
 from processor.adapters.contacts_query import ContactQuery
 from processor.adapters.runtime_config import AcdConfiguration, ConfigConflict, RuntimeConfigStore
 from processor.adapters.users import DynamoUserAdmin, UserRow
-from processor.console.auth import Authenticator, ConsoleAccount, csrf_matches, new_csrf_token
+from processor.console.auth import (
+    Authenticator,
+    ConsoleAccount,
+    SignInThrottled,
+    csrf_matches,
+    new_csrf_token,
+)
 from processor.console.forms import changes, parse_acd_form, whole_number
 from processor.console.health import HealthCheck
 from processor.console.media import Media, RecordingInspector, S3Objects, ScreenSource
@@ -114,6 +120,8 @@ class Denied(Exception):
         self.status = status
 
 
+#: A sign-in form is a user name, a password, a token and a path: never more than this.
+MAX_SIGN_IN_BYTES = 4096
 #: Playbacks a session remembers as audited (hashed marks, to keep the cookie small).
 PLAYED_REMEMBERED = 100
 
@@ -247,11 +255,51 @@ def _safe_next(value: Any) -> str:
     return text if text.startswith("/") and not text.startswith("//") and "\\" not in text else "/"
 
 
+async def small_form(request: Request) -> dict[str, str]:
+    """A sign-in form: URL-encoded and at most ``MAX_SIGN_IN_BYTES``, read no further; its
+    CSRF token checked before anything else is done with it."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise HTTPException(415, "Sign in with the form.")
+    declared = request.headers.get("content-length", "")
+    if not declared.isascii() or not declared.isdigit() or int(declared) > MAX_SIGN_IN_BYTES:
+        raise HTTPException(413, "The sign-in form is larger than a sign-in needs.")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_SIGN_IN_BYTES:
+            raise HTTPException(413, "The sign-in form is larger than a sign-in needs.")
+    try:
+        pairs = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPException(400, "The sign-in form could not be read.") from None
+    form = {k: v[0] for k, v in pairs.items()}
+    if not csrf_matches(request.session.get("csrf"), form.get("csrf_token")):
+        raise HTTPException(403, "The form is out of date or did not come from this console: reload it.")
+    return form
+
+
 async def login(request: Request, deps: ConsoleDeps) -> Response:
-    form = await checked_form(request)
-    username = str(form.get("username") or "").strip()
-    password = str(form.get("password") or "")
-    account = await run_in_threadpool(deps.auth.verify, username, password)
+    form = await small_form(request)
+    username = form.get("username", "").strip()
+    password = form.get("password", "")
+    client = request.client.host if request.client else ""
+    try:
+        account = await run_in_threadpool(deps.auth.verify, username, password, client)
+    except SignInThrottled as exc:
+        log.warning("console sign-in throttled", user=username[:64], retry_after=round(exc.retry_after))
+        response = _page(
+            request,
+            deps,
+            "login.html",
+            None,
+            status=429,
+            next=_safe_next(form.get("next")),
+            error=f"Too many failed sign-ins from here: try again in {max(1, round(exc.retry_after))} s.",
+            configured=deps.auth.configured,
+        )
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        return response
     if account is None:
         log.warning("console sign-in refused", user=username[:64])
         return _page(

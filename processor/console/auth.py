@@ -13,6 +13,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,8 +23,16 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from processor.settings import ConsoleRole, Settings
 
 DEFAULT_ADMIN = "admin"
-MAX_FAILURES = 5
-LOCKOUT_SECONDS = 300.0
+#: Failed sign-ins per client and user name before back-off starts (4x as many per client).
+FREE_FAILURES = 3
+MAX_BACKOFF_SECONDS = 300.0
+#: A client's failures are forgotten this long after its last one.
+FORGET_SECONDS = 3600.0
+#: (client, user name) pairs remembered at most (the oldest forgotten first).
+MAX_TRACKED = 10_000
+#: argon2id checks at once (64 MiB of memory each), and how long a sign-in waits for one.
+MAX_CONCURRENT_HASHES = 2
+HASH_WAIT_SECONDS = 5.0
 
 _hasher = PasswordHasher()
 
@@ -70,11 +79,35 @@ def accounts_from_settings(settings: Settings) -> list[ConsoleAccount]:
     return accounts
 
 
+class SignInThrottled(Exception):
+    """Too many failed sign-ins from this client: try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"try again in {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+
+
 class Authenticator:
+    """Password checks, with back-off per client and user name instead of a lock-out.
+
+    A hard lock after N failures lets anyone lock ``admin`` out, forever, by failing N times.
+    Here each (client, user name) pair and each client on its own wait ``2^(failures - free)``
+    seconds (capped) before their next try is even checked, so a stranger slows down only
+    themselves. At most ``MAX_CONCURRENT_HASHES`` argon2id checks (64 MiB each) run at once; the
+    failure table is bounded and forgets after ``FORGET_SECONDS``.
+    """
+
     def __init__(self, accounts: Iterable[ConsoleAccount]) -> None:
         self._accounts = {a.username: a for a in accounts}
-        self._failures: dict[str, list[float]] = {}
+        self._failures: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
         self._lock = threading.Lock()
+        self._hashing = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
         # Verifying against this for unknown users keeps their sign-in as slow as a known one.
         self._decoy = _hasher.hash(secrets.token_hex(16))
 
@@ -85,27 +118,53 @@ class Authenticator:
     def account(self, username: str) -> ConsoleAccount | None:
         return self._accounts.get(username)
 
-    def locked(self, username: str) -> bool:
+    def retry_after(self, username: str, client: str = "", now: float | None = None) -> float:
+        """Seconds this client must still wait before trying this user name; 0 when it may."""
+        now = time.monotonic() if now is None else now
+        wait = 0.0
+        with self._lock:
+            for key, free in (((client, username), FREE_FAILURES), ((client, ""), FREE_FAILURES * 4)):
+                entry = self._failures.get(key)
+                if entry is None or now - entry.last > FORGET_SECONDS or entry.count < free:
+                    continue
+                backoff = min(MAX_BACKOFF_SECONDS, 2.0 ** (entry.count - free))
+                wait = max(wait, entry.last + backoff - now)
+        return max(0.0, wait)
+
+    def _failed(self, username: str, client: str) -> None:
         now = time.monotonic()
         with self._lock:
-            recent = [t for t in self._failures.get(username, []) if now - t < LOCKOUT_SECONDS]
-            self._failures[username] = recent
-            return len(recent) >= MAX_FAILURES
+            for key in ((client, username), (client, "")):
+                entry = self._failures.pop(key, None) or _Failures()
+                if now - entry.last > FORGET_SECONDS:
+                    entry = _Failures()
+                entry.count, entry.last = entry.count + 1, now
+                self._failures[key] = entry  # most recent last
+            while len(self._failures) > MAX_TRACKED:
+                self._failures.popitem(last=False)
 
-    def verify(self, username: str, password: str) -> ConsoleAccount | None:
-        if self.locked(username):
-            return None
-        account = self._accounts.get(username)
+    def verify(self, username: str, password: str, client: str = "") -> ConsoleAccount | None:
+        """The account when the password is right; raises :class:`SignInThrottled` while this
+        client must wait, and when the hash checks are all busy."""
+        wait = self.retry_after(username, client)
+        if wait > 0:
+            raise SignInThrottled(wait)
+        if not self._hashing.acquire(timeout=HASH_WAIT_SECONDS):
+            raise SignInThrottled(1.0)
         try:
-            _hasher.verify(account.password_hash if account else self._decoy, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            with self._lock:
-                self._failures.setdefault(username, []).append(time.monotonic())
-            return None
+            account = self._accounts.get(username)
+            try:
+                _hasher.verify(account.password_hash if account else self._decoy, password)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                self._failed(username, client)
+                return None
+        finally:
+            self._hashing.release()
         if account is None:
+            self._failed(username, client)
             return None
         with self._lock:
-            self._failures.pop(username, None)
+            self._failures.pop((client, username), None)
         return account
 
 

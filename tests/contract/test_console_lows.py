@@ -46,3 +46,29 @@ def test_every_playback_is_audited_once_per_session_whatever_the_range(console_e
     assert _plays(console_env, "c-both") == before + 1  # the same session: once
     console_env.signed_in("eva").get("/contacts/c-both/audio", headers={"Range": "bytes=500-600"})
     assert _plays(console_env, "c-both") == before + 2  # another session
+
+
+def test_sign_in_reads_only_a_small_url_encoded_form(console_env: ConsoleEnv) -> None:
+    client = console_env.client()
+    csrf = csrf_of(client.get("/login").text)
+    big = client.post(
+        "/login",
+        data={"csrf_token": csrf, "username": "admin"},
+        files={"file": ("x.bin", b"\0" * (8 << 20), "application/octet-stream")},
+    )
+    assert big.status_code == 415
+    padded = client.post("/login", data={"csrf_token": csrf, "username": "admin", "password": "x" * 10_000})
+    assert padded.status_code == 413
+
+
+def test_failed_sign_ins_back_off_instead_of_locking_the_account(console_env: ConsoleEnv) -> None:
+    client = console_env.client()
+    csrf = csrf_of(client.get("/login").text)
+    answers = [
+        client.post("/login", data={"csrf_token": csrf, "username": "admin", "password": "wrong"}).status_code
+        for _ in range(4)
+    ]
+    assert answers[:3] == [401, 401, 401]
+    assert answers[3] == 429
+    throttled = client.post("/login", data={"csrf_token": csrf, "username": "admin", "password": "wrong"})
+    assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
