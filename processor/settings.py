@@ -443,6 +443,10 @@ class Settings(BaseSettings):
             " runs (0 = only on demand: `users sync`, the console's Sync now)",
         ),
     ] = 0
+    console_screen_max_mb: Annotated[
+        int,
+        Field(ge=1, le=5120, description="Largest screen recording the console decrypts and plays (MiB)"),
+    ] = 256
     time_zone: Annotated[
         str,
         Field(

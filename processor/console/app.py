@@ -54,7 +54,7 @@ from processor.console.auth import (
 )
 from processor.console.forms import changes, parse_acd_form, whole_number
 from processor.console.health import HealthCheck
-from processor.console.media import Media, RecordingInspector, S3Objects, ScreenSource
+from processor.console.media import Media, RecordingInspector, RecordingTooLarge, S3Objects, ScreenSource
 from processor.core.contact_query import DIRECTIONS, duration_check, parse_filter
 from processor.core.http_range import RangeNotSatisfiable, parse_range
 from processor.core.local_time import shown_date_time
@@ -752,7 +752,11 @@ async def contact_audio(request: Request, deps: ConsoleDeps, account: ConsoleAcc
 
 async def contact_screen(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
     doc = await _contact(deps, request)
-    media = await run_in_threadpool(deps.screen.open, doc)
+    try:
+        media = await run_in_threadpool(deps.screen.open, doc)
+    except RecordingTooLarge as exc:
+        log.warning("screen recording too large to play", contact_id=str(doc["contact_id"]), detail=str(exc))
+        raise HTTPException(413, "This screen recording is larger than the console plays.") from None
     if media is None:
         raise HTTPException(404, "This contact has no screen recording.")
     await _audit_playback(deps, account, doc, "screen", request)

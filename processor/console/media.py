@@ -2,18 +2,21 @@
 
 Screen recordings sit behind :class:`ScreenSource`, a small interface returning the
 decrypted MP4 of a contact as a random-access :class:`Media`. :class:`S3ScreenSource`
-serves an unencrypted MP4 straight from S3; :class:`DecryptingScreenSource` takes the
-server-side decrypt function of the encrypted upload format and keeps recently decrypted
-videos in a bounded memory cache, so that seeking (many range requests) decrypts once.
+serves an unencrypted MP4 straight from S3; :class:`DecryptingScreenSource` decrypts an
+encrypted upload once, as a stream, into a bounded file cache that seeking reads from.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -143,51 +146,101 @@ class S3ScreenSource:
         return self._objects.media(location, "video/mp4")
 
 
+class RecordingTooLarge(Exception):
+    """A screen recording larger than the console plays (``QM_CONSOLE_SCREEN_MAX_MB``)."""
+
+
 class DecryptingScreenSource:
-    """Screen recordings uploaded encrypted: ``decrypt(encrypted bytes) -> MP4 bytes``."""
+    """Screen recordings uploaded encrypted, played decrypted, with bounded memory.
+
+    The upload is copied to a file as it downloads (refused beyond ``max_bytes``: a desktop can
+    upload up to 5 GB to its pre-signed URL), decrypted chunk by chunk into a cache file
+    (``decrypt_file(encrypted, destination)``, authenticated: a tampered chunk fails before it
+    is written), and ranges are read from that file. Requests for the same recording that
+    arrive together wait for one decryption; the cache directory is trimmed to
+    ``cache_bytes``, oldest first.
+    """
 
     def __init__(
         self,
         objects: S3Objects,
         s3: S3Client,
-        decrypt: Callable[[bytes], bytes],
-        cache_bytes: int = 512 << 20,
+        decrypt_file: Callable[[BinaryIO, Path], int],
+        cache_dir: Path,
+        *,
+        max_bytes: int = 256 << 20,
+        cache_bytes: int = 2 << 30,
     ) -> None:
         self._objects = objects
         self._s3 = s3
-        self._decrypt = decrypt
-        self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._decrypt_file = decrypt_file
+        self._dir = cache_dir
+        self._max = max_bytes
         self._cache_bytes = cache_bytes
         self._lock = threading.Lock()
+        self._busy: dict[str, threading.Lock] = {}
+        self.decryptions = 0  # how many times an upload was decrypted (tests, metrics)
 
-    def _plain(self, location: str) -> bytes | None:
+    def _plain(self, location: str) -> Path | None:
         bucket, key = split_location(location)
         found = self._objects.head(bucket, key)
         if found is None:
             return None
-        cache_key = (location, found[1])
+        size, etag = found
+        if size > self._max:
+            raise RecordingTooLarge(f"{size} bytes, more than the {self._max} the console plays")
+        name = hashlib.sha256(f"{location}\n{etag}".encode()).hexdigest()[:32] + ".mp4"
+        path = self._dir / name
         with self._lock:
-            if cache_key in self._cache:
-                self._cache.move_to_end(cache_key)
-                return self._cache[cache_key]
-        encrypted = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        plain = self._decrypt(encrypted)
+            one = self._busy.setdefault(name, threading.Lock())
+        with one:  # requests that arrive together share one decryption
+            if path.exists():
+                os.utime(path)  # recently used
+                return path
+            self._dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self._dir) as encrypted:
+                body = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
+                copied = 0
+                for chunk in iter(lambda: body.read(STREAM_CHUNK), b""):
+                    copied += len(chunk)
+                    if copied > self._max:
+                        raise RecordingTooLarge(f"more than the {self._max} bytes the console plays")
+                    encrypted.write(chunk)
+                encrypted.seek(0)
+                self._decrypt_file(encrypted, path)
+                self.decryptions += 1
         with self._lock:
-            self._cache[cache_key] = plain
-            while sum(len(v) for v in self._cache.values()) > self._cache_bytes and len(self._cache) > 1:
-                self._cache.popitem(last=False)
-        return plain
+            self._busy.pop(name, None)
+        self._trim(keep=path)
+        return path
+
+    def _trim(self, keep: Path) -> None:
+        files = sorted(self._dir.glob("*.mp4"), key=lambda f: f.stat().st_mtime)
+        total = sum(f.stat().st_size for f in files)
+        for old in files:
+            if total <= self._cache_bytes:
+                break
+            if old != keep:
+                total -= old.stat().st_size
+                old.unlink(missing_ok=True)
 
     def open(self, contact: Mapping[str, Any]) -> Media | None:
         location = contact.get("screen_recording_location")
         if not isinstance(location, str) or not location:
             return None
-        plain = self._plain(location)
-        if plain is None:
+        path = self._plain(location)
+        if path is None:
             return None
 
         def stream(start: int, end: int) -> Iterator[bytes]:
-            for offset in range(start, end + 1, STREAM_CHUNK):
-                yield plain[offset : min(offset + STREAM_CHUNK, end + 1)]
+            with open(path, "rb") as plain:
+                plain.seek(start)
+                left = end + 1 - start
+                while left > 0:
+                    chunk = plain.read(min(STREAM_CHUNK, left))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+                    yield chunk
 
-        return Media(len(plain), "video/mp4", stream)
+        return Media(path.stat().st_size, "video/mp4", stream)

@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -89,10 +90,7 @@ def build_deps(
 def screen_source(settings: Settings, aws: AwsClients, objects: S3Objects) -> ScreenSource:
     """Uploads are encrypted for the server's key (qm-desktop): decrypt them for playback.
     Without a server key (a console run only to browse), recordings are served as stored."""
-    import io
-
     from processor.adapters.screen_keys import load_server_key
-    from processor.core.envelope import decrypt_recording
     from processor.exceptions import ConfigurationError as MissingKey
 
     try:
@@ -103,13 +101,18 @@ def screen_source(settings: Settings, aws: AwsClients, objects: S3Objects) -> Sc
         )
         return S3ScreenSource(objects)
 
-    private_key = key.private_key
-    assert private_key is not None  # load_server_key loads the private half
+    from processor.adapters.screen_recordings import decrypt_to_file
 
-    def decrypt(data: bytes) -> bytes:
-        return b"".join(decrypt_recording(io.BytesIO(data), private_key, expected_key_id=key.key_id))
+    def decrypt(encrypted: BinaryIO, destination: Path) -> int:
+        return decrypt_to_file(encrypted, key, destination)
 
-    return DecryptingScreenSource(objects, aws.s3, decrypt)
+    return DecryptingScreenSource(
+        objects,
+        aws.s3,
+        decrypt,
+        Path(settings.state_dir) / "console-screen-cache",
+        max_bytes=settings.console_screen_max_mb << 20,
+    )
 
 
 @dataclass
