@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from processor.adapters.commands import CommandStore
+from processor.adapters.commands import CommandRecord, CommandStore
 from processor.adapters.quarantine import Quarantine
 from processor.adapters.sqs_consumer import SqsConsumer
 from processor.core.ctr import format_instant
-from processor.core.desktop_protocol import RESULT_SCHEMA, ResultType, parse_instant
+from processor.core.desktop_protocol import RESULT_SCHEMA, CommandType, ResultType, parse_instant
 from processor.core.schemas import SchemaViolation, validate
 from processor.exceptions import InvalidInput
 from processor.joiner import Joiner
@@ -79,6 +79,12 @@ class ScreenResultConsumer(SqsConsumer):
             return True
         try:
             self._apply(doc)
+        except InvalidInput as exc:
+            self._set_aside(message, exc, format_instant(self.joiner.clock()), dlq_url=None)
+            log.warning(
+                "desktop result quarantined", reason=exc.reason, detail=exc.detail, agent=doc.get("agent")
+            )
+            return True
         except Exception as exc:
             log.error(
                 "desktop result failed; left for redelivery", error=type(exc).__name__, type=doc.get("type")
@@ -86,6 +92,11 @@ class ScreenResultConsumer(SqsConsumer):
             return False
         self._delete(message)
         return True
+
+    def _check_answers_a_command(self, doc: dict[str, Any], agent: str) -> None:
+        command_id = doc.get("command_id")
+        command = self.commands.get(command_id) if isinstance(command_id, str) and command_id else None
+        check_result_against_command(doc, agent, command)
 
     def _apply(self, doc: dict[str, Any]) -> None:
         kind = ResultType(doc["type"])
@@ -104,6 +115,7 @@ class ScreenResultConsumer(SqsConsumer):
         if kind not in STATUS:
             return  # heartbeat
         status = STATUS[kind]
+        self._check_answers_a_command(doc, agent)
         location = doc.get("location")
         where = f"{location['bucket']}/{location['key']}" if location else None
         outcome = self.joiner.record_screen(
@@ -119,6 +131,28 @@ class ScreenResultConsumer(SqsConsumer):
             outcome=outcome.value,
             reason=doc.get("reason"),
         )
+
+
+def untrusted(doc: dict[str, Any], why: str) -> InvalidInput:
+    raw = orjson.dumps(doc)
+    return InvalidInput("untrusted_result", why, payload=raw)
+
+
+def check_result_against_command(doc: dict[str, Any], agent: str, command: CommandRecord | None) -> None:
+    """A result is applied only if it answers an ``extract_screen`` that was sent, from the
+    agent it was sent to, for that command's contact, and (uploaded) at the upload target the
+    command named. Anything else is someone else's message: quarantined, never applied."""
+    if command is None or command.type != CommandType.EXTRACT_SCREEN.value:
+        raise untrusted(doc, "the result answers no extraction command that was sent")
+    if command.agent != agent:
+        raise untrusted(doc, "the result comes from another agent than the command was sent to")
+    if command.contact_id != doc.get("contact_id"):
+        raise untrusted(doc, "the result is for another contact than its command")
+    location = doc.get("location")
+    if location is not None:
+        target = command.body.get("upload") or {}
+        if (location.get("bucket"), location.get("key")) != (target.get("bucket"), target.get("key")):
+            raise untrusted(doc, "the uploaded location is not the command's upload target")
 
 
 def run_releaser(

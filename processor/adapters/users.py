@@ -270,8 +270,10 @@ class DynamoUserAdmin(DynamoUserDirectory):
                 "SET " + ", ".join(sets),
                 values,
                 # Messages arrive out of order on a standard queue: never move the time back.
+                # A desktop updates its own user, never creates one.
                 ConditionExpression=(
-                    "attribute_not_exists(desktop_last_seen_at) OR desktop_last_seen_at < :seen"
+                    "attribute_exists(username) AND "
+                    "(attribute_not_exists(desktop_last_seen_at) OR desktop_last_seen_at < :seen)"
                 ),
             )
         except ClientError as exc:

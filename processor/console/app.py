@@ -54,7 +54,14 @@ from processor.console.auth import (
 )
 from processor.console.forms import changes, parse_acd_form, whole_number
 from processor.console.health import HealthCheck
-from processor.console.media import Media, RecordingInspector, RecordingTooLarge, S3Objects, ScreenSource
+from processor.console.media import (
+    Media,
+    RecordingInspector,
+    RecordingMismatch,
+    RecordingTooLarge,
+    S3Objects,
+    ScreenSource,
+)
 from processor.core.contact_query import DIRECTIONS, duration_check, parse_filter
 from processor.core.http_range import RangeNotSatisfiable, parse_range
 from processor.core.local_time import shown_date_time
@@ -754,6 +761,11 @@ async def contact_screen(request: Request, deps: ConsoleDeps, account: ConsoleAc
     doc = await _contact(deps, request)
     try:
         media = await run_in_threadpool(deps.screen.open, doc)
+    except RecordingMismatch as exc:
+        log.warning("screen recording refused", contact_id=str(doc["contact_id"]), detail=str(exc))
+        raise HTTPException(
+            409, "This contact's screen recording is not this contact's: not played."
+        ) from None
     except RecordingTooLarge as exc:
         log.warning("screen recording too large to play", contact_id=str(doc["contact_id"]), detail=str(exc))
         raise HTTPException(413, "This screen recording is larger than the console plays.") from None

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from botocore.exceptions import ClientError
 
+from processor.core.envelope import read_header
 from processor.core.recorded_parties import PartiesReport, recorded_parties
 from processor.core.wav import WavHeaderError, read_wav_info
 
@@ -150,6 +151,10 @@ class RecordingTooLarge(Exception):
     """A screen recording larger than the console plays (``QM_CONSOLE_SCREEN_MAX_MB``)."""
 
 
+class RecordingMismatch(Exception):
+    """The upload a contact points at is another contact's (or another agent's) recording."""
+
+
 class DecryptingScreenSource:
     """Screen recordings uploaded encrypted, played decrypted, with bounded memory.
 
@@ -181,7 +186,7 @@ class DecryptingScreenSource:
         self._busy: dict[str, threading.Lock] = {}
         self.decryptions = 0  # how many times an upload was decrypted (tests, metrics)
 
-    def _plain(self, location: str) -> Path | None:
+    def _plain(self, location: str, contact_id: str, agent: str | None) -> Path | None:
         bucket, key = split_location(location)
         found = self._objects.head(bucket, key)
         if found is None:
@@ -189,7 +194,8 @@ class DecryptingScreenSource:
         size, etag = found
         if size > self._max:
             raise RecordingTooLarge(f"{size} bytes, more than the {self._max} the console plays")
-        name = hashlib.sha256(f"{location}\n{etag}".encode()).hexdigest()[:32] + ".mp4"
+        # Per contact: each contact's playback checks that the upload is that contact's.
+        name = hashlib.sha256(f"{location}\n{etag}\n{contact_id}\n{agent}".encode()).hexdigest()[:32] + ".mp4"
         path = self._dir / name
         with self._lock:
             one = self._busy.setdefault(name, threading.Lock())
@@ -206,6 +212,11 @@ class DecryptingScreenSource:
                     if copied > self._max:
                         raise RecordingTooLarge(f"more than the {self._max} bytes the console plays")
                     encrypted.write(chunk)
+                encrypted.seek(0)
+                metadata = read_header(encrypted).metadata  # authenticated with the content
+                if metadata.get("contact_id") != contact_id or (agent and metadata.get("agent") != agent):
+                    shown = str(metadata.get("contact_id"))[:64]
+                    raise RecordingMismatch(f"the upload at {location} is a recording of contact {shown}")
                 encrypted.seek(0)
                 self._decrypt_file(encrypted, path)
                 self.decryptions += 1
@@ -228,7 +239,10 @@ class DecryptingScreenSource:
         location = contact.get("screen_recording_location")
         if not isinstance(location, str) or not location:
             return None
-        path = self._plain(location)
+        agent = contact.get("acd_id")
+        path = self._plain(
+            location, str(contact.get("contact_id")), agent if isinstance(agent, str) else None
+        )
         if path is None:
             return None
 

@@ -208,7 +208,9 @@ def test_results_land_on_the_contact_once_and_sync_republishes(screen_settings, 
     joiner = build_joiner(screen_settings, aws)
     joiner.on_ctr(*ctr("c-res-1", "agent.one"))
     joiner.on_ctr(*ctr("c-res-2", "agent.one"))
-    assert len(queue_messages(aws, "agent.one")) == 2
+    commands = queue_messages(aws, "agent.one")
+    assert len(commands) == 2
+    target = next(c for c in commands if c["contact_id"] == "c-res-1")["upload"]
     consumer = result_consumer(screen_settings, aws)
     now = datetime.now(UTC)
     uploaded = build_result(
@@ -217,7 +219,7 @@ def test_results_land_on_the_contact_once_and_sync_republishes(screen_settings, 
         sent_at=now,
         command_id="extract:c-res-1",
         contact_id="c-res-1",
-        location={"bucket": screen_settings.screen_bucket, "key": "screen/c-res-1.qmrec"},
+        location={"bucket": target["bucket"], "key": target["key"]},
         duration_seconds=90.0,
         coverage=0.75,
         gaps=[],
@@ -231,7 +233,7 @@ def test_results_land_on_the_contact_once_and_sync_republishes(screen_settings, 
     stored = joiner.contacts.load("c-res-1")
     assert stored is not None
     assert stored.doc["screen_recording_status"] == "uploaded"
-    assert stored.doc["screen_recording_location"] == f"{screen_settings.screen_bucket}/screen/c-res-1.qmrec"
+    assert stored.doc["screen_recording_location"] == f"{target['bucket']}/{target['key']}"
     assert stored.doc["screen_coverage"] == 0.75
     emitted = [r for r in output_records(aws, screen_settings.output_stream) if r["contact_id"] == "c-res-1"]
     assert [r["screen_recording_status"] for r in emitted] == ["pending", "uploaded"]
@@ -368,3 +370,64 @@ def test_the_screen_demo_contact_has_its_agent_names(bootstrapped, aws) -> None:
     assert stored is not None
     assert (stored.doc["first_name"], stored.doc["last_name"]) == (user.first_name, user.last_name)
     assert "user_unknown" not in stored.doc["flags"]
+
+
+def test_results_that_answer_no_command_of_theirs_are_never_applied(screen_settings, aws) -> None:
+    """Anything that can send to the results queue: another contact's video, another agent's
+    command, a result no command asked for, a user the desktop invents."""
+    joiner = build_joiner(screen_settings, aws)
+    joiner.on_ctr(*ctr("c-victim", "agent.one"))
+    [command] = queue_messages(aws, "agent.one")
+    target = command["upload"]
+    consumer = result_consumer(screen_settings, aws)
+    now = datetime.now(UTC)
+
+    def uploaded(**change):  # type: ignore[no-untyped-def]
+        fields = {
+            "agent": "agent.one",
+            "command_id": "extract:c-victim",
+            "contact_id": "c-victim",
+            "location": {"bucket": target["bucket"], "key": target["key"]},
+            **change,
+        }
+        return build_result(
+            ResultType.SCREEN_UPLOADED,
+            sent_at=now,
+            duration_seconds=60.0,
+            coverage=1.0,
+            gaps=[],
+            server_key_id="k",
+            **fields,
+        )
+
+    attacks = [
+        uploaded(location={"bucket": "qm-ctr-archive", "key": "quarantine/all-the-numbers.json"}),
+        uploaded(agent="christy.burkholder"),  # another agent answers agent.one's command
+        uploaded(command_id="extract:c-other", contact_id="c-other"),  # a command never sent
+        uploaded(contact_id="c-other"),  # agent.one's command, another contact
+        build_result(ResultType.HEARTBEAT, agent="mallory.new", sent_at=now, desktop_id="PC-X"),
+    ]
+    for doc in attacks:
+        send_result(aws, screen_settings, doc)
+    while consumer.poll_once():
+        pass
+    stored = joiner.contacts.load("c-victim")
+    assert stored is not None and stored.doc["screen_recording_status"] == "pending"
+    assert stored.doc.get("screen_recording_location") is None
+    assert CommandStore(aws.dynamodb, screen_settings.commands_table).get("extract:c-victim").result is None  # type: ignore[union-attr]
+    users = {r.user.username for r in DynamoUserAdmin(aws.dynamodb, screen_settings.users_table).rows()}
+    assert "mallory.new" not in users
+    from processor.adapters.quarantine import DynamoQuarantine
+
+    reasons = [
+        e.reason
+        for e in DynamoQuarantine(
+            aws.dynamodb, screen_settings.quarantine_table, aws.s3, screen_settings.quarantine_bucket
+        ).list()
+    ]
+    assert reasons.count("untrusted_result") == 4
+    # The real answer still lands.
+    send_result(aws, screen_settings, uploaded())
+    while consumer.poll_once():
+        pass
+    assert joiner.contacts.load("c-victim").doc["screen_recording_status"] == "uploaded"  # type: ignore[union-attr]

@@ -26,7 +26,13 @@ def uploaded(bootstrapped, aws, tmp_path: Path):  # type: ignore[no-untyped-def]
     )
     plain = os.urandom(24 << 20)  # 24 MiB "video"
     encrypted = io.BytesIO()
-    encrypt_for_server(plain, encrypted, server_key_id=key.key_id, server_public_key_pem=key.public_key_pem)
+    encrypt_for_server(
+        plain,
+        encrypted,
+        server_key_id=key.key_id,
+        server_public_key_pem=key.public_key_pem,
+        metadata={"contact_id": "c1", "agent": "ana.silva"},
+    )
     aws.s3.put_object(Bucket=settings.screen_bucket, Key="screen/c1.qmrec", Body=encrypted.getvalue())
     return settings, plain
 
@@ -34,7 +40,11 @@ def uploaded(bootstrapped, aws, tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_requests_that_arrive_together_share_one_decryption(uploaded, aws) -> None:  # type: ignore[no-untyped-def]
     settings, plain = uploaded
     source = screen_source(settings, aws, S3Objects(aws.s3))
-    contact = {"contact_id": "c1", "screen_recording_location": f"{settings.screen_bucket}/screen/c1.qmrec"}
+    contact = {
+        "contact_id": "c1",
+        "acd_id": "ana.silva",
+        "screen_recording_location": f"{settings.screen_bucket}/screen/c1.qmrec",
+    }
     sizes: list[int] = []
     threads = [threading.Thread(target=lambda: sizes.append(source.open(contact).size)) for _ in range(4)]  # type: ignore[union-attr]
     for thread in threads:
@@ -53,7 +63,11 @@ def test_requests_that_arrive_together_share_one_decryption(uploaded, aws) -> No
 def test_decryption_does_not_hold_the_recording_in_memory(uploaded, aws) -> None:  # type: ignore[no-untyped-def]
     settings, plain = uploaded
     source = screen_source(settings, aws, S3Objects(aws.s3))
-    contact = {"contact_id": "c1", "screen_recording_location": f"{settings.screen_bucket}/screen/c1.qmrec"}
+    contact = {
+        "contact_id": "c1",
+        "acd_id": "ana.silva",
+        "screen_recording_location": f"{settings.screen_bucket}/screen/c1.qmrec",
+    }
     tracemalloc.start()
     try:
         media = source.open(contact)
@@ -68,6 +82,25 @@ def test_a_recording_larger_than_the_cap_is_refused(uploaded, aws) -> None:  # t
     settings, _ = uploaded
     small = settings.model_copy(update={"console_screen_max_mb": 4})
     source = screen_source(small, aws, S3Objects(aws.s3))
-    contact = {"contact_id": "c1", "screen_recording_location": f"{settings.screen_bucket}/screen/c1.qmrec"}
+    contact = {
+        "contact_id": "c1",
+        "acd_id": "ana.silva",
+        "screen_recording_location": f"{settings.screen_bucket}/screen/c1.qmrec",
+    }
     with pytest.raises(RecordingTooLarge):
         source.open(contact)
+
+
+def test_a_contact_pointing_at_another_contact_s_upload_plays_nothing(uploaded, aws) -> None:  # type: ignore[no-untyped-def]
+    from processor.console.media import RecordingMismatch
+
+    settings, _ = uploaded
+    source = screen_source(settings, aws, S3Objects(aws.s3))
+    location = f"{settings.screen_bucket}/screen/c1.qmrec"
+    source.open({"contact_id": "c1", "acd_id": "ana.silva", "screen_recording_location": location})
+    for other in (
+        {"contact_id": "c2", "acd_id": "ana.silva", "screen_recording_location": location},
+        {"contact_id": "c1", "acd_id": "ben.okafor", "screen_recording_location": location},
+    ):
+        with pytest.raises(RecordingMismatch):
+            source.open(other)
