@@ -116,7 +116,10 @@ ROUNDS = [
 ]
 
 
-BATCH_POINTS = ("before_write", "after_write", "after_checkpoint")
+#: Points a process passes once per batch: the record processors' own, and the join's writes
+#: and emission, which work a batch (or one recording notification's objects) at a time. A
+#: second passage may never come in a round whose contacts arrive in one batch per shard.
+BATCH_POINTS = ("before_write", "after_write", "after_checkpoint", "after_view_write", "after_output_put")
 
 
 def poison(round_no: int) -> list[tuple[bytes, str]]:
