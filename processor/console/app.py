@@ -286,6 +286,21 @@ async def small_form(request: Request) -> dict[str, str]:
     return form
 
 
+def _login_refused(
+    request: Request, deps: ConsoleDeps, form: Mapping[str, str], status: int, error: str
+) -> Response:
+    return _page(
+        request,
+        deps,
+        "login.html",
+        None,
+        status=status,
+        next=_safe_next(form.get("next")),
+        error=error,
+        configured=deps.auth.configured,
+    )
+
+
 async def login(request: Request, deps: ConsoleDeps) -> Response:
     form = await small_form(request)
     username = form.get("username", "").strip()
@@ -295,30 +310,15 @@ async def login(request: Request, deps: ConsoleDeps) -> Response:
         account = await run_in_threadpool(deps.auth.verify, username, password, client)
     except SignInThrottled as exc:
         log.warning("console sign-in throttled", user=username[:64], retry_after=round(exc.retry_after))
-        response = _page(
-            request,
-            deps,
-            "login.html",
-            None,
-            status=429,
-            next=_safe_next(form.get("next")),
-            error=f"Too many failed sign-ins from here: try again in {max(1, round(exc.retry_after))} s.",
-            configured=deps.auth.configured,
+        wait = max(1, round(exc.retry_after))
+        response = _login_refused(
+            request, deps, form, 429, f"Too many failed sign-ins from here: try again in {wait} s."
         )
-        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        response.headers["Retry-After"] = str(wait)
         return response
     if account is None:
         log.warning("console sign-in refused", user=username[:64])
-        return _page(
-            request,
-            deps,
-            "login.html",
-            None,
-            status=401,
-            next=_safe_next(form.get("next")),
-            error="Unknown user name or wrong password.",
-            configured=deps.auth.configured,
-        )
+        return _login_refused(request, deps, form, 401, "Unknown user name or wrong password.")
     request.session.clear()  # a new session on sign-in: no fixation
     sid = secrets.token_urlsafe(24)
     expires = deps.now() + timedelta(minutes=deps.settings.console_session_minutes)

@@ -163,9 +163,9 @@ def test_users_sync_names_the_contacts_imported_before_the_user(bootstrapped, aw
     client = aws.client("connect")
     namer = ContactNamer(bootstrapped, aws)
     arn = f"arn:aws:connect:us-east-1:123456789012:instance/{INSTANCE}"
-    with Stubber(client) as stubber:
-        _stub_full_sync(stubber)
-        outcome, named = sync_and_name(
+
+    def sync():  # type: ignore[no-untyped-def]
+        return sync_and_name(
             bootstrapped,
             aws,
             arn,
@@ -174,6 +174,10 @@ def test_users_sync_names_the_contacts_imported_before_the_user(bootstrapped, aw
             source=BotoConnectUsers(client),
             now=_clock(),
         )
+
+    with Stubber(client) as stubber:
+        _stub_full_sync(stubber)
+        outcome, named = sync()
     assert "ana.silva" in outcome.created and named == 1
     assert _names_of(aws, bootstrapped, "c-before-user") == ("Ana", "Silva", False)
     assert _emitted(aws, bootstrapped, "c-before-user") == 2
@@ -181,15 +185,7 @@ def test_users_sync_names_the_contacts_imported_before_the_user(bootstrapped, aw
     # The same sync again changes no name: no new revision.
     with Stubber(client) as stubber:
         _stub_full_sync(stubber)
-        outcome, named = sync_and_name(
-            bootstrapped,
-            aws,
-            arn,
-            synced_by="test",
-            namer=namer,
-            source=BotoConnectUsers(client),
-            now=_clock(),
-        )
+        outcome, named = sync()
     assert outcome.renamed == [] and named == 0
     assert _emitted(aws, bootstrapped, "c-before-user") == 2
 
@@ -207,15 +203,7 @@ def test_users_sync_names_the_contacts_imported_before_the_user(bootstrapped, aw
         for name in ("ana", "chloe", "dmitri"):
             body = renamed if name == "ana" else load(f"describe-user-{name}")
             stubber.add_response("describe_user", body, {"InstanceId": INSTANCE, "UserId": IDS[name]})
-        outcome, named = sync_and_name(
-            bootstrapped,
-            aws,
-            arn,
-            synced_by="test",
-            namer=namer,
-            source=BotoConnectUsers(client),
-            now=_clock(),
-        )
+        outcome, named = sync()
     assert outcome.renamed == ["ana.silva"] and named == 1
     assert _names_of(aws, bootstrapped, "c-before-user") == ("Ana", "Silva-Costa", False)
     assert _emitted(aws, bootstrapped, "c-before-user") == 3
