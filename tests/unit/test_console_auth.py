@@ -4,9 +4,10 @@ import orjson
 import pytest
 
 from processor.console.auth import (
-    MAX_FAILURES,
+    FREE_FAILURES,
     Authenticator,
     ConsoleAccount,
+    SignInThrottled,
     accounts_from_settings,
     csrf_matches,
     hash_password,
@@ -26,14 +27,16 @@ def test_hash_is_argon2id_and_verifies() -> None:
         hash_password("short")
 
 
-def test_repeated_failures_lock_the_user() -> None:
+def test_repeated_failures_make_that_client_wait() -> None:
     auth = Authenticator(
         [ConsoleAccount("eva", frozenset({ConsoleRole.EVALUATOR}), hash_password("pw-12345678"))]
     )
-    for _ in range(MAX_FAILURES):
-        assert auth.verify("eva", "guess") is None
-    assert auth.verify("eva", "pw-12345678") is None  # locked even with the right password
-    assert auth.locked("eva")
+    for _ in range(FREE_FAILURES):
+        assert auth.verify("eva", "guess", "10.0.0.9") is None
+    with pytest.raises(SignInThrottled):  # even the right password waits its turn from there
+        auth.verify("eva", "pw-12345678", "10.0.0.9")
+    assert auth.retry_after("eva", "10.0.0.9") > 0
+    assert auth.verify("eva", "pw-12345678", "10.0.0.10") is not None  # not a lock-out
 
 
 def test_accounts_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
