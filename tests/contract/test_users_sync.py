@@ -31,7 +31,11 @@ def _clock() -> Any:
     return lambda: f"2024-07-01T08:00:{next(counter):02d}.000Z"
 
 
-def _stub_full_sync(stubber: Stubber, describe: tuple[str, ...] = ("ana", "chloe", "dmitri")) -> None:
+def _stub_full_sync(
+    stubber: Stubber,
+    describe: tuple[str, ...] = ("ana", "chloe", "dmitri"),
+    bodies: dict[str, Any] | None = None,
+) -> None:
     first = load("list-users-page1")
     stubber.add_response("list_users", first, {"InstanceId": INSTANCE, "MaxResults": 1000})
     stubber.add_response(
@@ -40,9 +44,8 @@ def _stub_full_sync(stubber: Stubber, describe: tuple[str, ...] = ("ana", "chloe
         {"InstanceId": INSTANCE, "MaxResults": 1000, "NextToken": first["NextToken"]},
     )
     for name in describe:
-        stubber.add_response(
-            "describe_user", load(f"describe-user-{name}"), {"InstanceId": INSTANCE, "UserId": IDS[name]}
-        )
+        body = (bodies or {}).get(name) or load(f"describe-user-{name}")
+        stubber.add_response("describe_user", body, {"InstanceId": INSTANCE, "UserId": IDS[name]})
 
 
 @pytest.fixture
@@ -193,16 +196,7 @@ def test_users_sync_names_the_contacts_imported_before_the_user(bootstrapped, aw
     renamed = load("describe-user-ana")
     renamed["User"]["IdentityInfo"]["LastName"] = "Silva-Costa"
     with Stubber(client) as stubber:
-        first = load("list-users-page1")
-        stubber.add_response("list_users", first, {"InstanceId": INSTANCE, "MaxResults": 1000})
-        stubber.add_response(
-            "list_users",
-            load("list-users-page2"),
-            {"InstanceId": INSTANCE, "MaxResults": 1000, "NextToken": first["NextToken"]},
-        )
-        for name in ("ana", "chloe", "dmitri"):
-            body = renamed if name == "ana" else load(f"describe-user-{name}")
-            stubber.add_response("describe_user", body, {"InstanceId": INSTANCE, "UserId": IDS[name]})
+        _stub_full_sync(stubber, bodies={"ana": renamed})
         outcome, named = sync()
     assert outcome.renamed == ["ana.silva"] and named == 1
     assert _names_of(aws, bootstrapped, "c-before-user") == ("Ana", "Silva-Costa", False)
