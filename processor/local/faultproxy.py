@@ -104,6 +104,18 @@ def aws_json_error(code: str, message: str = "injected by the fault proxy", stat
     )
 
 
+def s3_error(code: str, message: str, *, status: int, path: str, times: int | None = 1) -> Injection:
+    """An error as S3 sends it (REST-XML), on requests whose request line contains ``path``."""
+    return Injection(
+        status=status,
+        body=f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+        f"<Message>{message}</Message></Error>".encode(),
+        headers={"Content-Type": "application/xml"},
+        path=path,
+        times=times,
+    )
+
+
 def throttling(
     target: str | None = None, *, contains: bytes | None = None, times: int | None = 1
 ) -> Injection:

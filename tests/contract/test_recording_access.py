@@ -15,21 +15,14 @@ from processor.adapters.quarantine import DynamoQuarantine
 from processor.core.join import JoinState
 from processor.doctor import Doctor, Severity
 from processor.exceptions import SourcePosition
-from processor.local.faultproxy import FaultProxy, Injection
+from processor.local.faultproxy import FaultProxy, Injection, s3_error
 from processor.pipeline import StreamRecord
 from processor.wiring import build_ingest
 from tests.contract.test_joiner import ctr, upload
 
 
 def access_denied(bucket: str) -> Injection:
-    return Injection(
-        status=403,
-        body=b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
-        b"<Message>Access Denied</Message></Error>",
-        headers={"Content-Type": "application/xml"},
-        path=f"GET /{bucket}/",
-        times=None,
-    )
+    return s3_error("AccessDenied", "Access Denied", status=403, path=f"GET /{bucket}/", times=None)
 
 
 @pytest.fixture

@@ -24,7 +24,14 @@ import pytest
 
 from processor.adapters.contacts import DynamoContactStore
 from processor.adapters.kinesis import put_records
-from processor.local.faultproxy import FaultProxy, Injection, aws_json_error, server_error, throttling
+from processor.local.faultproxy import (
+    FaultProxy,
+    Injection,
+    aws_json_error,
+    s3_error,
+    server_error,
+    throttling,
+)
 from tests.e2e.test_operations import by_name, scrape
 from tests.faults.harness import (
     SERVICE_ENV,
@@ -64,13 +71,8 @@ POISON = {
 
 def slow_down(bucket: str, times: int) -> Injection:
     """S3's throttling answer (REST-XML), on ranged reads of the recordings bucket."""
-    return Injection(
-        status=503,
-        body=b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
-        b"<Message>Please reduce your request rate.</Message></Error>",
-        headers={"Content-Type": "application/xml"},
-        path=f"GET /{bucket}/",
-        times=times,
+    return s3_error(
+        "SlowDown", "Please reduce your request rate.", status=503, path=f"GET /{bucket}/", times=times
     )
 
 
