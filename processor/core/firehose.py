@@ -11,49 +11,54 @@ Two layers:
 * :class:`ObjectDecoder` turns the stored bytes into content: plain bytes pass through,
   gzip (recognised by its magic bytes, not the key's suffix) is inflated incrementally
   with ``zlib.decompressobj(wbits=31)``, each call's output bounded (no gzip bomb).
-* :class:`RecordReader` splits the content into records with
-  :class:`~processor.core.jsonstream.JsonValueSplitter` and *resynchronises* after a
-  corrupt record: the bad bytes come out as one :class:`ArchiveItem` with a ``problem``
+* :class:`RecordReader` splits the content into records, each value parsed where it starts
+  with orjson (on a window that grows while the value goes on), and *resynchronises* after
+  a corrupt record: the bad bytes come out as one :class:`ArchiveItem` with a ``problem``
   (to quarantine with the object key and byte offset), and reading goes on at the next
   record start, so one bad record never costs the records after it.
 
 Resynchronisation. Every record of a CTR archive is a JSON object; a value that is not
-one, or does not parse, is corrupt. A truncated or garbled record leaves the splitter's
-count of braces and quotes wrong, so it may swallow the records after it until a value
-fails, grows past the size limit, or the object ends. From the start of the bad value, the next
-record start is the first ``{"`` (or ``{}``) that (a) cannot be inside a valid JSON
-document, because the byte before it (whitespace skipped) is not ``:``, ``,`` or ``[`` (a
-nested object always follows one of those), and (b) begins a value that parses. A record
-cut right after ``:``, ``,`` or ``[`` makes the next record look nested: with a
-``looks_like_record`` test (a CTR has a ``ContactId``), such a start is accepted too when
-its value is a record, within the size limit of the cut record's start. A string holding
-``{}`` or a whole JSON object where a record was cut may be taken for a record (the CTR
-path then rejects it): the cost is extra quarantine entries, never a good record. Offsets
-are in the object's content (after decompression).
+one, or does not parse, is corrupt. From the start of the bad value, the next record start
+is the first ``{"key":`` (or ``{}``) that (a) cannot be inside a valid JSON document,
+because the byte before it (whitespace skipped) is not ``:``, ``,`` or ``[`` (a nested
+object always follows one of those), and (b) begins a value that parses. A record cut right
+after ``:``, ``,`` or ``[`` makes the next record look nested: with a ``looks_like_record``
+test (a CTR has a ``ContactId``), such a start is accepted too when its value is a record,
+within the size limit of the cut record's start (at most ``NESTED_PROBES`` tries). A string
+holding ``{}`` or a whole JSON object where a record was cut may be taken for a record (the
+CTR path then rejects it): the cost is extra quarantine entries, never a good record.
+Offsets are in the object's content (after decompression).
+
+Linear time, whatever the bytes. Candidate starts are found by a regular expression (a
+``{`` not followed by a key and a colon costs no Python work), each is examined once (the
+scan position survives while more bytes arrive), and orjson stops at a candidate's first
+invalid byte, so judging it costs about the length of its valid prefix. Those prefixes
+barely overlap: a top-level-looking ``{`` lies inside a string of every earlier value still
+valid there, and its own key's opening quote closes that string, so two live parses always
+disagree on what is string and what is not; at any byte at most two candidates' prefixes
+are alive, and the work is at most about twice the object's size (in C). A value assembled
+across chunks is probed again only when its bytes have doubled.
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 import orjson
 
-from processor.core.jsonstream import JsonValueSplitter, RawValue, SplitError
-
 GZIP_MAGIC = b"\x1f\x8b"
 _WS = frozenset(b" \t\r\n")
 _NESTED_BEFORE = frozenset(b":,[")
-_KEY_OR_CLOSE = frozenset(b'"}')
 _OPEN_BRACE = 0x7B
 #: Output of one inflate call: bounds memory whatever the compression ratio.
 MAX_INFLATE_STEP = 1 << 20
 
-#: Bytes looked at to judge a resynchronisation point before the object's end (a CTR is a
-#: few kB; a longer record is judged when the splitter reaches its end).
+#: A corrupt stretch keeps its bytes this far past the record size limit (nested-looking
+#: record starts are tried within the limit of its start), then forgets the examined ones.
 PROBE_WINDOW = 64 * 1024
 #: Nested-looking record starts tried per corrupt stretch.
 NESTED_PROBES = 64
@@ -164,29 +169,76 @@ class ObjectDecoder:
                 data = b""
 
 
-def _parses(data: bytes) -> bool:
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    return True
+_WS_BYTES = b" \t\r\n"
+_NOT_WS = re.compile(rb"[^ \t\r\n]")
+# A "{" that may open a record: "{}" or a first key ("{" "key" ":"), or cut by the end of
+# what has arrived. Everything else is rejected here, in the regular expression engine, so
+# a stretch of "{"{"{" costs no Python work per brace.
+_KEY = rb'"(?:[^"\\\x00-\x1f]|\\.)*(?:"[ \t\r\n]*(?::|\Z)|\\?\Z)'
+_ANY_START = re.compile(rb"\{[ \t\r\n]*(?:\}|\Z|" + _KEY + rb")")
+_TOP_START = re.compile(rb"(?<![:,\[])\{[ \t\r\n]*(?:\}|\Z|" + _KEY + rb")")
+#: First bytes a probe looks at (grown eightfold while the value goes on).
+FIRST_PROBE = 4096
+_RESYNC_PROBE = 256
+#: A probe failing this close to the end of what it looked at is asked again with more.
+_NEAR_END = 8
+_TRAILING = "unexpected content after document"
 
 
-def _opens_object(buf: bytes | bytearray, index: int) -> bool:
-    """``buf[index]`` is ``{`` followed (whitespace allowed) by ``"`` or ``}``, or by the
-    end of ``buf`` (the next byte is unknown)."""
-    if buf[index] != _OPEN_BRACE:
-        return False
-    k = index + 1
-    while k < len(buf) and buf[k] in _WS:
-        k += 1
-    return k >= len(buf) or buf[k] in _KEY_OR_CLOSE
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """The value at a ``{``: ``length`` bytes that parse (``ok``), not a value within the
+    limit (``ok`` False), or valid up to the end of the bytes received (``complete``
+    False: ask again with more)."""
+
+    ok: bool
+    complete: bool
+    length: int = 0
+    detail: str = ""
+
+
+def _probe(buf: bytes | bytearray, i: int, max_bytes: int, first: int = FIRST_PROBE) -> _Probe:
+    """Parse the value starting at ``buf[i]`` with orjson, on a window that grows eightfold
+    while the value goes on. orjson stops at the first invalid byte and says why, so the
+    work is about the length of the value's valid prefix (not of the window), whatever the
+    bytes are: this is what keeps resynchronisation linear."""
+    avail = len(buf) - i
+    size = first
+    while True:
+        n = min(size, avail, max_bytes + 1)
+        raw = bytes(buf[i : i + n])
+        bad_utf8 = False
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError as exc:
+            bad_utf8 = exc.reason != "unexpected end of data" or exc.end < n
+            raw = raw[: exc.start]
+            text = raw.decode()
+        try:
+            orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            if exc.msg.startswith(_TRAILING):
+                head = raw[: exc.pos] if text.isascii() else text[: exc.pos].encode()
+                return _Probe(True, True, len(head.rstrip(_WS_BYTES)))
+            valid_to_end = exc.pos >= len(text) - _NEAR_END
+            if not valid_to_end or bad_utf8:
+                return _Probe(False, True, detail="not valid UTF-8" if valid_to_end else exc.msg)
+            # Valid up to the end of what was looked at.
+            if n >= avail:
+                return _Probe(False, False)
+            if n > max_bytes:
+                return _Probe(False, True, detail=f"longer than {max_bytes} bytes")
+            size *= 8
+            continue
+        length = len(raw.rstrip(_WS_BYTES))
+        fits = length <= max_bytes
+        return _Probe(fits, True, length, "" if fits else f"longer than {max_bytes} bytes")
 
 
 def _is_top_level_start(buf: bytes | bytearray, index: int, before: int | None) -> bool:
     """The ``{`` at ``index`` is not preceded (whitespace skipped) by ``:``, ``,`` or ``[``,
     so it cannot be nested in a valid document. ``before`` is the last non-whitespace
-    byte before ``buf`` (None: none known)."""
+    byte before ``buf`` (None: none)."""
     j = index - 1
     while j >= 0 and buf[j] in _WS:
         j -= 1
@@ -194,36 +246,15 @@ def _is_top_level_start(buf: bytes | bytearray, index: int, before: int | None) 
     return previous not in _NESTED_BEFORE
 
 
-@dataclass(frozen=True, slots=True)
-class _Probe:
-    """What a fresh split from a candidate start shows: a value that parses (and what it
-    is), one that does not, or not enough bytes to tell (``complete`` False)."""
-
-    ok: bool
-    complete: bool
-    value: Any = None
-
-
-def _probe(data: bytes, window: int, max_bytes: int) -> _Probe:
-    """Split the first value of ``data`` (at most ``window`` + 1 bytes)."""
-    splitter = JsonValueSplitter(max_value_bytes=window)
-    try:
-        for value in splitter.feed(data):
-            try:
-                return _Probe(True, True, orjson.loads(value.data))
-            except orjson.JSONDecodeError:
-                return _Probe(False, True)
-    except SplitError:
-        # Longer than the window: too long for a record only if the window is the limit.
-        return _Probe(False, window >= max_bytes)
-    return _Probe(True, False)
-
-
 class RecordReader:
     """Content chunks -> :class:`ArchiveItem` (records and corrupt stretches, in order).
 
-    Holds at most the record being assembled plus one chunk (and, while skipping a
-    corrupt stretch, its first ``max_record_bytes``)."""
+    Reading: at each record start, :func:`_probe` parses the value. A value that does not
+    parse starts a corrupt stretch; resynchronising looks for the next record start (see
+    the module) from the byte after it, each candidate examined once (the scan position is
+    kept while more bytes arrive). Holds at most the value being assembled (or, in a
+    corrupt stretch, the record size limit plus the candidate being judged) and one chunk.
+    """
 
     def __init__(
         self, *, max_record_bytes: int, looks_like_record: Callable[[Any], bool] | None = None
@@ -232,214 +263,179 @@ class RecordReader:
         self._looks_like_record = looks_like_record
         self._buf = bytearray()  # content from self._buf_at to self._end
         self._buf_at = 0
-        self._base = 0  # content before this offset is finished (bytes kept until compaction)
         self._end = 0
-        self._start = 0  # content offset where the current splitter began
-        self._splitter = JsonValueSplitter(max_value_bytes=max_record_bytes)
-        # Skipping a corrupt stretch with no record start found yet: its offset, first bytes,
-        # and the last non-whitespace byte seen (for the record-start test across chunks).
-        self._skip_from: int | None = None
-        self._skip_head = bytearray()
-        self._skip_last: int | None = None
-        self._skip_detail = ""
-        # Holding a corrupt stretch whose next record start cannot be judged yet (its value
-        # goes on in bytes not received): its offset and why it is corrupt.
-        self._hold_from: int | None = None
-        self._hold_detail = ""
+        self._before: int | None = None  # last non-whitespace byte before self._buf
+        self._pos = 0  # reading: where the next record (or whitespace before it) starts
+        self._wait_until = 0  # do not look again before the content reaches this offset
+        # The corrupt stretch being resolved: where it starts and why, the next candidate
+        # to examine, its first bytes once they leave the buffer, and where its last
+        # non-whitespace byte before the buffer ends.
+        self._bad_from: int | None = None
+        self._bad_detail = ""
+        self._scan = 0
+        self._budget = NESTED_PROBES
+        self._head: bytes | None = None
+        self._text_end = 0
 
     def feed(self, chunk: bytes) -> Iterator[ArchiveItem]:
         if not chunk:
             return
-        if self._skip_from is not None:
-            rest = yield from self._skip(chunk)
-            if rest is not None:
-                yield from self._run(rest, final=False)
-            return
-        # Compact once per chunk: finished records leave the buffer here, not one by one.
-        if self._base > self._buf_at:
-            del self._buf[: self._base - self._buf_at]
-            self._buf_at = self._base
+        keep = self._pos if self._bad_from is None else (self._buf_at if self._head else self._bad_from)
+        if keep > self._buf_at:
+            # Compact once per chunk: finished records leave the buffer here, not one by one.
+            del self._buf[: keep - self._buf_at]
+            self._buf_at = keep
         self._buf += chunk
         self._end += len(chunk)
-        if self._hold_from is not None:
-            yield from self._resume_held(final=False)
+        if self._end < self._wait_until:
             return
-        yield from self._run(chunk, final=False)
+        yield from self._advance(final=False)
 
     def close(self) -> Iterator[ArchiveItem]:
-        if self._skip_from is not None:
-            yield self._skipped(self._end)
-            return
-        if self._hold_from is not None:
-            yield from self._resume_held(final=True)
-            return
-        yield from self._run(b"", final=True)
-
-    def _resume_held(self, *, final: bool) -> Iterator[ArchiveItem]:
-        start, detail = self._hold_from, self._hold_detail
-        assert start is not None
-        self._hold_from = None
-        rest = yield from self._recover(start, detail, final=final)
-        if rest is not None:
-            yield from self._run(rest, final=final)
+        yield from self._advance(final=True)
 
     # --- internals ---------------------------------------------------------------------
-    def _run(self, data: bytes, *, final: bool) -> Iterator[ArchiveItem]:
-        pending: bytes | None = data
-        while pending is not None:
-            pending = yield from self._split(pending, final=final)
+    def _advance(self, *, final: bool) -> Iterator[ArchiveItem]:
+        self._wait_until = 0
+        while True:
+            if self._bad_from is not None:
+                found = yield from self._resync(final=final)
+                if not found:
+                    return
+            buf = self._buf
+            match = _NOT_WS.search(buf, self._pos - self._buf_at)
+            if match is None:
+                self._pos = self._end
+                return
+            i = match.start()
+            self._pos = self._buf_at + i
+            if buf[i] != _OPEN_BRACE:
+                self._enter_bad("not a JSON object")
+                continue
+            probe = _probe(buf, i, self._max)
+            if probe.ok:
+                yield ArchiveItem(self._pos, bytes(buf[i : i + probe.length]), probe.length)
+                self._pos += probe.length
+            elif probe.complete:
+                self._enter_bad(probe.detail)
+            elif final:
+                self._enter_bad("the object ends inside it")
+            else:
+                self._wait(self._pos)
+                return
 
-    def _split(self, data: bytes, *, final: bool) -> Generator[ArchiveItem, None, bytes | None]:
-        """Feed ``data`` (then, when final, the end) to the splitter. After a corrupt stretch,
-        returns the bytes to feed the restarted splitter; None when all was consumed."""
-        try:
-            values: Iterable[RawValue] = self._splitter.feed(data)
-            if final:
-                values = chain(values, _deferred(self._splitter.close))
-            for value in values:
-                offset = self._start + value.offset
-                # Every record of a CTR archive is an object: anything else is a corrupt stretch
-                # (a string may hold the start of the next record: look inside it).
-                if value.data[:1] != b"{":
-                    return (yield from self._recover(offset, "not a JSON object", final=final))
-                if not _parses(value.data):
-                    return (yield from self._recover(offset, "not valid JSON", final=final))
-                yield ArchiveItem(offset, value.data, len(value.data))
-                self._base = offset + len(value.data)
-        except SplitError as exc:
-            return (yield from self._recover(self._start + exc.offset, str(exc), final=final))
-        return None
+    def _wait(self, since: int) -> None:
+        """Nothing to decide before more bytes: look again once the bytes from ``since``
+        have doubled (each value probed a logarithmic number of times)."""
+        self._wait_until = min(self._end + max(self._end - since, 1), since + self._max + 1)
 
-    def _recover(self, start: int, detail: str, *, final: bool) -> Generator[ArchiveItem, None, bytes | None]:
-        """Content from ``start`` is corrupt: find the next record start and go on from it."""
-        buf = self._buf
-        lo = start - self._buf_at
-        budget = [NESTED_PROBES]
-        i = buf.find(b"{", lo + 1)
-        undecided = False
-        while i != -1:
-            # A record cut right after ":" "," or "[" is shorter than the size limit, so the
-            # record after it starts within that many bytes of the cut one.
-            nested_ok = i - lo <= self._max
-            verdict = self._resumes_at(buf, i, None, final=final, nested_budget=budget if nested_ok else None)
-            if verdict is None:
-                undecided = True  # judged once more bytes arrive: nothing after it is looked at yet
+    def _enter_bad(self, detail: str) -> None:
+        self._bad_from = self._pos
+        self._bad_detail = detail
+        self._scan = self._pos + 1
+        self._budget = NESTED_PROBES
+        self._head = None
+        self._text_end = self._pos + 1
+
+    def _resync(self, *, final: bool) -> Generator[ArchiveItem, None, bool]:
+        """Look for the next record start in the corrupt stretch; True once reading goes
+        on (after yielding the stretch), False while more bytes are needed."""
+        bad = self._bad_from
+        assert bad is not None
+        buf, base = self._buf, self._buf_at
+        at = self._scan - base
+        nested_possible = self._looks_like_record is not None
+        while True:
+            nested = nested_possible and self._budget > 0 and base + at - bad <= self._max
+            match = (_ANY_START if nested else _TOP_START).search(buf, at)
+            if match is None:
                 break
-            if verdict:
-                end = i
-                while end > lo and buf[end - 1] in _WS:
-                    end -= 1
-                yield self._corrupt(start, bytes(buf[lo:end]), end - lo, detail)
-                rest = bytes(buf[i:])
-                self._restart(self._buf_at + i, rest)
-                return rest
-            i = buf.find(b"{", i + 1)
-        if final:
-            yield self._corrupt(start, bytes(buf[lo:]), len(buf) - lo, detail)
-            self._restart(self._end, b"")
-            return None
-        if undecided or self._end - start <= self._max + PROBE_WINDOW:
-            # Keep the bytes: the next record may start in them (and be judged with more).
-            self._hold_from, self._hold_detail = start, detail
-            return None
-        # Longer than any record and no start in it: skip on, keeping only its first bytes.
-        self._skip_from = start
-        self._skip_head = bytearray(buf[lo : lo + self._max])
-        self._skip_last = _last_non_ws(buf, None)
-        self._skip_detail = detail
-        self._restart(self._end, b"")
-        return None
-
-    def _skip(self, chunk: bytes) -> Generator[ArchiveItem, None, bytes | None]:
-        """While skipping a corrupt stretch: look for a record start in the new bytes."""
-        offset = self._end
-        self._end += len(chunk)
-        i = chunk.find(b"{")
-        while i != -1:
-            if self._resumes_at(chunk, i, self._skip_last, final=False, nested_budget=None) is not False:
-                self._keep_skipped(chunk[:i])
-                yield self._skipped(offset + i)
-                rest = chunk[i:]
-                self._restart(offset + i, rest)
-                return rest
-            i = chunk.find(b"{", i + 1)
-        self._keep_skipped(chunk)
-        self._skip_last = _last_non_ws(chunk, self._skip_last)
-        return None
-
-    def _resumes_at(
-        self,
-        buf: bytes | bytearray,
-        i: int,
-        before: int | None,
-        *,
-        final: bool,
-        nested_budget: list[int] | None,
-    ) -> bool | None:
-        """Whether a record starts at ``buf[i]``: a top-level ``{`` whose value parses (or
-        cannot be judged yet, before the end: taken, and judged by the splitter); or a ``{``
-        that looks nested (a record cut right after ``:``, ``,`` or ``[`` precedes it) whose
-        value is recognisably a record (None: its value goes on past ``buf``, ask again with
-        more bytes). ``nested_budget`` bounds how many nested-looking starts are tried (None:
-        none), so garbage made of nesting costs linear time."""
-        if not _opens_object(buf, i):
-            return False
-        top_level = _is_top_level_start(buf, i, before)
-        if not top_level:
-            if self._looks_like_record is None or not nested_budget or nested_budget[0] <= 0:
+            i = match.start()
+            verdict = self._resumes_at(buf, i, final=final, nested_ok=base + i - bad <= self._max)
+            if verdict is None:
+                self._scan = base + i
+                self._forget_examined()
+                self._wait(base + i)
                 return False
-            nested_budget[0] -= 1
-        window = self._max if final else min(self._max, PROBE_WINDOW)
-        probe = _probe(bytes(buf[i : i + window + 1]), window, self._max)
+            if verdict:
+                yield self._stretch(i)
+                self._pos = base + i
+                return True
+            at = i + 1
+        self._scan = self._end
+        if final:
+            yield self._stretch(len(buf))
+            self._pos = self._end
+            return True
+        self._forget_examined()
+        return False
+
+    def _resumes_at(self, buf: bytearray, i: int, *, final: bool, nested_ok: bool) -> bool | None:
+        """Whether a record starts at ``buf[i]`` (a ``{`` the start pattern accepted): a
+        top-level one whose value parses; or a nested-looking one (a record cut right
+        after ``:``, ``,`` or ``[`` precedes it) whose value is recognisably a record,
+        tried at most ``NESTED_PROBES`` times per stretch. None: its value goes on past
+        the bytes received (ask again with more)."""
+        top_level = _is_top_level_start(buf, i, self._before)
+        if not top_level and (not nested_ok or self._looks_like_record is None or self._budget <= 0):
+            return False
+        probe = _probe(buf, i, self._max, _RESYNC_PROBE)
         if not probe.complete:
-            if final or top_level:
-                return not final  # at the end: no record; before it, the splitter judges it
-            # Nested-looking: undecided only while its value may still end within the window.
-            return None if len(buf) - i <= window else False
+            return False if final else None
+        if not top_level:
+            self._budget -= 1
         if not probe.ok:
             return False
-        return top_level or bool(self._looks_like_record and self._looks_like_record(probe.value))
+        if top_level:
+            return True
+        assert self._looks_like_record is not None
+        return bool(self._looks_like_record(orjson.loads(bytes(buf[i : i + probe.length]))))
 
-    def _keep_skipped(self, data: bytes) -> None:
-        room = self._max - len(self._skip_head)
-        if room > 0:
-            self._skip_head += data[:room]
+    def _forget_examined(self) -> None:
+        """A stretch longer than any record: the bytes examined leave the buffer (its first
+        ``max_record_bytes`` are kept to quarantine)."""
+        assert self._bad_from is not None
+        if self._end - self._bad_from <= self._max + PROBE_WINDOW:
+            return
+        cut = self._scan - self._buf_at
+        if cut <= 0:
+            return
+        buf = self._buf
+        if self._head is None:
+            lo = self._bad_from - self._buf_at
+            self._head = bytes(buf[lo : lo + self._max])
+        j = cut
+        while j > 0 and buf[j - 1] in _WS:
+            j -= 1
+        if j > 0:
+            self._before = buf[j - 1]
+            self._text_end = self._buf_at + j
+        del buf[:cut]
+        self._buf_at += cut
 
-    def _skipped(self, stop: int) -> ArchiveItem:
-        assert self._skip_from is not None
-        start = self._skip_from
-        item = self._corrupt(start, bytes(self._skip_head), stop - start, self._skip_detail)
-        self._skip_from = None
-        self._skip_head = bytearray()
-        self._skip_last = None
-        return item
-
-    def _restart(self, offset: int, held: bytes) -> None:
-        """A fresh splitter from ``offset``; ``held`` is the content from there on."""
-        self._splitter = JsonValueSplitter(max_value_bytes=self._max)
-        self._start = self._base = self._buf_at = offset
-        self._buf = bytearray(held)
-
-    def _corrupt(self, offset: int, data: bytes, length: int, detail: str) -> ArchiveItem:
+    def _stretch(self, stop: int) -> ArchiveItem:
+        """The corrupt stretch up to ``buf[stop]`` (whitespace before it not included)."""
+        bad = self._bad_from
+        assert bad is not None
+        buf = self._buf
+        floor = max(bad - self._buf_at, 0)
+        end = stop
+        while end > floor and buf[end - 1] in _WS:
+            end -= 1
+        # All whitespace back to the buffer's start after its examined bytes were forgotten:
+        # the stretch ends where its last non-whitespace byte before them was.
+        end_at = self._buf_at + end if end > floor or bad >= self._buf_at else self._text_end
+        head = self._head if self._head is not None else bytes(buf[floor : floor + self._max])
+        length = end_at - bad
+        self._bad_from = None
+        self._head = None
         return ArchiveItem(
-            offset,
-            data[: self._max],
+            bad,
+            head[: min(self._max, length)],
             length,
             PROBLEM_RECORD,
-            f"{length} bytes that are not a JSON record ({detail}); reading resumed after them",
+            f"{length} bytes that are not a JSON record ({self._bad_detail}); reading resumed after them",
         )
-
-
-def _deferred(make: Callable[[], Iterator[RawValue]]) -> Iterator[RawValue]:
-    """``make()`` called only when the iteration reaches it (after the values before it)."""
-    yield from make()
-
-
-def _last_non_ws(data: bytes | bytearray, default: int | None) -> int | None:
-    for j in range(len(data) - 1, -1, -1):
-        if data[j] not in _WS:
-            return data[j]
-    return default
 
 
 def coalesce(items: Iterable[ArchiveItem], max_bytes: int) -> Iterator[ArchiveItem]:

@@ -4,6 +4,7 @@ and a corrupt record costs only itself (located by byte offset), never the recor
 from __future__ import annotations
 
 import gzip
+import time
 from pathlib import Path
 
 import orjson
@@ -268,3 +269,59 @@ def test_any_records_any_cut_any_chunking(  # noqa: PLR0917 - hypothesis passes 
         if item not in kept:
             assert start <= item.offset and item.offset + item.length <= start + cut, item
     assert any(i.problem for i in items)
+
+
+# --- hostile objects (security review: resynchronisation must stay linear) ----------------------
+def _read_seconds(data: bytes, max_bytes: int = MAX) -> tuple[float, list[ArchiveItem]]:
+    started = time.perf_counter()
+    items = read(chunked(data, list(range(0, len(data), 65536))), max_bytes=max_bytes)
+    return time.perf_counter() - started, items
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        b'{"',  # the review's flood: every "{" a restart point
+        b'x{"a":0',  # a start that passes the start pattern every 8 bytes
+        b'{"a":"b{"c":[1,{"d":',  # JSON fragments, nested and top-level starts mixed
+        b"{",
+    ],
+)
+def test_a_hostile_stretch_is_read_in_linear_time_and_loses_no_record(unit: bytes) -> None:
+    """Between two good CTRs, a crafted stretch: both CTRs come out, the stretch is one
+    problem at its offset, and four times the bytes cost about four times the time (a
+    restart that re-scans the buffered bytes makes it sixteen). The old reader took about
+    2 ms per crafted byte: 256 KiB of these would have taken minutes."""
+    before, after = simulated_ctrs(2)
+    timings = []
+    for size in (64 * 1024, 256 * 1024):
+        garbage = (unit * (size // len(unit) + 1))[:size]
+        data = before + garbage + after
+        seconds, items = _read_seconds(data)
+        assert records(items) == [before, after]
+        assert problems(items) == [(len(before), len(garbage), PROBLEM_RECORD)]
+        timings.append(seconds)
+    small, large = timings
+    assert large < 10.0
+    assert large < max(8 * small, 0.25), timings
+
+
+def test_the_review_s_32_kb_stretch_with_a_16_kib_limit_is_immediate() -> None:
+    before, after = simulated_ctrs(2)
+    garbage = b'{"' * 16_384
+    seconds, items = _read_seconds(before + garbage + after, max_bytes=16_384)
+    assert records(items) == [before, after]
+    assert problems(items) == [(len(before), len(garbage), PROBLEM_RECORD)]
+    assert seconds < 2.0  # 29.6 s before
+
+
+def test_one_malformed_record_of_a_mebibyte_costs_about_its_size() -> None:
+    """A 1 MiB record Firehose archived verbatim, broken in the middle and full of escaped
+    braces: reported whole, the next CTR read, in well under a second."""
+    before, after = simulated_ctrs(2)
+    body = b'{"ContactId":"z","Junk":"' + b'{\\"' * 180_000
+    broken = body[: len(body) // 2] + b"\x00" + body[len(body) // 2 :] + b'"}'
+    seconds, items = _read_seconds(before + broken + after)
+    assert records(items) == [before, after]
+    assert problems(items) == [(len(before), len(broken), PROBLEM_RECORD)]
+    assert seconds < 5.0
