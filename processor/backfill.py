@@ -366,8 +366,10 @@ class ArchiveEventConsumer(SqsConsumer):
 
     A message is deleted only after every object it names is imported (or was already:
     S3 may notify twice); a transient failure leaves it for redelivery (and the
-    dead-letter queue after the redrive limit). A body that is not an S3 notification is
-    quarantined, dead-lettered and deleted."""
+    dead-letter queue after the redrive limit). A body that is not an S3 notification, or
+    that names an object in another bucket than ``bucket`` (the archive bucket: a
+    notification is untrusted, and the service role reads other buckets too), is
+    quarantined, dead-lettered and deleted, and nothing it names is read."""
 
     sqs: SQSClient
     queue_url: str
@@ -376,6 +378,7 @@ class ArchiveEventConsumer(SqsConsumer):
     importer: ArchiveImporter
     quarantine: Quarantine
     prefix: str
+    bucket: str
     clock: Clock = utc_now
     wait_seconds: int = 5  # long poll; short enough for SIGTERM to stop within 10 s
     stats: ArchiveConsumerStats = field(default_factory=ArchiveConsumerStats)
@@ -389,6 +392,11 @@ class ArchiveEventConsumer(SqsConsumer):
             notification = parse_notification(body, accept=archive_key_filter(self.prefix))
         except InvalidInput as exc:
             self._reject(message, exc)
+            return True
+        foreign = sorted({o.bucket for o in notification.objects if o.bucket != self.bucket})
+        if foreign:
+            detail = f"names bucket {foreign[0][:63]!r}, not the archive bucket {self.bucket!r}"
+            self._reject(message, InvalidInput("foreign_bucket", detail))
             return True
         self.stats.ignored_keys += notification.ignored
         try:
@@ -456,6 +464,7 @@ def archive_followers(settings: Settings, aws: AwsClients, stop: threading.Event
             importer=build_importer(settings, aws, ingest),
             quarantine=build_quarantine(settings, aws),
             prefix=folder(settings.archive_prefix),
+            bucket=settings.archive_bucket,
         )
         threads.append(
             threading.Thread(target=follow, args=(consumer, ingest), name=f"archive-{index}", daemon=True)

@@ -53,6 +53,7 @@ from processor.core.join import (
     reevaluate,
 )
 from processor.core.mapping import QmContact, map_contact
+from processor.core.recording_location import RecordingLocations, Rejection, flagged
 from processor.core.s3_events import ObjectCreated
 from processor.core.users import QmUser
 from processor.faults import fault_point
@@ -177,6 +178,9 @@ class Joiner:
     window: Callable[[], timedelta]
     tolerance: Tolerance
     clock: Clock
+    #: The buckets and key layout recordings are read from: a CTR's recording anywhere else
+    #: is flagged on its contact, never expected, never read.
+    locations: RecordingLocations
     observer: JoinObserver = field(default_factory=_NoObserver)
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     claim_lease_s: float = CLAIM_LEASE_S
@@ -195,6 +199,14 @@ class Joiner:
         if not batch:
             return []
         now = self.clock()
+        rejected: dict[str, tuple[Rejection, ...]] = {}
+        screened = []
+        for record, raw in batch:
+            kept, refused = self._screened(record)
+            screened.append((kept, raw))
+            if refused:
+                rejected[record.contact_id] = refused
+        batch = screened
         live = {
             record.contact_id: [e.location for e in expected_recordings(record) if not e.deleted]
             for record, _ in batch
@@ -224,7 +236,10 @@ class Joiner:
             user = users.get(record.agent.username) if record.agent and record.agent.username else None
             changes[record.contact_id] = _Change(
                 decide=self._ctr_decider(
-                    record, user, {loc: objects[loc] for loc in live[record.contact_id] if loc in objects}
+                    record,
+                    user,
+                    {loc: objects[loc] for loc in live[record.contact_id] if loc in objects},
+                    rejected.get(record.contact_id, ()),
                 ),
                 raw=raw,
                 user=user,
@@ -236,6 +251,21 @@ class Joiner:
             r if isinstance(r, Exception) else r.outcome
             for r in (results[record.contact_id] for record, _ in batch)
         ]
+
+    def _screened(self, record: ContactRecord) -> tuple[ContactRecord, tuple[Rejection, ...]]:
+        """The CTR without the recordings outside the recordings buckets or Connect's layout,
+        and those (logged: the contact, the bucket and why; never the key)."""
+        screened, rejected = self.locations.screen(record)
+        if rejected:
+            for rejection in rejected:
+                log.warning(
+                    "recording location rejected: never read, never played",
+                    contact_id=record.contact_id,
+                    reason=rejection.reason,
+                    bucket=rejection.bucket[:63],
+                    allowed=self.locations.describe(),
+                )
+        return screened, rejected
 
     def on_ctr(self, record: ContactRecord, raw: bytes) -> Outcome:
         """One CTR version (see :meth:`on_ctrs`)."""
@@ -251,7 +281,9 @@ class Joiner:
         if not objs:
             return []
         now = self.clock()
-        latest = {obj.location: obj for obj in objs}
+        latest = self._in_own_buckets(objs)
+        if not latest:
+            return [Outcome.UNCHANGED for _ in objs]
         locations = list(latest)
         # Wave 1: both halves as they are (a redelivered notification needs no header read).
         before = self.joins.read_halves(locations, now)
@@ -290,13 +322,28 @@ class Joiner:
             results.update(self.reconcile_many(unstored, known=known))
         outcomes: list[Outcome | Exception] = []
         for obj in objs:
-            contact_id = owners.get(obj.location)
+            contact_id = owners.get(obj.location) if obj.location in latest else None
             if contact_id is None:
                 outcomes.append(Outcome.UNCHANGED)
                 continue
             result = results[contact_id]
             outcomes.append(result if isinstance(result, Exception) else result.outcome)
         return outcomes
+
+    def _in_own_buckets(self, objs: Sequence[ObjectCreated]) -> dict[str, ObjectCreated]:
+        """The objects by location, those of other buckets left out: a notification is
+        untrusted, and only the recordings buckets are read."""
+        latest: dict[str, ObjectCreated] = {}
+        for obj in objs:
+            if self.locations.bucket_allowed(obj.location):
+                latest[obj.location] = obj
+                continue
+            log.warning(
+                "recording notification of another bucket ignored: never read",
+                bucket=obj.bucket[:63],
+                allowed=self.locations.describe(),
+            )
+        return latest
 
     def on_object(self, obj: ObjectCreated) -> Outcome:
         """One recording object (see :meth:`on_objects`)."""
@@ -431,9 +478,13 @@ class Joiner:
 
     # --- deciding ---------------------------------------------------------------------------
     def _ctr_decider(
-        self, record: ContactRecord, user: QmUser | None, objects: Mapping[str, RecordingObject]
+        self,
+        record: ContactRecord,
+        user: QmUser | None,
+        objects: Mapping[str, RecordingObject],
+        rejected: Sequence[Rejection] = (),
     ) -> Decider:
-        base = map_contact(record, user)
+        base = flagged(map_contact(record, user), rejected)
         if self.screen is not None and self.screen.expects_extraction(base, user):
             base = replace(base, screen_recording_status="pending")
 
@@ -720,6 +771,14 @@ class Joiner:
         since their notification are left out."""
 
         def one(location: str) -> SeenObject | None:
+            if not self.locations.bucket_allowed(location):
+                # A view stored before its CTR's recordings were checked: never read.
+                log.warning(
+                    "recording outside the recordings buckets not read",
+                    bucket=location.partition("/")[0][:63],
+                    allowed=self.locations.describe(),
+                )
+                return None
             probed = retry_transient(lambda: self.media.probe(location), "media.probe")
             if probed is None:
                 return None

@@ -27,6 +27,7 @@ from pydantic_settings import (
 
 from processor.core.ctr import ANY_INSTANCE, AcceptedInstances
 from processor.core.local_time import zone
+from processor.core.recording_location import CONNECT_PREFIX, RecordingLocations
 from processor.exceptions import ConfigurationError
 
 
@@ -136,6 +137,20 @@ class Settings(BaseSettings):
     recordings_bucket: Annotated[str, Field(description="S3 bucket of Amazon Connect call recordings")] = (
         "qm-recordings"
     )
+    recordings_extra_buckets: Annotated[
+        str,
+        Field(
+            description="Other S3 buckets whose call recordings CTRs may name (comma-separated, e.g. "
+            "an instance's earlier bucket); a recording anywhere else is never read nor played"
+        ),
+    ] = ""
+    recordings_key_prefix: Annotated[
+        str,
+        Field(
+            description="Connect's key prefix of call recordings in those buckets (* = one path "
+            "segment, the instance alias): keys are PREFIX/YYYY/MM/DD/CONTACTID_YYYYMMDDTHH:MM_UTC.wav"
+        ),
+    ] = CONNECT_PREFIX
     recordings_queue: Annotated[
         str, Field(description="SQS queue fed by the bucket's ObjectCreated events")
     ] = "qm-recording-events"
@@ -537,6 +552,18 @@ class Settings(BaseSettings):
         if not self.instance_arn or self.instance_arn == ANY_INSTANCE:
             return None
         return self.instance_arn.split(",")[0]
+
+    @field_validator("recordings_key_prefix")
+    @classmethod
+    def _key_prefix_shape(cls, value: str) -> str:
+        RecordingLocations.of(["bucket"], value)  # raises ValueError on "", "a//b", ".."
+        return value.strip().strip("/")
+
+    @property
+    def recording_locations(self) -> RecordingLocations:
+        """Where call recordings may be read from: the recordings bucket(s), Connect's layout."""
+        extra = [b for b in self.recordings_extra_buckets.split(",") if b.strip()]
+        return RecordingLocations.of([self.recordings_bucket, *extra], self.recordings_key_prefix)
 
     @property
     def accepted_instances(self) -> AcceptedInstances:

@@ -115,12 +115,13 @@ def build_joiner(settings: Settings, aws: AwsClients, *, screen: bool = True) ->
             aws.dynamodb, settings.join_table, timedelta(hours=settings.join_retention_hours), pool=io
         ),
         io=io,
-        media=S3Media(aws.s3, own_buckets=[settings.recordings_bucket]),
+        media=S3Media(aws.s3, own_buckets=settings.recording_locations.buckets),
         output=OutputStream(aws.kinesis_output, settings.output_stream),
         users=DynamoUserDirectory(aws.dynamodb, settings.users_table),
         window=lambda: join_window(settings, config),
         tolerance=Tolerance(settings.duration_tolerance_seconds, settings.duration_tolerance_ratio),
         clock=utc_now,
+        locations=settings.recording_locations,
         observer=JoinMetrics(),
         screen=build_screen_control(settings, aws) if screen else None,
     )

@@ -675,15 +675,34 @@ async def _contact(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
     return with_every_field((await _stored(deps, request)).doc, deps.settings.zone)
 
 
+def _recording_location(deps: ConsoleDeps, doc: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """(the contact's call-recording location, refused). A stored contact is checked again
+    before anything of it is read: a location outside the recordings buckets or Connect's
+    key layout for this contact is refused, never touched in S3."""
+    location = doc.get("recording_location")
+    if not isinstance(location, str) or not location:
+        return None, False
+    rejection = deps.settings.recording_locations.check(location, str(doc.get("contact_id")))
+    if rejection is None:
+        return location, False
+    log.warning(
+        "call recording outside the recordings buckets refused",
+        contact_id=str(doc.get("contact_id")),
+        reason=rejection.reason,
+        bucket=rejection.bucket[:63],
+    )
+    return None, True
+
+
 async def contact_page(
     request: Request, deps: ConsoleDeps, account: ConsoleAccount, *, revealed: bool = False
 ) -> Response:
     stored = await _stored(deps, request)
     doc = with_every_field(stored.doc, deps.settings.zone)
-    location = doc.get("recording_location")
+    location, refused = _recording_location(deps, doc)
     parties = None
     recording_present = False
-    if isinstance(location, str) and location:
+    if location is not None:
         try:
             recording_present = await run_in_threadpool(deps.objects.media, location, "audio/wav") is not None
             if recording_present:
@@ -700,6 +719,7 @@ async def contact_page(
         revealed=revealed,
         parties=parties,
         recording_present=recording_present,
+        recording_refused=refused,
         has_screen=has_screen,
         check=duration_check(
             doc,
@@ -747,8 +767,12 @@ def _ranged(request: Request, media: Media) -> Response:
 
 async def contact_audio(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
     doc = await _contact(deps, request)
-    location = doc.get("recording_location")
-    if not isinstance(location, str) or not location:
+    location, refused = _recording_location(deps, doc)
+    if refused:
+        raise HTTPException(
+            403, "This contact's call recording is outside the recordings bucket: not played."
+        )
+    if location is None:
         raise HTTPException(404, "This contact has no call recording.")
     media = await run_in_threadpool(deps.objects.media, location, "audio/wav")
     if media is None:

@@ -68,6 +68,9 @@ FLAG_CALLING_NOT_E164 = "calling_number_not_e164"
 FLAG_UNSUPPORTED_MEDIA = "recording_media_unsupported"
 FLAG_RECORDING_DELETED = "recording_deleted"
 FLAG_LOCATION_INVALID = "recording_location_invalid"
+#: An S3 location outside the recordings buckets or Connect's key layout
+#: (:mod:`processor.core.recording_location`): never read, never played.
+FLAG_LOCATION_REJECTED = "recording_location_rejected"
 
 
 @dataclass(frozen=True, slots=True)

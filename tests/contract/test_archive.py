@@ -183,6 +183,7 @@ def test_follow_mode_imports_new_objects_from_notifications(bootstrapped, aws, i
         importer=importer,
         quarantine=build_quarantine(settings, aws),
         prefix=settings.archive_prefix,
+        bucket=settings.archive_bucket,
         wait_seconds=1,
     )
     sc = scenario(24, 12, settings)

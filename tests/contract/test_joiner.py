@@ -66,6 +66,7 @@ def make_joiner(
         window=lambda: WINDOW,
         tolerance=Tolerance(),
         clock=clock,
+        locations=settings.recording_locations,
         owner=owner,
     )
 
@@ -370,7 +371,8 @@ def test_a_stuck_holder_and_a_second_worker_emit_once(bootstrapped, aws) -> None
 
 def test_recordings_in_unreadable_places_never_stall(bootstrapped, aws) -> None:
     """Untrusted locations: a bucket that does not exist, another account's bucket, a
-    location that is not bucket/key. The contact is imported, never the shard stalled."""
+    location that is not bucket/key. The contact is imported, never the shard stalled; a
+    bucket other than the recordings bucket is never read at all."""
     clock = FakeClock()
     joiner = make_joiner(bootstrapped, aws, clock)
     for contact_id, location in (
@@ -386,14 +388,17 @@ def test_recordings_in_unreadable_places_never_stall(bootstrapped, aws) -> None:
             "Recordings": [{"Location": location, "StorageType": "S3"}],
         }
         joiner.on_ctr(ctr_from_object(obj), orjson.dumps(obj))
-    assert joiner.contacts.load("c-nobucket").view.state is JoinState.WAITING  # type: ignore[union-attr]
-    for contact_id in ("c-badloc", "c-upper"):
+    for contact_id, flag in (
+        ("c-nobucket", "recording_location_rejected"),
+        ("c-badloc", "recording_location_invalid"),
+        ("c-upper", "recording_location_invalid"),
+    ):
         stored = joiner.contacts.load(contact_id)
-        assert stored is not None and "recording_location_invalid" in stored.doc["flags"]
+        assert stored is not None and flag in stored.doc["flags"]
         assert stored.view.state is JoinState.NO_RECORDING_EXPECTED
     clock.advance(minutes=6)
     joiner.sweep()
-    assert joiner.contacts.load("c-nobucket").view.state is JoinState.RECORDING_MISSING  # type: ignore[union-attr]
+    assert joiner.contacts.load("c-nobucket").view.state is JoinState.NO_RECORDING_EXPECTED  # type: ignore[union-attr]
 
 
 class InterferingContacts(DynamoContactStore):

@@ -78,12 +78,15 @@ def test_a_missing_recordings_bucket_fails_the_batch(bootstrapped, aws) -> None:
 
 
 def test_a_recording_in_a_bucket_we_do_not_own_is_the_record_s_problem(bootstrapped, aws) -> None:
-    # A CTR pointing at a bucket that is not ours and does not exist: awaited, never a stall.
+    # A CTR pointing at a bucket that is not ours and does not exist: imported and flagged,
+    # never read, never a stall (tests/contract/test_recording_location.py tries the attacks).
     ingest = build_ingest(bootstrapped, aws)
     _, raw, _ = ctr("c-elsewhere", bootstrapped, version="2026-06-01T11:00:00Z")
     raw = raw.replace(bootstrapped.recordings_bucket.encode(), b"someone-elses-bucket-7f3a")
     result = ingest.process([record(raw, 1)])
     assert result.quarantined == 0 and result.created == 1
+    stored = DynamoContactStore(aws.dynamodb, bootstrapped.contacts_table).load("c-elsewhere")
+    assert stored is not None and "recording_location_rejected" in stored.doc["flags"]
 
 
 def test_doctor_finds_a_role_that_cannot_tell_missing_from_denied(bootstrapped, proxy: FaultProxy) -> None:
