@@ -683,10 +683,13 @@ async def contact_page(
     location = doc.get("recording_location")
     parties = None
     recording_present = False
+    # Stored at import (read once from the recording); computed here only for contacts
+    # imported before the parties were stored.
+    stored_parties = doc.get("recorded_parties") if isinstance(doc.get("recorded_parties"), str) else None
     if isinstance(location, str) and location:
         try:
             recording_present = await run_in_threadpool(deps.objects.media, location, "audio/wav") is not None
-            if recording_present:
+            if recording_present and stored_parties is None:
                 parties = await run_in_threadpool(deps.inspector.parties, location)
         except (ClientError, BotoCoreError, ValueError):
             parties = None
@@ -699,6 +702,7 @@ async def contact_page(
         doc=doc,
         revealed=revealed,
         parties=parties,
+        stored_parties=stored_parties,
         recording_present=recording_present,
         has_screen=has_screen,
         check=duration_check(
