@@ -158,3 +158,25 @@ def test_emitted_contacts_with_parties_match_the_schema(bootstrapped, aws) -> No
     emitted = emitted_of(aws, bootstrapped, "rp-schema")
     assert emitted["recorded_parties"] == "customer"
     Draft7Validator(load_schema("qm-contact")).validate(emitted)
+
+
+def test_a_recording_gone_before_its_confirming_read_is_unknown(bootstrapped, aws) -> None:
+    """The header read found it; the confirming read finds it deleted (S3 answers NoSuchKey):
+    the parties are unknown, the probe (and so the contact) goes on."""
+    from processor.adapters.media import PROBE_READ, S3Media
+    from processor.core.recorded_parties import RecordedParties
+    from processor.core.wav import read_wav_info
+
+    _, _, location = ctr("rp-gone", bootstrapped, talk=20)
+    bucket, _, key = location.partition("/")
+    data = with_line_noise(stereo_wav(20, customer=False, agent=True), 0)
+    first = data[:PROBE_READ]
+    info = read_wav_info(lambda offset, length: data[offset : offset + length], len(data), first)
+
+    def read(offset: int, length: int) -> bytes:
+        response = aws.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-{offset + length - 1}")
+        return bytes(response["Body"].read())
+
+    report = S3Media._parties(location, read, info, first)
+    assert report.parties is RecordedParties.UNKNOWN
+    assert "NoSuchKey" in (report.reason or "")
