@@ -22,7 +22,9 @@ only, so that it measures whatever the join and emission do now:
   0.2 s), not by reading the contacts table.
 
 ``BENCH_QUICK=1`` (or ``python -m bench --quick pipeline``) runs small sizes; ``QM_BENCH_CONTACTS``
-sets the end-to-end contact count.
+sets the end-to-end contact count; ``QM_BENCH_AUDIO`` (``both``, ``agent``, ``customer``,
+``agent-quiet``; unset: headers only) uploads audio after each header, so that the recorded
+parties' reads are counted as a real recording's (:mod:`bench.common`).
 """
 
 from __future__ import annotations

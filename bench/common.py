@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import statistics
 import tempfile
@@ -88,17 +89,45 @@ def clean_scenario(settings: Any, *, seed: int, contacts: int, live: bool = Fals
     )
 
 
+#: ``QM_BENCH_AUDIO``: what follows each uploaded header. Unset: nothing (the header only).
+#: ``both`` / ``agent`` / ``customer``: :data:`AUDIO_SECONDS` of audio with those channels
+#: live, the other one digital silence; ``agent-quiet``: the agent live and the customer's
+#: channel at a line's noise floor (-80 dBFS: a confirming read each, the worst case). The
+#: object is cut there (the header keeps the recording's length), so that the
+#: recorded-parties reads are those of a real recording.
+AUDIO_SECONDS = 10.0
+AUDIO_KINDS = ("both", "agent", "customer", "agent-quiet")
+
+
+@functools.cache
+def _audio(kind: str) -> bytes:
+    from processor.console.samples import stereo_wav
+
+    if kind not in AUDIO_KINDS:
+        raise ValueError(f"QM_BENCH_AUDIO={kind!r}: one of {', '.join(AUDIO_KINDS)}")
+    data = bytearray(
+        stereo_wav(AUDIO_SECONDS, customer=kind in ("both", "customer"), agent=kind != "customer")
+    )
+    if kind == "agent-quiet":
+        for i in range(44, len(data) - 1, 4):  # +-3 LSB on the left (customer) channel
+            data[i], data[i + 1] = (3, 0) if i % 8 < 4 else (0xFD, 0xFF)
+    return bytes(data[44:])
+
+
 def upload_headers(aws: Any, scenario: Any) -> int:
-    """Upload each recording of ``scenario`` as its WAV header; returns how many."""
+    """Upload each recording of ``scenario`` as its WAV header (and the audio that
+    ``QM_BENCH_AUDIO`` asks for); returns how many."""
     from processor.adapters.media import split_location
     from processor.core.wav import wav_header
     from processor.simulation import RecordingUpload
 
+    kind = os.environ.get("QM_BENCH_AUDIO", "")
+    audio = _audio(kind) if kind else b""
     count = 0
     for event in scenario.events:
         if isinstance(event, RecordingUpload):
             bucket, key = split_location(event.location)
-            body = wav_header(data_bytes=int(event.seconds * 32000))
+            body = wav_header(data_bytes=int(event.seconds * 32000)) + audio
             aws.s3.put_object(Bucket=bucket, Key=key, Body=body)
             count += 1
     return count

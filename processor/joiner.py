@@ -767,8 +767,9 @@ class Joiner:
     def _read_objects(
         self, locations: Sequence[str], notified: Mapping[str, ObjectCreated], now: datetime
     ) -> dict[str, SeenObject]:
-        """Size and duration of each object (one ranged GET of its header); objects gone
-        since their notification are left out."""
+        """Size, duration and recorded parties of each object (one ranged GET of its header
+        and the call's opening, a second only when the opening leaves a channel silent), side
+        by side; objects gone since their notification are left out."""
 
         def one(location: str) -> SeenObject | None:
             if not self.locations.bucket_allowed(location):
@@ -786,8 +787,10 @@ class Joiner:
             self.observer.media_bytes(duration.bytes_read)
             event = notified.get(location)
             seen_at = event.event_time if event is not None and event.event_time is not None else now
+            parties = duration.parties.parties.value if duration.parties is not None else None
             return SeenObject(
-                RecordingObject(location, info.size, seen_at, duration.seconds, duration.source), info.etag
+                RecordingObject(location, info.size, seen_at, duration.seconds, duration.source, parties),
+                info.etag,
             )
 
         found = dynamo_batch.run_all(self.io, one, locations)

@@ -138,6 +138,8 @@ class DynamoJoinStore:
                 attrs["duration_s"] = {"N": repr(round(obj.duration_seconds, 6))}
             if obj.duration_source:
                 attrs["duration_source"] = {"S": obj.duration_source}
+            if obj.recorded_parties:
+                attrs["recorded_parties"] = {"S": obj.recorded_parties}
             requests.append((self._table, {"PutRequest": {"Item": attrs}}))
             if orphan_due is not None:
                 pk = f"orphan#{obj.location}"
@@ -299,4 +301,5 @@ def _object(location: str, item: dict[str, Any]) -> RecordingObject:
         seen_at=_instant(item["obj_seen_at"]["S"]),
         duration_seconds=float(duration) if duration is not None else None,
         duration_source=item.get("duration_source", {}).get("S"),
+        recorded_parties=item.get("recorded_parties", {}).get("S"),
     )

@@ -1,15 +1,20 @@
-"""Call recordings in S3: existence (HEAD) and duration from the WAV header (ranged GETs)."""
+"""Call recordings in S3: existence (HEAD), duration from the WAV header and the recorded
+parties from the opening of the call (ranged GETs: one, two when the opening leaves a
+channel silent; never the file)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from processor.adapters.aws import is_transient
 from processor.core.join import duration_from_size
-from processor.core.wav import FIRST_READ, WavHeaderError, read_wav_info
+from processor.core.recorded_parties import OPENING_BYTES, PartiesReport, RecordedParties, import_parties
+from processor.core.wav import FIRST_READ, WavHeaderError, WavInfo, read_wav_info
+from processor.logs import get_logger
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -28,6 +33,11 @@ ABSENT = frozenset({"404", "NoSuchKey", "NotFound"})
 #: is the record that points somewhere unreadable: treated as absent.
 UNREADABLE = frozenset({"403", "AccessDenied", "NoSuchBucket", "AllAccessDisabled", "InvalidBucketName"})
 
+#: The probe's one ranged GET: the header and the opening of the call (the recorded parties).
+PROBE_READ = OPENING_BYTES
+
+log = get_logger("processor.media")
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -40,6 +50,8 @@ class Duration:
     seconds: float
     source: str  # "header": from the WAV header; "size": header unreadable, from the object size
     bytes_read: int
+    #: Which parties the recording carries (``probe`` only; None from ``duration``).
+    parties: PartiesReport | None = None
 
 
 def split_location(location: str) -> tuple[str, str]:
@@ -70,11 +82,13 @@ class S3Media:
         )
 
     def probe(self, location: str) -> tuple[ObjectInfo, Duration] | None:
-        """Existence, size and duration in one ranged GET (its Content-Range gives the size);
-        None when the object is not there."""
+        """Existence, size, duration and recorded parties in one ranged GET of the first
+        :data:`PROBE_READ` bytes (its Content-Range gives the size), and one more of the middle
+        of the call only when that opening leaves a channel silent; None when the object is
+        not there."""
         bucket, key = split_location(location)
         try:
-            response = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{FIRST_READ - 1}")
+            response = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{PROBE_READ - 1}")
         except ClientError as exc:
             if self._absent(bucket, exc):
                 return None
@@ -89,8 +103,9 @@ class S3Media:
         return self._duration(location, size, None)
 
     def _duration(self, location: str, size: int, first: bytes | None) -> Duration:
-        """Duration from the header (a ranged GET of the first 4 KiB, more only if the
-        header is longer); never the whole file. Falls back to the size when unreadable."""
+        """Duration from the header (``first``: the probe's first read; otherwise a ranged GET
+        of the first 4 KiB, more only if the header is longer); never the whole file. Falls
+        back to the size when unreadable. With ``first``, the recorded parties too."""
         bucket, key = split_location(location)
         read_bytes = len(first) if first is not None else 0
 
@@ -105,13 +120,36 @@ class S3Media:
 
         try:
             info = read_wav_info(read, size, first)
-            result = Duration(
-                info.duration_seconds, "size" if info.size_from_object else "header", read_bytes
+        except WavHeaderError as exc:
+            parties = (
+                PartiesReport(RecordedParties.UNKNOWN, None, None, 0, 0, f"unreadable header: {exc}")
+                if first is not None
+                else None
             )
-        except WavHeaderError:
-            result = Duration(duration_from_size(size), "size", read_bytes)
+            result = Duration(duration_from_size(size), "size", read_bytes, parties)
+        else:
+            parties = self._parties(location, read, info, first) if first is not None else None
+            result = Duration(
+                info.duration_seconds, "size" if info.size_from_object else "header", read_bytes, parties
+            )
         self.bytes_read += result.bytes_read
         return result
 
+    @staticmethod
+    def _parties(
+        location: str, read: Callable[[int, int], bytes], info: WavInfo, first: bytes
+    ) -> PartiesReport:
+        """The recorded parties; a recording that cannot say (odd format, a read refused or
+        gone) is ``unknown`` and never fails the contact. Transient errors are raised (the
+        probe is retried as a whole)."""
+        try:
+            return import_parties(read, info, first)
+        except ClientError as exc:
+            if is_transient(exc):
+                raise
+            code = exc.response["Error"]["Code"]
+            log.warning("recorded parties unknown: confirming read refused", location=location, error=code)
+            return PartiesReport(RecordedParties.UNKNOWN, None, None, 0, 0, f"confirming read: {code}")
 
-__all__ = ["FIRST_READ", "Duration", "ObjectInfo", "S3Media", "split_location"]
+
+__all__ = ["FIRST_READ", "PROBE_READ", "Duration", "ObjectInfo", "S3Media", "split_location"]

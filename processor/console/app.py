@@ -702,10 +702,13 @@ async def contact_page(
     location, refused = _recording_location(deps, doc)
     parties = None
     recording_present = False
+    # Stored at import (read once from the recording); computed here only for contacts
+    # imported before the parties were stored.
+    stored_parties = doc.get("recorded_parties") if isinstance(doc.get("recorded_parties"), str) else None
     if location is not None:
         try:
             recording_present = await run_in_threadpool(deps.objects.media, location, "audio/wav") is not None
-            if recording_present:
+            if recording_present and stored_parties is None:
                 parties = await run_in_threadpool(deps.inspector.parties, location)
         except (ClientError, BotoCoreError, ValueError):
             parties = None
@@ -718,6 +721,7 @@ async def contact_page(
         doc=doc,
         revealed=revealed,
         parties=parties,
+        stored_parties=stored_parties,
         recording_present=recording_present,
         recording_refused=refused,
         has_screen=has_screen,

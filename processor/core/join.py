@@ -69,6 +69,8 @@ class RecordingObject:
     seen_at: datetime
     duration_seconds: float | None = None
     duration_source: str | None = None  # "header" | "size" | "unreadable"
+    #: Which parties the recording carries (``RecordedParties``); None: read before it was stored.
+    recorded_parties: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,20 @@ _JOIN_FLAGS = frozenset(
 )
 
 
+def _recorded_parties(
+    primary: str | None, live: Sequence[ExpectedRecording], objects: Mapping[str, RecordingObject]
+) -> str | None:
+    """The primary recording's parties (the agent's call recording), else the first known."""
+    found = objects.get(primary) if primary else None
+    if found is not None and found.recorded_parties:
+        return found.recorded_parties
+    for e in live:
+        obj = objects.get(e.location)
+        if obj is not None and obj.recorded_parties:
+            return obj.recorded_parties
+    return None
+
+
 def decide(  # noqa: PLR0912 - one decision table, read top to bottom
     *,
     base: QmContact,
@@ -201,6 +217,7 @@ def decide(  # noqa: PLR0912 - one decision table, read top to bottom
         elif obj.duration_source == "unreadable":
             flags.append(FLAG_RECORDING_UNREADABLE)
     primary = base.recording_location
+    parties = _recorded_parties(primary, live, objects)
     call_duration = durations.get(primary) if primary else None
     if call_duration is None and durations:
         call_duration = next((d for d in durations.values() if d is not None), None)
@@ -213,6 +230,7 @@ def decide(  # noqa: PLR0912 - one decision table, read top to bottom
     contact = replace(
         base,
         call_duration_seconds=round(call_duration, 3) if call_duration is not None else None,
+        recorded_parties=parties,
         join_state=state.value,
         flags=tuple(dict.fromkeys(flags)),
     )

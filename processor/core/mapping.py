@@ -109,6 +109,9 @@ class QmContact:
     screen_recording_status: str | None = None
     screen_recording_location: str | None = None
     screen_coverage: float | None = None
+    #: Which parties the call recording carries (agent / customer / both / none / unknown:
+    #: the seed's Recording Behavior), read from the recording at import; None until read.
+    recorded_parties: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +145,7 @@ class QmContact:
             "screen_recording_status": self.screen_recording_status,
             "screen_recording_location": self.screen_recording_location,
             "screen_coverage": self.screen_coverage,
+            "recorded_parties": self.recorded_parties,
         }
 
     def with_screen_of(self, other: QmContact) -> QmContact:
@@ -274,6 +278,7 @@ def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
         _raw_endpoint(system),
         _raw_endpoint(customer),
         tuple(flags),
+        None,
         None,
         None,
         None,

@@ -171,6 +171,23 @@ def test_contact_detail_shows_join_flags_parties_and_players(console_env: Consol
     assert eva.get("/contacts/nope").status_code == 404
 
 
+def test_contact_detail_shows_the_parties_stored_at_import(console_env: ConsoleEnv) -> None:
+    """A contact imported with its recorded parties shows the stored value; the recording is
+    not read again for it (contacts imported before are computed on the page, above)."""
+    from processor.console.samples import put_contacts
+
+    doc = dict(console_env.docs["c-agent-only"], contact_id="c-stored", recorded_parties="agent")
+    put_contacts(console_env.aws.dynamodb, console_env.settings.contacts_table, [doc])
+    console_env.deps.inspector.last_bytes_read = -1  # set by every inspection of a recording
+    page = console_env.signed_in("eva").get("/contacts/c-stored").text
+    shown = re.search(
+        r'id="recorded-parties">(\w+) <span class="meta">\(read from the recording at import', page
+    )
+    assert shown is not None and shown.group(1) == "agent"
+    assert console_env.deps.inspector.last_bytes_read == -1
+    assert 'id="audio"' in page
+
+
 def test_audio_and_screen_stream_with_ranges(console_env: ConsoleEnv) -> None:
     eva = console_env.signed_in("eva")
     wav = console_env.wavs["c-both"]
