@@ -31,6 +31,8 @@ log = get_logger("processor.desktop.pc")
 #: A login keeps its agent this long before the mapping is read again (an administrator's
 #: change on the Users page reaches a PC within it).
 RESOLVE_EVERY = timedelta(seconds=60)
+#: How long after a failed start an agent's desktop is tried again.
+RETRY_AFTER = timedelta(seconds=30)
 
 
 def login_ref(login: str) -> str:
@@ -63,6 +65,7 @@ class PcDesktop:
         self.current: DesktopAgent | None = None
         self._resolved: _Resolved | None = None
         self._lookup_failing = False
+        self._failed: tuple[str, datetime] | None = None
 
     @property
     def agent(self) -> str | None:
@@ -110,11 +113,35 @@ class PcDesktop:
         if agent == self.agent:
             return
         self.leave()
-        if agent is not None:
+        if agent is None:
+            return
+        now = self.clock.now()
+        failed = self._failed
+        if failed is not None and failed[0] == agent and now < failed[1]:
+            return
+        desktop: DesktopAgent | None = None
+        try:
             desktop = self.build(agent)
-            self.current = desktop
             log.info("agent at this PC", agent=agent)
             desktop.start()
+        except Exception as exc:
+            # Her folder or queue cannot be served now: nobody is, and it is tried again later
+            # (the recorder keeps following the session meanwhile).
+            log.error(
+                "cannot serve the agent at this PC; trying again later",
+                agent=agent,
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+            self._failed = (agent, now + RETRY_AFTER)
+            if desktop is not None:
+                try:
+                    desktop.shutdown()
+                except Exception as close_exc:
+                    log.warning("desktop not closed cleanly", error=str(close_exc))
+            return
+        self._failed = None
+        self.current = desktop
 
     def leave(self) -> None:
         if self.current is None:

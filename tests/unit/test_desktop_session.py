@@ -243,3 +243,31 @@ def test_an_unknown_session_user_is_nobody() -> None:
 
 def test_logs_name_a_login_only_by_its_digest() -> None:
     assert login_ref("CORP\\ana") != "CORP\\ana" and len(login_ref("CORP\\ana")) == 12
+
+
+def test_an_agent_whose_desktop_cannot_start_is_tried_again_later() -> None:
+    from processor.exceptions import ConfigurationError
+
+    events: list[tuple[str, str]] = []
+    attempts: list[str] = []
+
+    def build(agent: str) -> DesktopAgent:
+        attempts.append(agent)
+        if len(attempts) == 1:
+            raise ConfigurationError("the desktop folder holds another agent's recordings")
+        return cast(DesktopAgent, StandIn(agent, events))
+
+    clock = SimulatedClock(datetime(2026, 12, 6, 9, tzinfo=UTC))
+    pc = PcDesktop(
+        session=FixedSession("ana.os"),
+        logins=FixedLogins({"ana.os": "ana"}),
+        build=build,
+        clock=clock,
+        poll_seconds=0,
+    )
+    pc.round()
+    pc.round()
+    assert attempts == ["ana"] and pc.agent is None and events == []
+    clock.advance(31)
+    pc.round()
+    assert attempts == ["ana", "ana"] and pc.agent == "ana" and events[0] == ("start", "ana")
