@@ -928,7 +928,7 @@ def desktop(
 
 
 def desktop_main() -> None:
-    """The ``qm-desktop`` console script: ``qm-desktop --agent USER``."""
+    """The ``qm-desktop`` console script: ``qm-desktop`` (per PC) or ``qm-desktop --agent USER``."""
     command = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     command.command()(desktop)
     try:
