@@ -15,6 +15,7 @@ import orjson
 from botocore.exceptions import ClientError
 
 from processor.adapters.aws import AwsClients
+from processor.adapters.users import OS_LOGIN_INDEX
 from processor.core.archive_layout import folder
 from processor.settings import Settings
 
@@ -41,6 +42,15 @@ class TableSpec:
     ttl_attribute: str | None = None
     indexes: tuple[tuple[str, str, str | None], ...] = ()  # (index name, hash key, range key)
     range_key: str | None = None
+    #: Indexes that project the keys only (what desktops may read; see adapters.users).
+    keys_only: frozenset[str] = frozenset()
+
+    def gsi(self, index: str, hash_key: str, range_key: str | None) -> dict[str, Any]:
+        schema: list[dict[str, Any]] = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+        if range_key:
+            schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+        projection = "KEYS_ONLY" if index in self.keys_only else "ALL"
+        return {"IndexName": index, "KeySchema": schema, "Projection": {"ProjectionType": projection}}
 
 
 def table_specs(settings: Settings) -> list[TableSpec]:
@@ -51,7 +61,12 @@ def table_specs(settings: Settings) -> list[TableSpec]:
             indexes=(("by_date", "contact_date", "connected_at"), ("by_agent", "acd_id", "connected_at")),
         ),
         TableSpec(settings.quarantine_table, "id"),
-        TableSpec(settings.users_table, "username", indexes=(("agent_arn-index", "agent_arn", None),)),
+        TableSpec(
+            settings.users_table,
+            "username",
+            indexes=(("agent_arn-index", "agent_arn", None), (OS_LOGIN_INDEX, "os_login", None)),
+            keys_only=frozenset({OS_LOGIN_INDEX}),
+        ),
         TableSpec(
             settings.join_table,
             "pk",
@@ -91,17 +106,21 @@ def ensure_stream(aws: AwsClients, name: str, shards: int) -> bool:
 
 def ensure_table(aws: AwsClients, spec: TableSpec) -> bool:
     ddb = aws.dynamodb
-    if _exists(lambda: ddb.describe_table(TableName=spec.name), "ResourceNotFoundException"):
+    try:
+        described = ddb.describe_table(TableName=spec.name)["Table"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+    else:
+        add_missing_indexes(aws, spec, dict(described))
         return False
     attributes = {spec.key}
     gsis: list[dict[str, Any]] = []
     for index, hash_key, range_key in spec.indexes:
         attributes.add(hash_key)
-        schema: list[dict[str, Any]] = [{"AttributeName": hash_key, "KeyType": "HASH"}]
         if range_key:
             attributes.add(range_key)
-            schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
-        gsis.append({"IndexName": index, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}})
+        gsis.append(spec.gsi(index, hash_key, range_key))
     kwargs: dict[str, Any] = {
         "TableName": spec.name,
         "KeySchema": [{"AttributeName": spec.key, "KeyType": "HASH"}],
@@ -122,6 +141,21 @@ def ensure_table(aws: AwsClients, spec: TableSpec) -> bool:
             TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
         )
     return True
+
+
+def add_missing_indexes(aws: AwsClients, spec: TableSpec, described: dict[str, Any]) -> None:
+    """A table created by an older version gets the indexes added since (UpdateTable)."""
+    have = {g["IndexName"] for g in described.get("GlobalSecondaryIndexes", [])}
+    for index, hash_key, range_key in spec.indexes:
+        if index in have:
+            continue
+        keys = [k for k in (hash_key, range_key) if k]
+        request: dict[str, Any] = {
+            "TableName": spec.name,
+            "AttributeDefinitions": [{"AttributeName": k, "AttributeType": "S"} for k in keys],
+            "GlobalSecondaryIndexUpdates": [{"Create": spec.gsi(index, hash_key, range_key)}],
+        }
+        aws.dynamodb.update_table(**request)
 
 
 def ensure_bucket(aws: AwsClients, name: str) -> bool:

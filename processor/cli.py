@@ -16,7 +16,13 @@ from typing import Annotated, Any, NoReturn
 import orjson
 import typer
 
-from processor.exceptions import ConfigurationError, InvalidInput, QmIngestError, ResourceMissing
+from processor.exceptions import (
+    ConfigurationError,
+    InvalidInput,
+    OsLoginTaken,
+    QmIngestError,
+    ResourceMissing,
+)
 from processor.settings import CtrSource, LogFormat, Settings, get_settings
 
 app = typer.Typer(
@@ -721,7 +727,10 @@ def users_import(file: Annotated[str, typer.Argument(help="JSON array or CSV of 
     aws = _clients(s)
     directory = DynamoUserDirectory(aws.dynamodb, s.users_table)
     for user in users.values():
-        directory.put(user)
+        try:
+            directory.put(user)
+        except OsLoginTaken as exc:
+            fail(f"{file}: user {user.username}: {exc}", 2)
     # Contacts imported before their agent's user existed get the names now.
     named = ContactNamer(s, aws)(users)
     typer.echo(f"imported {len(users)} users; {named} contacts got their agent's name")
@@ -739,7 +748,33 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             sys.stdout.buffer.write(orjson.dumps(user.to_dict()) + b"\n")
         else:
             flag = "screen" if user.screen_recording else ""
-            typer.echo(f"{user.username:30} {user.first_name or '':15} {user.last_name or '':15} {flag}")
+            login = f"os_login={user.os_login}" if user.os_login else ""
+            names = f"{user.first_name or '':15} {user.last_name or '':15}"
+            typer.echo(f"{user.username:30} {names} {flag:6} {login}".rstrip())
+
+
+@users_app.command("os-login")
+def users_os_login(
+    username: Annotated[str, typer.Argument(help="The user's ACD ID (Connect username)")],
+    os_login: Annotated[
+        str | None, typer.Argument(help="Her operating-system login (DOMAIN\\user on Windows); omit to unmap")
+    ] = None,
+) -> None:
+    """Map an agent's OS login to her ACD ID: the desktop of the PC she logs on to serves her."""
+    from processor.adapters.users import DynamoUserAdmin
+
+    s = settings()
+    _setup_logs(s)
+    admin = DynamoUserAdmin(_clients(s).dynamodb, s.users_table, cache_seconds=0)
+    try:
+        found = admin.set_os_login(username, os_login)
+    except OsLoginTaken as exc:
+        fail(str(exc), 2)
+    except InvalidInput as exc:
+        fail(exc.detail, 2)
+    if not found:
+        fail(f"no user {username}", 3)
+    typer.echo(f"{username}: OS login {'set' if os_login and os_login.strip() else 'removed'}")
 
 
 @users_app.command("sync")
@@ -865,21 +900,35 @@ def quarantine_retry(
 # --- screen recording -------------------------------------------------------------------------
 @app.command()
 def desktop(
-    agent: Annotated[str, typer.Option("--agent", help="Connect username of the agent on this PC")],
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            help="Serve this Connect username only; without it, follow whoever holds the PC's"
+            " console session (QM_DESKTOP_SESSION, OS login on the Users page)",
+        ),
+    ] = None,
     folder: Annotated[
-        Path | None, typer.Option("--folder", help="The agent's folder (default: QM_DESKTOP_DIR/<user>)")
+        Path | None,
+        typer.Option(
+            "--folder",
+            help="With --agent: the agent's folder (default QM_DESKTOP_DIR/<user>); without: the"
+            " base folder of the agents' folders (default QM_DESKTOP_DIR)",
+        ),
     ] = None,
 ) -> None:
-    """qm-desktop: record this PC's screen for AGENT and serve extractions (until SIGTERM)."""
-    from processor.desktop.main import run_desktop
+    """qm-desktop: record this PC's screen and serve extractions (until SIGTERM)."""
+    from processor.desktop.main import run_desktop, run_pc_desktop
 
     s = settings()
     _setup_logs(s)
+    if agent is None:
+        raise typer.Exit(run_pc_desktop(s, folder))
     raise typer.Exit(run_desktop(s, agent, folder))
 
 
 def desktop_main() -> None:
-    """The ``qm-desktop`` console script: ``qm-desktop --agent USER``."""
+    """The ``qm-desktop`` console script: ``qm-desktop`` (per PC) or ``qm-desktop --agent USER``."""
     command = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     command.command()(desktop)
     try:

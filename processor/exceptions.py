@@ -131,3 +131,12 @@ class SegmentUnavailable(QmIngestError):
 class ReplayRefused(QmIngestError):
     """A replay would move checkpoints under live workers; the message says which and how
     to go on (``--stop-workers`` or ``--force``)."""
+
+
+class SessionLookupError(QmIngestError):
+    """The PC's console session (who is logged on at the PC) could not be read; the desktop
+    then serves no agent until it can."""
+
+
+class OsLoginTaken(QmIngestError):
+    """An operating-system login is already mapped to another QM user: one login, one agent."""

@@ -282,6 +282,14 @@ class Settings(BaseSettings):
     desktop_poll_seconds: Annotated[
         int, Field(ge=0, le=20, description="SQS long-poll wait of the desktop's command queue")
     ] = 5
+    desktop_session: Annotated[
+        str,
+        Field(
+            pattern=r"^(loginctl|file:.+)$",
+            description="qm-desktop without --agent: how it learns who holds the PC's console session"
+            " (loginctl = systemd-logind's seat0; file:PATH = the login written in a file)",
+        ),
+    ] = "loginctl"
     desktop_fsync: Annotated[
         bool, Field(description="fsync every sealed fragment (survives a power-off; off only for tests)")
     ] = True

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from processor.core.users import QmUser
+from processor.core.users import QmUser, normalise_os_login
+from processor.exceptions import OsLoginTaken
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -26,7 +27,7 @@ def _item(user: QmUser, synced_at: str | None) -> dict[str, Any]:
         "username": {"S": user.username},
         "screen_recording": {"BOOL": user.screen_recording},
     }
-    for name in ("first_name", "last_name", "agent_arn", "desktop_id"):
+    for name in ("first_name", "last_name", "agent_arn", "desktop_id", "os_login"):
         value = getattr(user, name)
         if value:
             item[name] = {"S": value}
@@ -47,7 +48,25 @@ def _user(item: dict[str, Any]) -> QmUser:
         screen_recording=bool(item.get("screen_recording", {}).get("BOOL", False)),
         agent_arn=s("agent_arn"),
         desktop_id=s("desktop_id"),
+        os_login=s("os_login"),
     )
+
+
+#: The users table's index from OS login to ACD ID. KEYS_ONLY: what a desktop may read
+#: through it is the login and the username, never names or settings.
+OS_LOGIN_INDEX = "os_login-index"
+
+
+def users_with_os_login(ddb: DynamoDBClient, table: str, os_login: str) -> list[str]:
+    """The usernames mapped to ``os_login`` (normally none or one), read from the index."""
+    page = ddb.query(
+        TableName=table,
+        IndexName=OS_LOGIN_INDEX,
+        KeyConditionExpression="os_login = :l",
+        ExpressionAttributeValues={":l": {"S": os_login}},
+        Limit=2,
+    )
+    return sorted(str(item["username"]["S"]) for item in page.get("Items", []))
 
 
 class DynamoUserDirectory:
@@ -59,7 +78,14 @@ class DynamoUserDirectory:
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[float, QmUser | None]] = {}
 
+    def _check_os_login_free(self, username: str, os_login: str) -> None:
+        others = [u for u in users_with_os_login(self._ddb, self._table, os_login) if u != username]
+        if others:
+            raise OsLoginTaken(f"that OS login is already mapped to {others[0]}")
+
     def put(self, user: QmUser, synced_at: str | None = None) -> None:
+        if user.os_login:
+            self._check_os_login_free(user.username, user.os_login)
         self._ddb.put_item(TableName=self._table, Item=_item(user, synced_at))
         self._cache.pop(user.username, None)
 
@@ -223,8 +249,29 @@ class DynamoUserAdmin(DynamoUserDirectory):
             if value:
                 sets.append(f"{name} = :{name}")
                 values[f":{name}"] = {"S": value}
+        if user.os_login:
+            self._check_os_login_free(user.username, user.os_login)
+            sets.append("os_login = :os_login")
+            values[":os_login"] = {"S": user.os_login}
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         self._update(user.username, expression, values)
+
+    def set_os_login(self, username: str, os_login: str | None) -> bool:
+        """Map (or, with None or blank, unmap) the agent's OS login; False if no such user.
+        A login mapped to another user is refused (:class:`OsLoginTaken`)."""
+        login = normalise_os_login(os_login)
+        if login is not None:
+            self._check_os_login_free(username, login)
+            expression, values = "SET os_login = :l", {":l": {"S": login}}
+        else:
+            expression, values = "REMOVE os_login", {}
+        try:
+            self._update(username, expression, values, ConditionExpression="attribute_exists(username)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def set_screen_recording(self, usernames: Iterable[str], enabled: bool) -> list[str]:
         """Turn screen recording on or off for existing users; returns those that changed."""

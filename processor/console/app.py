@@ -67,7 +67,7 @@ from processor.core.http_range import RangeNotSatisfiable, parse_range
 from processor.core.local_time import shown_date_time
 from processor.core.schemas import load_schema
 from processor.core.users import parse_users
-from processor.exceptions import InvalidInput
+from processor.exceptions import InvalidInput, OsLoginTaken
 from processor.logs import get_logger, mask_phone
 from processor.settings import ConsoleRole, Settings
 
@@ -415,7 +415,9 @@ async def config_post(request: Request, deps: ConsoleDeps, account: ConsoleAccou
 # --- users --------------------------------------------------------------------------------------
 def _matches(row: UserRow, query: str) -> bool:
     user = row.user
-    text = " ".join(filter(None, (user.username, user.first_name, user.last_name, user.desktop_id))).lower()
+    text = " ".join(
+        filter(None, (user.username, user.first_name, user.last_name, user.desktop_id, user.os_login))
+    ).lower()
     return all(part in text for part in query.lower().split())
 
 
@@ -490,6 +492,29 @@ async def users_screen_recording(request: Request, deps: ConsoleDeps, account: C
     changed = await run_in_threadpool(deps.users.set_screen_recording, usernames, action == "enable")
     await _audit(deps, account, f"screen_recording_{action}d", "users", usernames=changed)
     return _redirect_users(request, f"Screen recording {action}d for {len(changed)} user(s).")
+
+
+async def users_os_login(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
+    """Map (or unmap, with a blank login) the OS login an agent logs on to PCs with."""
+    form = await checked_form(request)
+    username = form.get("username")
+    login = form.get("os_login")
+    if not isinstance(username, str) or not username.strip() or not isinstance(login, str):
+        return await users_page(request, deps, account, error="Give the ACD ID and the OS login.", status=422)
+    username = username.strip()
+    try:
+        found = await run_in_threadpool(deps.users.set_os_login, username, login)
+    except OsLoginTaken as exc:
+        return await users_page(request, deps, account, error=f"OS login not saved: {exc}.", status=409)
+    except InvalidInput as exc:
+        return await users_page(
+            request, deps, account, error=f"OS login not saved: {exc.detail}.", status=422
+        )
+    if not found:
+        return await users_page(request, deps, account, error=f"No user {username}.", status=404)
+    cleared = not login.strip()
+    await _audit(deps, account, "os_login_removed" if cleared else "os_login_set", username)
+    return _redirect_users(request, f"OS login {'removed' if cleared else 'saved'} for {username}.")
 
 
 async def users_sync(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
@@ -929,6 +954,7 @@ def create_app(deps: ConsoleDeps) -> Starlette:
         route("/users", users_get, ADMIN, ["GET"]),
         route("/users/screen-recording", users_screen_recording, ADMIN, ["POST"]),
         route("/users/sync", users_sync, ADMIN, ["POST"]),
+        route("/users/os-login", users_os_login, ADMIN, ["POST"]),
         route("/users/import", users_import, ADMIN, ["POST"]),
         route("/contacts", contacts_get, EVALUATOR, ["GET"]),
         route("/contacts/reveal", contacts_reveal, EVALUATOR, ["POST"]),

@@ -1,7 +1,8 @@
 """QM users: the directory that gives a contact its agent's first and last name.
 
 A QM user's ACD ID is the agent's Amazon Connect username. Users come from a file
-(JSON array or CSV with the headers ``username,first_name,last_name,screen_recording``)
+(JSON array or CSV with the headers ``username,first_name,last_name,screen_recording``,
+optionally ``os_login``)
 or from Amazon Connect (``ListUsers`` + ``DescribeUser``). Pure parsing only.
 """
 
@@ -29,6 +30,9 @@ class QmUser:
     screen_recording: bool = False
     agent_arn: str | None = None
     desktop_id: str | None = None
+    #: The agent's operating-system login (normalised, see ``normalise_os_login``): the
+    #: desktop of the PC she logs on to serves her queue.
+    os_login: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,7 +42,21 @@ class QmUser:
             "screen_recording": self.screen_recording,
             "agent_arn": self.agent_arn,
             "desktop_id": self.desktop_id,
+            "os_login": self.os_login,
         }
+
+
+def normalise_os_login(value: str | None) -> str | None:
+    """The form an OS login is stored and looked up in: trimmed and case-folded (Windows
+    logins are case-insensitive; ``DOMAIN\\user`` keeps its domain), None when blank."""
+    if value is None:
+        return None
+    text = value.strip().casefold()
+    if not text:
+        return None
+    if len(text) > 256 or any(ch.isspace() or ord(ch) < 32 for ch in text):
+        raise InvalidInput("schema", "an OS login has no spaces or control characters (at most 256)")
+    return text
 
 
 def _bool(value: Any, where: str) -> bool:
@@ -67,6 +85,7 @@ def user_from_object(obj: Any, where: str = "user") -> QmUser:
         screen_recording=_bool(obj.get("screen_recording"), where),
         agent_arn=obj.get("agent_arn") or None,
         desktop_id=obj.get("desktop_id") or None,
+        os_login=normalise_os_login(obj.get("os_login")),
     )
 
 
@@ -91,13 +110,23 @@ def parse_users(data: bytes) -> list[QmUser]:
         users = []
         for i, row in enumerate(reader):
             obj = {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k}
-            for key in ("first_name", "last_name", "agent_arn", "desktop_id"):
+            for key in ("first_name", "last_name", "agent_arn", "desktop_id", "os_login"):
                 if obj.get(key) == "":
                     obj[key] = None
             users.append(user_from_object(obj, f"CSV row {i + 2}"))
+    _check_unique(users)
+    return users
+
+
+def _check_unique(users: list[QmUser]) -> None:
+    """One user per username, one user per OS login."""
     seen: set[str] = set()
+    logins: set[str] = set()
     for user in users:
         if user.username in seen:
             raise InvalidInput("schema", f"username {user.username!r} appears twice")
         seen.add(user.username)
-    return users
+        if user.os_login is not None:
+            if user.os_login in logins:
+                raise InvalidInput("schema", f"OS login of {user.username!r} is given to another user too")
+            logins.add(user.os_login)

@@ -50,12 +50,19 @@ from processor.core.screen_timeline import (
 from processor.desktop.capture import FrameSource
 from processor.desktop.clock import Clock
 from processor.desktop.faults import fault_point
-from processor.desktop.journal import CommandRow, CommandState, Journal, SegmentRow, SegmentState
+from processor.desktop.journal import CommandRow, CommandState, Journal, SegmentRow, SegmentState, instant
 from processor.desktop.recorder import Recorder
 from processor.desktop.segments import DesktopKey, EncoderSettings, SegmentStore
 from processor.desktop.splice import SegmentMedia, splice
 from processor.desktop.transport import CommandQueue, QueuedCommand, ResultSink, Uploader
-from processor.exceptions import EnvelopeError, InvalidInput, KeyMismatch, SegmentUnavailable, TransientError
+from processor.exceptions import (
+    ConfigurationError,
+    EnvelopeError,
+    InvalidInput,
+    KeyMismatch,
+    SegmentUnavailable,
+    TransientError,
+)
 from processor.logs import get_logger
 
 log = get_logger("processor.desktop")
@@ -120,6 +127,16 @@ class DesktopAgent:
         self.clock = clock
         config.folder.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(config.folder / "journal.sqlite")
+        # A folder, its journal and its segments belong to one agent: never serve another's.
+        owner = self.journal.get_meta("agent")
+        if owner is None:
+            self.journal.set_meta("agent", config.agent)
+        elif owner != config.agent:
+            self.journal.close()
+            raise ConfigurationError(
+                f"the desktop folder {config.folder} holds another agent's recordings; "
+                "give each agent her own folder (the default QM_DESKTOP_DIR/<user> does)"
+            )
         self.key = DesktopKey(config.folder / "desktop-key.pem")
         self.store = SegmentStore(config.folder / "segments", self.journal, self.key)
         self.recorder = Recorder(
@@ -142,6 +159,14 @@ class DesktopAgent:
         now = self.clock.now()
         self.run_id = self.journal.begin_run(now)
         log.info("desktop started", agent_folder=str(self.config.folder), run_id=self.run_id)
+        left_at = self.journal.get_meta("left_pc_at")
+        if left_at:
+            # She was away from this PC (another user's session, or nobody's): for her
+            # recordings here that time is logged out, not the PC being off.
+            self.journal.add_lost(
+                Interval(instant(left_at), max(instant(left_at), now)), GapReason.LOGGED_OUT
+            )
+            self.journal.set_meta("left_pc_at", "")
         self.recover_segments()
         if self.journal.get_meta("recording_wanted") == "1":
             self._start_recording(resumed=True)
@@ -159,6 +184,19 @@ class DesktopAgent:
         self._source.close()
         self.journal.close()
         log.info("desktop stopped")
+
+    def leave(self) -> None:
+        """The agent's OS session at this PC ended (another user holds it, or nobody): stop
+        recording her, and do not resume it here before her next ``start_recording``."""
+        now = self.clock.now()
+        self.journal.set_meta("recording_wanted", "0")
+        self.journal.set_meta("left_pc_at", format_instant(now))
+        if self.recorder.recording:
+            self.recorder.stop()
+            self.journal.recording_ended(now, "session_ended")
+            self.journal.stopped_by_server(now)
+            log.info("recording stopped: the agent left this PC")
+        self.shutdown()
 
     def run(self, stop: threading.Event) -> None:
         self.start()

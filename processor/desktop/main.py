@@ -15,14 +15,19 @@ from processor.core.desktop_trust import LOOPBACK, CommandTrust
 from processor.desktop.agent import DesktopAgent, DesktopConfig, default_base_dir, user_folder
 from processor.desktop.capture import FrameSource, ScreenSource, SyntheticSource
 from processor.desktop.clock import Clock, SystemClock
+from processor.desktop.pc import PcDesktop
 from processor.desktop.segments import EncoderSettings
+from processor.desktop.session import DynamoLoginDirectory, SessionUser, session_from_setting
 from processor.desktop.transport import S3Uploader, SqsCommandQueue, SqsResultSink
 from processor.settings import DesktopSource, Settings
 
 
-def agent_folder(settings: Settings, agent: str) -> Path:
-    base = Path(settings.desktop_dir) if settings.desktop_dir else default_base_dir()
-    return user_folder(base, agent)
+def base_folder(settings: Settings) -> Path:
+    return Path(settings.desktop_dir) if settings.desktop_dir else default_base_dir()
+
+
+def agent_folder(settings: Settings, agent: str, base: Path | None = None) -> Path:
+    return user_folder(base or base_folder(settings), agent)
 
 
 def frame_source(settings: Settings) -> FrameSource:
@@ -82,8 +87,7 @@ def build_agent(
     )
 
 
-def run_desktop(settings: Settings, agent: str, folder: Path | None = None) -> int:
-    """Run until SIGTERM or SIGINT; the current segment is finished before exiting."""
+def stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -91,5 +95,41 @@ def run_desktop(settings: Settings, agent: str, folder: Path | None = None) -> i
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def run_desktop(settings: Settings, agent: str, folder: Path | None = None) -> int:
+    """Run until SIGTERM or SIGINT; the current segment is finished before exiting."""
+    stop = stop_on_signals()
     build_agent(settings, agent, folder=folder).run(stop)
+    return 0
+
+
+def build_pc_desktop(
+    settings: Settings,
+    *,
+    base: Path | None = None,
+    session: SessionUser | None = None,
+    clock: Clock | None = None,
+) -> PcDesktop:
+    """The PC recorder: serves the agent whose OS login holds the console session, each
+    agent in her own folder under ``base`` (default ``QM_DESKTOP_DIR``)."""
+    aws = AwsClients(settings)
+    root = base or base_folder(settings)
+    clock = clock or SystemClock()
+    return PcDesktop(
+        session=session or session_from_setting(settings.desktop_session),
+        logins=DynamoLoginDirectory(aws.dynamodb, settings.users_table),
+        build=lambda agent: build_agent(
+            settings, agent, folder=agent_folder(settings, agent, root), clock=clock
+        ),
+        clock=clock,
+        poll_seconds=settings.desktop_poll_seconds,
+    )
+
+
+def run_pc_desktop(settings: Settings, base: Path | None = None) -> int:
+    """Follow the PC's console session until SIGTERM or SIGINT."""
+    stop = stop_on_signals()
+    build_pc_desktop(settings, base=base).run(stop)
     return 0

@@ -20,7 +20,7 @@ PAGES_EVAL = [
     "/contacts/c-both/screen",
     "/api/contacts",
 ]
-CHANGES_ADMIN = ["/config", "/users/screen-recording", "/users/sync", "/users/import"]
+CHANGES_ADMIN = ["/config", "/users/screen-recording", "/users/sync", "/users/import", "/users/os-login"]
 CHANGES_EVAL = ["/contacts/reveal", "/contacts/c-both/reveal"]
 
 

@@ -372,3 +372,28 @@ def test_without_a_pinned_key_nothing_is_extracted(env, tmp_path: Path) -> None:
     (refused,) = poll_until(agent, lambda: results(env))
     assert refused["type"] == "screen_failed" and "QM_DESKTOP_SERVER_KEY_SHA256" in refused["reason"]
     agent.shutdown()
+
+
+def test_an_agent_s_folder_never_opens_for_another_agent(env, tmp_path: Path) -> None:
+    """Hot-desking keeps each agent's segments apart: her folder is tagged with her name."""
+    from dataclasses import replace
+
+    from processor.exceptions import ConfigurationError
+
+    clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SPEED)
+    agent = make_agent(env, tmp_path, clock)
+    agent.journal.close()
+    again = make_agent(env, tmp_path, clock)  # the same agent: opens
+    assert again.journal.get_meta("agent") == AGENT
+    again.journal.close()
+    other = make_agent(env, tmp_path, clock)
+    other.journal.close()
+    with pytest.raises(ConfigurationError, match="another agent"):
+        DesktopAgent(
+            replace(other.config, agent="someone.else"),
+            queue=other.queue,
+            results=other.results,
+            uploader=other.uploader,
+            source=SyntheticSource(320, 180),
+            clock=clock,
+        )

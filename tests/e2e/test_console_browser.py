@@ -122,6 +122,14 @@ def test_console_in_a_browser(console_env: ConsoleEnv, browser: Any, tmp_path: P
     assert row.find_element(By.CSS_SELECTOR, "td[data-screen]").text == "On"
     users = DynamoUserDirectory(console_env.aws.dynamodb, console_env.settings.users_table, cache_seconds=0)
     assert users.get("ana.silva").screen_recording is True
+    # Her OS login: the PC recorder she logs on to serves her queue.
+    browser.find_element(By.ID, "os-login-user").send_keys("ana.silva")
+    browser.find_element(By.ID, "os-login").send_keys("CORP\\ASilva")
+    browser.find_element(By.CSS_SELECTOR, "#os-login-form button[type='submit']").click()
+    _wait(browser, lambda d: "OS login saved for ana.silva." in d.page_source)
+    row = browser.find_element(By.XPATH, "//tr[td[2][text()='ana.silva']]")
+    assert row.find_element(By.CSS_SELECTOR, "td[data-os-login]").text == "corp\\asilva"
+    assert users.get("ana.silva").os_login == "corp\\asilva"  # type: ignore[union-attr]
     _shot(browser, shots, "console-users.png")
 
     # RTE is off: Ana, configured now, logs on to Connect, and her desktop is told nothing.
