@@ -66,10 +66,10 @@ stream() {  # name shards
     say "created  kinesis stream $1"
 }
 
-gsi() {  # name hash [range]
+gsi() {  # name hash [range] [projection: ALL (default) or KEYS_ONLY]
     local schema="{\"AttributeName\":\"$2\",\"KeyType\":\"HASH\"}"
     [[ -n "${3:-}" ]] && schema+=",{\"AttributeName\":\"$3\",\"KeyType\":\"RANGE\"}"
-    printf '{"IndexName":"%s","KeySchema":[%s],"Projection":{"ProjectionType":"ALL"}}' "$1" "$schema"
+    printf '{"IndexName":"%s","KeySchema":[%s],"Projection":{"ProjectionType":"%s"}}' "$1" "$schema" "${4:-ALL}"
 }
 
 attributes() {  # names... (all strings)
@@ -133,7 +133,8 @@ stream "$OUTPUT_STREAM" 1
 table "$CONTACTS_TABLE" contact_id "$(attributes acd_id connected_at contact_date contact_id)" \
     "[$(gsi by_date contact_date connected_at),$(gsi by_agent acd_id connected_at)]"
 table "$QUARANTINE_TABLE" id "$(attributes id)"
-table "$USERS_TABLE" username "$(attributes agent_arn username)" "[$(gsi agent_arn-index agent_arn)]"
+# os_login-index is keys-only: a PC recorder learns whose queue to serve and nothing else.
+table "$USERS_TABLE" username "$(attributes agent_arn os_login username)" "[$(gsi agent_arn-index agent_arn),$(gsi os_login-index os_login "" KEYS_ONLY)]"
 table "$JOIN_TABLE" pk "$(attributes due_at due_shard pk)" "[$(gsi by_due due_shard due_at)]" expires_at
 table "$CONFIG_TABLE" name "$(attributes name)"
 table "$COMMANDS_TABLE" command_id "$(attributes agent command_id issued_at)" "[$(gsi by_agent agent issued_at)]"

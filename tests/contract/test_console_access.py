@@ -176,7 +176,19 @@ def test_contact_detail_shows_the_parties_stored_at_import(console_env: ConsoleE
     not read again for it (contacts imported before are computed on the page, above)."""
     from processor.console.samples import put_contacts
 
-    doc = dict(console_env.docs["c-agent-only"], contact_id="c-stored", recorded_parties="agent")
+    bucket = console_env.settings.recordings_bucket
+    key = "connect/demo/CallRecordings/2024/06/28/c-stored_20240628T19:00_UTC.wav"
+    source = console_env.docs["c-agent-only"]["recording_location"].split("/", 1)[1]
+    console_env.aws.s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": source})
+    location = f"{bucket}/{key}"
+    doc = dict(
+        console_env.docs["c-agent-only"],
+        contact_id="c-stored",
+        recorded_parties="agent",
+        recording_location=location,
+        recordings=[location],
+        recording_durations={location: 24.0},
+    )
     put_contacts(console_env.aws.dynamodb, console_env.settings.contacts_table, [doc])
     console_env.deps.inspector.last_bytes_read = -1  # set by every inspection of a recording
     page = console_env.signed_in("eva").get("/contacts/c-stored").text
