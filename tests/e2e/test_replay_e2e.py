@@ -95,9 +95,9 @@ def test_replay_under_the_running_consumer_then_after_the_table_is_lost(
         )
         imported = contact_docs(store)
         emitted = output_records(aws, settings.output_stream)
-        assert {r["emission_id"] for r in emitted} >= {
-            f"{c.contact_id}@{c.version}" for c in store.scan()
-        }, "an imported contact's final version was not emitted"
+        assert {r["emission_id"] for r in emitted} >= {f"{c.contact_id}@{c.version}" for c in store.scan()}, (
+            "an imported contact's final version was not emitted"
+        )
         assert len({r["emission_id"] for r in emitted}) == len(emitted), "the import emitted twice"
         wait_until(lambda: records_read(service) >= len(sc.deliveries), 60, "the read counter")
         read_before = records_read(service)
@@ -115,7 +115,7 @@ def test_replay_under_the_running_consumer_then_after_the_table_is_lost(
         )
         assert contact_docs(store) == imported, "a replay changed a contact"
         again = output_records(aws, settings.output_stream)
-        assert [r["emission_id"] for r in again[len(emitted):]] == [], "a replay emitted again"
+        assert [r["emission_id"] for r in again[len(emitted) :]] == [], "a replay emitted again"
         assert again == emitted, "a replay changed the output stream"
 
         # 2. The contacts table is lost; the dry run says what a replay would bring back.
