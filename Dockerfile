@@ -11,12 +11,14 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/qm-ingest
-COPY pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY processor ./processor
-# The runtime extras only: no moto, no test tools. The jars land in
-# /opt/qm-ingest/lib/python3.11/site-packages/amazon_kclpy/jars.
-RUN /opt/qm-ingest/bin/pip install . \
+# The runtime dependencies only (no moto, no test tools), each at its locked version and
+# hash, the build tools too: the builds run without isolation, so nothing unhashed is
+# fetched. The jars land in /opt/qm-ingest/lib/python3.11/site-packages/amazon_kclpy/jars.
+RUN /opt/qm-ingest/bin/pip install --require-hashes -r requirements.lock \
+    && /opt/qm-ingest/bin/pip install --no-deps --no-build-isolation . \
     && /opt/qm-ingest/bin/python -c "from processor.adapters.kcl.daemon import jars_dir; \
 from processor.settings import Settings; print('KCL jars:', jars_dir(Settings()))"
 

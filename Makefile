@@ -3,11 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-LOCKS := pyproject.toml processor/local/kinesis-mock/package-lock.json tools/package-lock.json
+LOCKS := pyproject.toml requirements.lock requirements-dev.lock processor/local/kinesis-mock/package-lock.json tools/package-lock.json
 STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install xvfb system-packages demo demo-screen test lint unit e2e faults bench image image-check clean help
+.PHONY: lock audit install xvfb system-packages demo demo-screen test lint unit e2e faults bench image image-check clean help
 
 help:
 	@echo "make demo    - embedded AWS emulator + service + simulated contact centre, prints QM contacts"
@@ -15,14 +15,18 @@ help:
 	@echo "make faults  - the full fault suite (kill -9, outage, resharding, ...)"
 	@echo "make bench   - benchmarks, each next to a baseline measured in the same run"
 	@echo "make image   - the container image (needs a Docker engine)"
+	@echo "make lock    - regenerate requirements*.lock from pyproject.toml (UPGRADE=--upgrade for newer versions)"
+	@echo "make audit   - the locked versions against PyPI's advisories (AUDIT_ARGS='-s osv' for OSV); fails on any it cannot check"
 	@echo "make image-check - what can be checked of the image without Docker (lint, parse, stage 1 in a venv)"
 
 $(STAMP): $(LOCKS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	# amazon_kclpy's build downloads the KCL jars from Maven Central into the package.
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# Every Python package at its locked version and hash, the build tools included: the
+	# builds (amazon_kclpy's downloads the KCL jars from Maven Central into the package, and
+	# the project's own) run without isolation, so nothing unhashed is fetched.
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@$(BIN)/python -c 'from processor.adapters.kcl.daemon import jars_dir; from processor.settings import Settings; print("KCL jars:", jars_dir(Settings()))'
 	# kinesis-mock (pure Node) for the resharding scenarios.
 	npm ci --prefix processor/local/kinesis-mock --silent --no-audit --no-fund
@@ -85,3 +89,15 @@ image-check: install
 
 clean:
 	rm -rf $(VENV) .qm-local .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+# The hashed lock files. The dev lock resolves the project with its dev extra and its build
+# tools; the image's lock resolves the runtime dependencies inside the dev lock's versions,
+# so the tests run exactly what the image ships.
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(UPGRADE)
+lock: $(STAMP)
+	printf 'setuptools>=77\nwheel\n' | $(UV_COMPILE) pyproject.toml - --extra dev -o requirements-dev.lock
+	printf 'setuptools>=77\nwheel\n' | $(UV_COMPILE) pyproject.toml - -c requirements-dev.lock -o requirements.lock
+
+audit: $(STAMP)
+	$(BIN)/pip-audit --strict --disable-pip --require-hashes --progress-spinner off -r requirements-dev.lock $(AUDIT_ARGS)

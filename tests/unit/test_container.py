@@ -71,9 +71,12 @@ def test_dockerfile_is_multi_stage_slim_python_with_java() -> None:
     copies = [c for c in runtime if c.cmd == "COPY"]
     assert [(c.flags, c.value) for c in copies] == [(("--from=build",), ("/opt/qm-ingest", "/opt/qm-ingest"))]
     build_runs = " ".join(c.value[0] for c in build if c.cmd == "RUN")
-    assert "pip install ." in build_runs and "jars_dir" in build_runs, (
+    assert "pip install --no-deps --no-build-isolation ." in build_runs and "jars_dir" in build_runs, (
         "the build must prove the jars are there"
     )
+    assert "pip install --require-hashes -r requirements.lock" in build_runs, "the image installs the lock"
+    copied = [c.value for c in build if c.cmd == "COPY"]
+    assert any("requirements.lock" in value for value in copied)
 
 
 def test_dockerfile_runs_as_non_root_with_healthcheck_and_signal_forwarding() -> None:
@@ -170,7 +173,14 @@ def test_image_build_stage_in_a_virtualenv(tmp_path: Path) -> None:
     into a fresh virtualenv; the KCL jars must be inside the installed package."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(ROOT)], check=True, timeout=900)
+    pip = str(venv / "bin" / "pip")
+    # As stage 1 does: the hashed runtime lock (pip refuses any dependency it lacks), then
+    # the project itself, built without isolation by the locked setuptools.
+    lock = str(ROOT / "requirements.lock")
+    subprocess.run([pip, "install", "--quiet", "--require-hashes", "-r", lock], check=True, timeout=900)
+    subprocess.run(
+        [pip, "install", "--quiet", "--no-deps", "--no-build-isolation", str(ROOT)], check=True, timeout=300
+    )
     done = subprocess.run(
         [
             str(venv / "bin" / "python"),
