@@ -95,9 +95,11 @@ clean:
 # so the tests run exactly what the image ships.
 UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" $(UPGRADE)
+# The build tools come from pyproject.toml's build-system table (the builds run without isolation).
+BUILD_REQUIRES = $(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
 lock: $(STAMP)
-	printf 'setuptools>=77\nwheel\n' | $(UV_COMPILE) pyproject.toml - --extra dev -o requirements-dev.lock
-	printf 'setuptools>=77\nwheel\n' | $(UV_COMPILE) pyproject.toml - -c requirements-dev.lock -o requirements.lock
+	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - --extra dev -o requirements-dev.lock
+	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - -c requirements-dev.lock -o requirements.lock
 
 audit: $(STAMP)
 	$(BIN)/pip-audit --strict --disable-pip --require-hashes --progress-spinner off -r requirements-dev.lock $(AUDIT_ARGS)

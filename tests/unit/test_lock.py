@@ -63,14 +63,14 @@ def applicable(lock: Path) -> dict[str, str]:
 
 
 def project_requirements(*, dev: bool) -> list[Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
     reqs = [Requirement(r) for r in project["dependencies"]]
     if dev:
         extras = project["optional-dependencies"]
         for extra in ("local", "dev"):
             reqs += [Requirement(r) for r in extras[extra]]
-    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
-    reqs += [Requirement(r) for r in build]
+    reqs += [Requirement(r) for r in pyproject["build-system"]["requires"]]
     return [r for r in reqs if canonicalize_name(r.name) != "qm-ingest"]
 
 
