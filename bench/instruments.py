@@ -8,7 +8,11 @@
   measured around one call are the sequential network round trips that call waits for,
   however many threads it spreads its requests over. Threads that each make requests one
   after another overlap into few waves, so the counter also reports the most requests one
-  thread made (its requests are sequential by construction).
+  thread made (its requests are sequential by construction). Against a local emulator a
+  request can be answered before the thread beside it has sent its own, which splits one wave
+  into several on a loaded machine: ``window(hold_seconds=...)`` keeps every request in flight
+  at least that long, as a network round trip would, so waves count round trips, not the
+  scheduler's gaps.
 * :class:`CountingAwsClients` is the project's :class:`AwsClients` with every client it
   builds (now or later, through :meth:`AwsClients.client`) attached to one counter.
 * :func:`tree_cpu_seconds` sums user + system CPU time over a process and its descendants
@@ -47,6 +51,8 @@ class RequestCounts:
     busy_seconds: float
     #: Most requests made by one thread: requests that thread made one after another.
     max_per_thread: int = 0
+    #: The operations of each wave, in order (what an assertion on ``waves`` shows).
+    wave_operations: tuple[dict[str, int], ...] = ()
 
     @property
     def requests(self) -> int:
@@ -69,7 +75,10 @@ class RequestCounter:
     _busy: float = 0.0
     _wave_started: float = 0.0
     _per_thread: Counter[int] = field(default_factory=Counter)
+    _wave_operations: list[Counter[str]] = field(default_factory=list)
     _local: threading.local = field(default_factory=threading.local, repr=False)
+    #: Every request is held in flight this long before it leaves (see ``window``).
+    _hold: float = 0.0
 
     # --- hooks --------------------------------------------------------------------------
     def attach(self, client: Any) -> Any:
@@ -89,10 +98,16 @@ class RequestCounter:
             if self._in_flight == 0:
                 self._waves += 1
                 self._wave_started = now
+                self._wave_operations.append(Counter())
+            if self._wave_operations:
+                self._wave_operations[-1][name] += 1
             self._in_flight += 1
             self._peak = max(self._peak, self._in_flight)
+            hold = self._hold
         # One botocore call is synchronous: a thread has at most one request in flight.
         self._local.open = True
+        if hold:
+            time.sleep(hold)  # counted in flight: the round trip a real network would add
 
     def _received(self, **_: Any) -> None:
         if not getattr(self._local, "open", False):
@@ -109,7 +124,8 @@ class RequestCounter:
         with self._lock:
             busy = self._busy + (time.perf_counter() - self._wave_started if self._in_flight else 0.0)
             most = max(self._per_thread.values(), default=0)
-            return RequestCounts(dict(self._by_operation), self._waves, self._peak, busy, most)
+            waves = tuple(dict(ops) for ops in self._wave_operations)
+            return RequestCounts(dict(self._by_operation), self._waves, self._peak, busy, most, waves)
 
     @property
     def in_flight(self) -> int:
@@ -121,20 +137,26 @@ class RequestCounter:
         with self._lock:
             self._by_operation.clear()
             self._per_thread.clear()
+            self._wave_operations = [Counter()] if self._in_flight else []
             self._waves = 1 if self._in_flight else 0
             self._peak = self._in_flight
             self._busy = 0.0
             self._wave_started = time.perf_counter()
 
     @contextlib.contextmanager
-    def window(self) -> Iterator[list[RequestCounts]]:
+    def window(self, hold_seconds: float = 0.0) -> Iterator[list[RequestCounts]]:
         """``with counter.window() as got: ...`` then ``got[0]`` is what the block did.
-        Resets the counter at the start: windows do not nest."""
+        Resets the counter at the start: windows do not nest. ``hold_seconds`` holds every
+        request of the block in flight at least that long."""
         got: list[RequestCounts] = []
         self.reset()
+        with self._lock:
+            self._hold = hold_seconds
         try:
             yield got
         finally:
+            with self._lock:
+                self._hold = 0.0
             got.append(self.snapshot())
 
 

@@ -104,6 +104,42 @@ def test_parallel_then_sequential_and_several_clients(endpoint: str) -> None:
     assert got[0].per(3) == {"dynamodb.ListTables": 2 / 3, "dynamodb.DescribeLimits": 1 / 3}
 
 
+def _staggered(counter: RequestCounter, client: Any, hold: float) -> Any:
+    """Two calls side by side, the second sent after the first was answered."""
+
+    def late() -> None:
+        time.sleep(PAUSE_S * 1.5)
+        client.describe_limits()
+
+    with counter.window(hold_seconds=hold) as got, ThreadPoolExecutor(2) as pool:
+        first, second = pool.submit(client.list_tables), pool.submit(late)
+        first.result(), second.result()
+    return got[0]
+
+
+def test_a_gap_between_side_by_side_calls_splits_them_into_two_waves(endpoint: str) -> None:
+    counter = RequestCounter()
+    client = counter.attach(_client(endpoint))
+    client.list_tables()
+    got = _staggered(counter, client, hold=0.0)
+    assert got.waves == 2
+    assert got.wave_operations == ({"dynamodb.ListTables": 1}, {"dynamodb.DescribeLimits": 1})
+
+
+def test_holding_calls_as_a_round_trip_would_makes_them_one_wave(endpoint: str) -> None:
+    counter = RequestCounter()
+    client = counter.attach(_client(endpoint))
+    client.list_tables()
+    got = _staggered(counter, client, hold=PAUSE_S)
+    assert got.waves == 1
+    assert got.wave_operations == ({"dynamodb.ListTables": 1, "dynamodb.DescribeLimits": 1},)
+    assert got.busy_seconds >= 2.5 * PAUSE_S
+    # The hold ends with the window: later calls are not held.
+    started = time.perf_counter()
+    client.list_tables()
+    assert time.perf_counter() - started < 2 * PAUSE_S
+
+
 def test_counting_aws_clients_count_every_client_they_build(
     endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
