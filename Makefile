@@ -74,7 +74,7 @@ TEST_WORKERS ?= 2
 test: install xvfb lint
 	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
-# The whole fault suite; its figures (the README's Reliability table) go to .qm-local/.
+# The whole fault suite; its figures (docs/reliability.md's table) go to .qm-local/.
 faults: install
 	FAULTS_REPORT=.qm-local/faults-report.json $(BIN)/pytest tests/faults $(PYTEST_ARGS)
 

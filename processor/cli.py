@@ -1,6 +1,6 @@
 """The ``qm-ingest`` command line.
 
-Every command reads the same settings (environment, README table), so it runs the same
+Every command reads the same settings (environment; the table in docs/settings.md), so it runs the same
 against the embedded emulator, LocalStack or AWS. Errors a user can fix are reported in
 one line on stderr with exit status 2 (bad input) or 1 (environment), never a traceback.
 """

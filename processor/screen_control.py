@@ -7,7 +7,7 @@
 * Results from desktops -> the QM contact (status, location, coverage), versioned and
   emitted like every other change; ``sync_request`` -> republish what has no result yet.
 * Segment release: ``release_segments_before`` once nothing can still need a segment
-  (see :func:`release_before` and the README's timeline).
+  (see :func:`release_before` and the timeline in docs/screen-recording.md).
 """
 
 from __future__ import annotations

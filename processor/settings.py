@@ -2,7 +2,7 @@
 
 Every setting has a default that works against the embedded emulator, so a fresh clone
 runs with no configuration; production overrides them with environment variables.
-The README's settings table is generated from this class (``qm-ingest settings``).
+The settings table in docs/settings.md is generated from this class (``qm-ingest settings``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The encrypted file format of screen recordings: segments at rest and uploaded recordings.
 
-One format for both (the README's "Encrypted screen recordings" section is its spec):
+One format for both (docs/envelope-format.md is its spec):
 
 ``header`` then ``chunk``\\* where the last chunk carries the *final* flag.
 

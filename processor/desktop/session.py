@@ -11,7 +11,7 @@ agent that login maps to.
 * :class:`FileSession`: the login written in a file (tests, kiosks driven by a script).
 * :class:`FixedSession`: always the same login (tests).
 
-Windows and macOS need their own (see the README's qm-desktop section):
+Windows and macOS need their own (see docs/screen-recording.md):
 ``WTSGetActiveConsoleSessionId`` + ``WTSQuerySessionInformation(WTSUserName /
 WTSDomainName)`` on Windows; ``SCDynamicStoreCopyConsoleUser`` (or
 ``stat -f %Su /dev/console``) on macOS.

@@ -1,6 +1,6 @@
 """The embedded AWS emulator: moto's backends behind hypercorn, on one port.
 
-Why this combination (measured, see README "Embedded AWS emulator"):
+Why this combination (measured, see docs/architecture.md, "Embedded AWS emulator"):
 
 * moto serves Kinesis, DynamoDB, S3 and SQS in one process, with S3 -> SQS event
   notifications and ranged GETs, at ~10k records/s on this machine kind.

@@ -2,7 +2,7 @@
 
 Signs in, turns RTE messaging off, enables screen recording for a user, finds a contact
 by agent and date, plays its call recording and opens its screen recording. Screenshots
-of the four pages go to ``QM_SCREENSHOTS_DIR`` (``docs/`` when refreshing the README's).
+of the four pages go to ``QM_SCREENSHOTS_DIR`` (``docs/`` when refreshing docs/console.md's).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fixtures of the fault suite: the figures each scenario records, and the report at the end.
 
 ``make faults`` writes the figures to ``FAULTS_REPORT`` (JSON) and prints them as the
-Markdown table the README's Reliability section carries.
+Markdown table docs/reliability.md carries.
 """
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ def assert_clean(report: dict[str, Any]) -> None:
 
 @dataclass
 class Figures:
-    """One row of the README's Reliability table."""
+    """One row of the Reliability table (docs/reliability.md)."""
 
     scenario: str
     report: dict[str, Any]

@@ -137,7 +137,7 @@ def test_settings_command_never_prints_secrets(clean_env, tmp_path: Path) -> Non
 def test_readme_settings_table_is_current() -> None:
     from processor.report import settings_table
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
     start = readme.index("<!-- settings-table:start -->") + len("<!-- settings-table:start -->")
     table = readme[start : readme.index("<!-- settings-table:end -->")].strip()
     assert table == settings_table(Settings(), markdown=True), "regenerate: qm-ingest settings --markdown"
