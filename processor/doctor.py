@@ -35,6 +35,11 @@ from processor.settings import SETTINGS_FILE_ENV, CtrSource, Settings, unknown_v
 log = get_logger("processor.doctor")
 
 BOOTSTRAP_FIX = "run `qm-ingest bootstrap` (creates what is missing, leaves the rest alone)"
+#: An extra recordings bucket is Connect's (an earlier one): bootstrap does not create it.
+EXTRA_BUCKET_FIX = (
+    "name only buckets that hold Connect's call recordings in QM_RECORDINGS_EXTRA_BUCKETS "
+    "(remove one that is gone), or grant the service s3:ListBucket and s3:GetObject on it"
+)
 REQUIRED_EVENTS = ("s3:ObjectCreated:Put", "s3:ObjectCreated:CompleteMultipartUpload")
 MIN_JAVA = 17
 MIN_VISIBILITY_TIMEOUT_S = 30
@@ -590,6 +595,12 @@ class Doctor:
         ):
             self._check_bucket(bucket, recordings)
         self._check_missing_recording_answer(self.settings.recordings_bucket)
+        # The other buckets CTRs may name (an instance's earlier bucket): the service reads their
+        # recordings' headers itself, and a bucket that is gone fails every batch naming it.
+        for bucket in sorted(self.settings.recording_locations.buckets):
+            if bucket != self.settings.recordings_bucket:
+                self._check_bucket(bucket, True, fix=EXTRA_BUCKET_FIX)
+                self._check_missing_recording_answer(bucket)
 
     def _check_missing_recording_answer(self, bucket: str) -> None:
         """A recording not there yet must answer 404, not 403: S3 answers 403 for a missing key
@@ -616,7 +627,7 @@ class Doctor:
         else:
             self.findings.unknown(subject, "qm-ingest-doctor/not-there.wav exists (left by someone?)")
 
-    def _check_bucket(self, bucket: str, recordings: bool) -> None:
+    def _check_bucket(self, bucket: str, recordings: bool, fix: str = "") -> None:
         subject = f"s3 bucket {bucket}"
         f = self.findings
         s3 = self.aws.s3
@@ -625,7 +636,7 @@ class Doctor:
         except ClientError as exc:
             code = _code(exc)
             if code in ("404", "NoSuchBucket", "NotFound"):
-                f.fatal(subject, "does not exist", BOOTSTRAP_FIX)
+                f.fatal(subject, "does not exist", fix or BOOTSTRAP_FIX)
             else:
                 f.fatal(subject, f"not accessible ({code})", "grant s3:ListBucket/GetObject on it")
             return

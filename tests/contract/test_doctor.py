@@ -276,3 +276,22 @@ def test_follow_mode_checks_the_archive_instead_of_the_ctr_stream(bootstrapped, 
     aws.dynamodb.delete_table(TableName=s.archive_cursor_table)
     [cursor] = findings_for(bootstrapped, aws, f"dynamodb table {s.archive_cursor_table}")
     assert cursor.severity is Severity.WARNING
+
+
+def test_extra_recordings_buckets_are_checked_like_the_recordings_bucket(bootstrapped, aws) -> None:
+    gone, kept = "qm-doctor-gone-recordings", "qm-doctor-old-recordings"
+    s = bootstrapped.model_copy(update={"recordings_extra_buckets": f"{gone}, {kept}"})
+    aws.s3.create_bucket(Bucket=kept)
+    findings = Doctor(s, aws).check_all()
+    [missing] = [f for f in findings if f.subject == f"s3 bucket {gone}"]
+    assert missing.severity is Severity.FATAL and missing.message == "does not exist"
+    assert missing.fix is not None and "QM_RECORDINGS_EXTRA_BUCKETS" in missing.fix
+    there = [f for f in findings if f.subject == f"s3 bucket {kept}"]
+    assert there and Severity.FATAL not in severities(there), there
+    assert any("answers 404" in f.message for f in there), there
+    try:
+        preflight(s, aws)
+    except ConfigurationError as exc:
+        assert f"s3 bucket {gone}: does not exist" in str(exc)
+    else:
+        raise AssertionError("run would start while a recordings bucket it may read is gone")
