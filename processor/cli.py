@@ -646,8 +646,10 @@ def map_ctr(
     from processor.core.ctr import check_instance, ctr_from_object
     from processor.core.ctr_files import iter_ctr_inputs
     from processor.core.mapping import map_contact
+    from processor.core.recording_location import flagged
 
     s = settings()
+    locations = s.recording_locations
     directory = _load_users(users)
     out = sys.stdout.buffer
     for item in iter_ctr_inputs(_read_chunks(file), max_value_bytes=s.max_record_bytes):
@@ -660,7 +662,9 @@ def map_ctr(
             out.flush()
             fail(f"{file}: {item.label}: {exc.reason}: {exc.detail}", 2)
         user = directory.get(record.agent.username) if record.agent and record.agent.username else None
-        out.write(orjson.dumps(map_contact(record, user).to_dict()) + b"\n")
+        # As the service imports it: recordings outside the recordings buckets are dropped, flagged.
+        record, rejected = locations.screen(record)
+        out.write(orjson.dumps(flagged(map_contact(record, user), rejected).to_dict()) + b"\n")
     out.flush()
 
 

@@ -112,3 +112,27 @@ def test_invalid_setting_is_one_line(samples_dir: Path) -> None:
     )
     assert result.returncode == 2
     assert "QM_INSTANCE_ARN" in result.stderr.decode()
+
+
+def test_recordings_outside_the_recordings_buckets_are_flagged_as_the_service_does(
+    samples_dir: Path,
+) -> None:
+    sample = str(samples_dir / "ctr/voicebase-quickstart-1.json")
+    own = map_ctr(
+        sample, env={"QM_RECORDINGS_BUCKET": "awsconnect-bucket", "QM_RECORDINGS_EXTRA_BUCKETS": ""}
+    )
+    assert own.returncode == 0, own.stderr
+    [kept] = lines(own.stdout)
+    assert "recording_location_rejected" not in kept["flags"]
+    assert kept["recording_location"].startswith("awsconnect-bucket/") and kept["recordings"], kept
+    other = map_ctr(sample, env={"QM_RECORDINGS_BUCKET": "qm-recordings", "QM_RECORDINGS_EXTRA_BUCKETS": ""})
+    assert other.returncode == 0, other.stderr
+    [refused] = lines(other.stdout)
+    assert "recording_location_rejected" in refused["flags"]
+    assert refused["recording_location"] is None and refused["recordings"] == [], refused
+    extra = map_ctr(
+        sample,
+        env={"QM_RECORDINGS_BUCKET": "qm-recordings", "QM_RECORDINGS_EXTRA_BUCKETS": "awsconnect-bucket"},
+    )
+    [accepted] = lines(extra.stdout)
+    assert "recording_location_rejected" not in accepted["flags"]
