@@ -7,7 +7,7 @@ LOCKS := pyproject.toml requirements.lock requirements-dev.lock processor/local/
 STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: lock audit install xvfb system-packages demo demo-screen test lint unit e2e faults bench image image-check clean help
+.PHONY: lock audit install xvfb system-packages demo demo-screen test lint stack unit e2e faults bench image image-check clean help
 
 help:
 	@echo "make demo    - embedded AWS emulator + service + simulated contact centre, prints QM contacts"
@@ -18,6 +18,7 @@ help:
 	@echo "make lock    - regenerate requirements*.lock from pyproject.toml (UPGRADE=--upgrade for newer versions)"
 	@echo "make audit   - the locked versions against PyPI's advisories (AUDIT_ARGS='-s osv' for OSV); fails on any it cannot check"
 	@echo "make image-check - what can be checked of the image without Docker (lint, parse, stage 1 in a venv)"
+	@echo "make stack   - regenerate deploy/qm-ingest.yaml (CloudFormation) from bootstrap's specifications"
 
 $(STAMP): $(LOCKS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -64,6 +65,11 @@ lint: install
 	$(BIN)/ruff check processor tests bench
 	$(BIN)/ruff format --check processor tests bench
 	$(BIN)/mypy
+	$(BIN)/cfn-lint deploy/qm-ingest.yaml
+
+# The CloudFormation template, generated from bootstrap's specifications (default names).
+stack: install
+	$(BIN)/python -m processor.stack --defaults > deploy/qm-ingest.yaml
 
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -23,6 +23,7 @@ NOTIFICATION_ID = "qm-ingest-recordings"
 ARCHIVE_NOTIFICATION_ID = "qm-ingest-ctr-archive"
 DLQ_MAX_RECEIVES = 5
 ARCHIVE_VISIBILITY_SECONDS = 900
+RECORDINGS_VISIBILITY_SECONDS = 120
 MAX_RETENTION_SECONDS = 14 * 24 * 3600
 
 
@@ -51,6 +52,86 @@ class TableSpec:
             schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
         projection = "KEYS_ONLY" if index in self.keys_only else "ALL"
         return {"IndexName": index, "KeySchema": schema, "Projection": {"ProjectionType": projection}}
+
+    def create_request(self) -> dict[str, Any]:
+        """The table as DynamoDB's CreateTable takes it (CloudFormation's
+        ``AWS::DynamoDB::Table`` takes the same keys)."""
+        attributes = {self.key}
+        gsis: list[dict[str, Any]] = []
+        for index, hash_key, range_key in self.indexes:
+            attributes.add(hash_key)
+            if range_key:
+                attributes.add(range_key)
+            gsis.append(self.gsi(index, hash_key, range_key))
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "KeySchema": [{"AttributeName": self.key, "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        if gsis:
+            request["GlobalSecondaryIndexes"] = gsis
+        return request
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A queue qm-ingest reads; with ``dead_letter``, its dead-letter queue ``<name>-dlq``
+    takes a message after ``DLQ_MAX_RECEIVES`` receives."""
+
+    name: str
+    visibility_seconds: int | None = None  # None: SQS's default (30 s)
+    dead_letter: bool = False
+    #: The bucket whose ``s3:ObjectCreated:*`` events the queue receives, the rule's id, the
+    #: policy statement's id and the key prefix the rule covers.
+    notified_by: tuple[str, str, str, str] | None = None
+
+    @property
+    def dead_letter_name(self) -> str:
+        return f"{self.name}-dlq"
+
+
+def stream_specs(settings: Settings) -> list[tuple[str, int]]:
+    """The Kinesis streams (name, shards): Connect's CTR and agent event streams, the output."""
+    return [
+        (settings.ctr_stream, settings.ctr_stream_shards),
+        (settings.agent_event_stream, 1),
+        (settings.output_stream, 1),
+    ]
+
+
+def bucket_names(settings: Settings) -> list[str]:
+    return [
+        settings.recordings_bucket,
+        settings.quarantine_bucket,
+        settings.screen_bucket,
+        settings.archive_bucket,
+    ]
+
+
+def queue_specs(settings: Settings) -> list[QueueSpec]:
+    return [
+        QueueSpec(
+            settings.recordings_queue,
+            visibility_seconds=RECORDINGS_VISIBILITY_SECONDS,
+            dead_letter=True,
+            notified_by=(settings.recordings_bucket, NOTIFICATION_ID, "AllowS3RecordingEvents", ""),
+        ),
+        QueueSpec(settings.screen_results_queue),
+        # Follow mode (`run --ctr-source firehose-s3`): new Firehose objects announced on a queue.
+        QueueSpec(
+            settings.archive_queue,
+            # An object of several MB is read and imported before its message is deleted.
+            visibility_seconds=ARCHIVE_VISIBILITY_SECONDS,
+            dead_letter=True,
+            notified_by=(
+                settings.archive_bucket,
+                ARCHIVE_NOTIFICATION_ID,
+                "AllowS3CtrArchiveEvents",
+                folder(settings.archive_prefix),
+            ),
+        ),
+    ]
 
 
 def table_specs(settings: Settings) -> list[TableSpec]:
@@ -114,21 +195,7 @@ def ensure_table(aws: AwsClients, spec: TableSpec) -> bool:
     else:
         add_missing_indexes(aws, spec, dict(described))
         return False
-    attributes = {spec.key}
-    gsis: list[dict[str, Any]] = []
-    for index, hash_key, range_key in spec.indexes:
-        attributes.add(hash_key)
-        if range_key:
-            attributes.add(range_key)
-        gsis.append(spec.gsi(index, hash_key, range_key))
-    kwargs: dict[str, Any] = {
-        "TableName": spec.name,
-        "KeySchema": [{"AttributeName": spec.key, "KeyType": "HASH"}],
-        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
-        "BillingMode": "PAY_PER_REQUEST",
-    }
-    if gsis:
-        kwargs["GlobalSecondaryIndexes"] = gsis
+    kwargs = spec.create_request()
     try:
         ddb.create_table(**kwargs)
     except ClientError as exc:
@@ -193,17 +260,6 @@ def queue_arn(aws: AwsClients, url: str) -> str:
     return attrs["QueueArn"]
 
 
-def ensure_recording_notifications(aws: AwsClients, bucket: str, queue_url: str) -> bool:
-    """S3 -> SQS for every ObjectCreated event (Put, Post, Copy, CompleteMultipartUpload).
-
-    The bucket belongs to Amazon Connect and may carry other rules: ours is merged in by
-    its Id, never replacing the others.
-    """
-    return ensure_queue_notification(
-        aws, bucket, queue_url, notification_id=NOTIFICATION_ID, sid="AllowS3RecordingEvents"
-    )
-
-
 def ensure_queue_notification(
     aws: AwsClients, bucket: str, queue_url: str, *, notification_id: str, sid: str, prefix: str = ""
 ) -> bool:
@@ -253,75 +309,32 @@ def _prefix_of(rule: dict[str, Any]) -> str:
 def bootstrap(settings: Settings, aws: AwsClients | None = None) -> BootstrapReport:
     aws = aws or AwsClients(settings)
     report = BootstrapReport()
-    for name, shards in (
-        (settings.ctr_stream, settings.ctr_stream_shards),
-        (settings.agent_event_stream, 1),
-        (settings.output_stream, 1),
-    ):
+    for name, shards in stream_specs(settings):
         report.note(f"kinesis stream {name}", ensure_stream(aws, name, shards))
     for spec in table_specs(settings):
         report.note(f"dynamodb table {spec.name}", ensure_table(aws, spec))
-    for bucket in (
-        settings.recordings_bucket,
-        settings.quarantine_bucket,
-        settings.screen_bucket,
-        settings.archive_bucket,
-    ):
+    for bucket in bucket_names(settings):
         report.note(f"s3 bucket {bucket}", ensure_bucket(aws, bucket))
-    dlq_url, created = ensure_queue(
-        aws, f"{settings.recordings_queue}-dlq", {"MessageRetentionPeriod": str(MAX_RETENTION_SECONDS)}
-    )
-    report.note(f"sqs queue {settings.recordings_queue}-dlq", created)
-    redrive = {"deadLetterTargetArn": queue_arn(aws, dlq_url), "maxReceiveCount": str(DLQ_MAX_RECEIVES)}
-    queue_url, created = ensure_queue(
-        aws,
-        settings.recordings_queue,
-        {
-            "MessageRetentionPeriod": str(MAX_RETENTION_SECONDS),
-            "VisibilityTimeout": "120",
-            "RedrivePolicy": orjson.dumps(redrive).decode(),
-        },
-    )
-    report.note(f"sqs queue {settings.recordings_queue}", created)
-    _, created = ensure_queue(
-        aws, settings.screen_results_queue, {"MessageRetentionPeriod": str(MAX_RETENTION_SECONDS)}
-    )
-    report.note(f"sqs queue {settings.screen_results_queue}", created)
-    report.note(
-        f"s3 notification {settings.recordings_bucket} -> {settings.recordings_queue}",
-        ensure_recording_notifications(aws, settings.recordings_bucket, queue_url),
-    )
-    # Follow mode (`run --ctr-source firehose-s3`): new Firehose objects announced on a queue.
-    archive_dlq_url, created = ensure_queue(
-        aws, f"{settings.archive_queue}-dlq", {"MessageRetentionPeriod": str(MAX_RETENTION_SECONDS)}
-    )
-    report.note(f"sqs queue {settings.archive_queue}-dlq", created)
-    archive_redrive = {
-        "deadLetterTargetArn": queue_arn(aws, archive_dlq_url),
-        "maxReceiveCount": str(DLQ_MAX_RECEIVES),
-    }
-    archive_url, created = ensure_queue(
-        aws,
-        settings.archive_queue,
-        {
-            "MessageRetentionPeriod": str(MAX_RETENTION_SECONDS),
-            # An object of several MB is read and imported before its message is deleted.
-            "VisibilityTimeout": str(ARCHIVE_VISIBILITY_SECONDS),
-            "RedrivePolicy": orjson.dumps(archive_redrive).decode(),
-        },
-    )
-    report.note(f"sqs queue {settings.archive_queue}", created)
-    report.note(
-        f"s3 notification {settings.archive_bucket} -> {settings.archive_queue}",
-        ensure_queue_notification(
-            aws,
-            settings.archive_bucket,
-            archive_url,
-            notification_id=ARCHIVE_NOTIFICATION_ID,
-            sid="AllowS3CtrArchiveEvents",
-            prefix=folder(settings.archive_prefix),
-        ),
-    )
+    for queue in queue_specs(settings):
+        attributes = {"MessageRetentionPeriod": str(MAX_RETENTION_SECONDS)}
+        if queue.dead_letter:
+            dlq_url, created = ensure_queue(aws, queue.dead_letter_name, dict(attributes))
+            report.note(f"sqs queue {queue.dead_letter_name}", created)
+            redrive = {
+                "deadLetterTargetArn": queue_arn(aws, dlq_url),
+                "maxReceiveCount": str(DLQ_MAX_RECEIVES),
+            }
+            attributes["RedrivePolicy"] = orjson.dumps(redrive).decode()
+        if queue.visibility_seconds is not None:
+            attributes["VisibilityTimeout"] = str(queue.visibility_seconds)
+        url, created = ensure_queue(aws, queue.name, attributes)
+        report.note(f"sqs queue {queue.name}", created)
+        if queue.notified_by is not None:
+            bucket, rule_id, sid, prefix = queue.notified_by
+            report.note(
+                f"s3 notification {bucket} -> {queue.name}",
+                ensure_queue_notification(aws, bucket, url, notification_id=rule_id, sid=sid, prefix=prefix),
+            )
     return report
 
 

@@ -1,0 +1,268 @@
+"""The CloudFormation template of every resource qm-ingest needs, generated from the same
+specifications ``qm-ingest bootstrap`` creates them from (:mod:`processor.bootstrap`), so the
+two cannot drift apart: ``deploy/qm-ingest.yaml`` is this module's output for the default
+settings (``make stack`` writes it, a test checks it is current), and
+``python -m processor.stack`` renders it for the settings in effect (names from ``QM_*``).
+
+Parameters say what exists already in a contact centre's account: Connect's CTR and agent
+event streams (``CreateConnectStreams=false``) and Connect's recordings bucket
+(``CreateRecordingsBucket=false``; CloudFormation cannot add a notification rule to a
+bucket outside the stack, so ``qm-ingest bootstrap`` merges it in, leaving the bucket's other
+rules alone). Bucket names are parameters because S3's are global.
+
+Rendering needs PyYAML (the development install has it; the server image does not render).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from processor.bootstrap import (
+    DLQ_MAX_RECEIVES,
+    MAX_RETENTION_SECONDS,
+    QueueSpec,
+    bucket_names,
+    queue_specs,
+    stream_specs,
+    table_specs,
+)
+from processor.settings import Settings
+
+#: Incomplete multipart uploads (long recordings, archive objects) are removed after this.
+ABORT_MULTIPART_DAYS = 7
+CREATE_STREAMS = "CreateConnectStreams"
+CREATE_RECORDINGS_BUCKET = "CreateRecordingsBucket"
+
+
+def logical_id(kind: str, name: str) -> str:
+    """``Table`` + ``qm-contacts`` -> ``TableQmContacts``: CloudFormation's ids are alphanumeric."""
+    return kind + "".join(part.capitalize() for part in name.replace("_", "-").replace(".", "-").split("-"))
+
+
+def _bucket_parameter(settings: Settings, bucket: str) -> str:
+    names = {
+        settings.recordings_bucket: "RecordingsBucketName",
+        settings.quarantine_bucket: "QuarantineBucketName",
+        settings.screen_bucket: "ScreenBucketName",
+        settings.archive_bucket: "ArchiveBucketName",
+    }
+    return names[bucket]
+
+
+def _streams(settings: Settings) -> dict[str, Any]:
+    connect = {settings.ctr_stream, settings.agent_event_stream}
+    retention = max(24, int(settings.replay_window_hours))
+    resources: dict[str, Any] = {}
+    for name, shards in stream_specs(settings):
+        resource: dict[str, Any] = {
+            "Type": "AWS::Kinesis::Stream",
+            "Properties": {
+                "Name": name,
+                "ShardCount": shards,
+                "RetentionPeriodHours": retention,
+                "StreamEncryption": {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"},
+            },
+        }
+        if name in connect:
+            resource["Condition"] = CREATE_STREAMS
+        resources[logical_id("Stream", name)] = resource
+    return resources
+
+
+def _tables(settings: Settings) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    for spec in table_specs(settings):
+        properties = spec.create_request()
+        properties["SSESpecification"] = {"SSEEnabled": True}
+        properties["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
+        if spec.ttl_attribute:
+            properties["TimeToLiveSpecification"] = {"AttributeName": spec.ttl_attribute, "Enabled": True}
+        resources[logical_id("Table", spec.name)] = {
+            "Type": "AWS::DynamoDB::Table",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": properties,
+        }
+    return resources
+
+
+def _queue(name: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {
+            "QueueName": name,
+            "MessageRetentionPeriod": MAX_RETENTION_SECONDS,
+            "SqsManagedSseEnabled": True,
+            **attributes,
+        },
+    }
+
+
+def _queues(settings: Settings) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    for spec in queue_specs(settings):
+        queue_id = logical_id("Queue", spec.name)
+        attributes: dict[str, Any] = {}
+        if spec.dead_letter:
+            dlq_id = logical_id("Queue", spec.dead_letter_name)
+            resources[dlq_id] = _queue(spec.dead_letter_name, {})
+            attributes["RedrivePolicy"] = {
+                "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+                "maxReceiveCount": DLQ_MAX_RECEIVES,
+            }
+        if spec.visibility_seconds is not None:
+            attributes["VisibilityTimeout"] = spec.visibility_seconds
+        resources[queue_id] = _queue(spec.name, attributes)
+        if spec.notified_by is not None:
+            resources[queue_id + "Policy"] = _queue_policy(settings, spec, queue_id)
+    return resources
+
+
+def _queue_policy(settings: Settings, spec: QueueSpec, queue_id: str) -> dict[str, Any]:
+    assert spec.notified_by is not None
+    bucket, _, sid, _ = spec.notified_by
+    source = f"arn:${{AWS::Partition}}:s3:::${{{_bucket_parameter(settings, bucket)}}}"
+    return {
+        "Type": "AWS::SQS::QueuePolicy",
+        "Properties": {
+            "Queues": [{"Ref": queue_id}],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": sid,
+                        "Effect": "Allow",
+                        "Principal": {"Service": "s3.amazonaws.com"},
+                        "Action": "sqs:SendMessage",
+                        "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
+                        "Condition": {"ArnLike": {"aws:SourceArn": {"Fn::Sub": source}}},
+                    }
+                ],
+            },
+        },
+    }
+
+
+def _buckets(settings: Settings) -> dict[str, Any]:
+    notifications: dict[str, list[dict[str, Any]]] = {}
+    waits: dict[str, list[str]] = {}
+    for spec in queue_specs(settings):
+        if spec.notified_by is None:
+            continue
+        bucket, _, _, prefix = spec.notified_by
+        queue_id = logical_id("Queue", spec.name)
+        rule: dict[str, Any] = {"Event": "s3:ObjectCreated:*", "Queue": {"Fn::GetAtt": [queue_id, "Arn"]}}
+        if prefix:
+            rule["Filter"] = {"S3Key": {"Rules": [{"Name": "prefix", "Value": prefix}]}}
+        notifications.setdefault(bucket, []).append(rule)
+        waits.setdefault(bucket, []).append(queue_id + "Policy")  # S3 checks it may send
+    resources: dict[str, Any] = {}
+    for bucket in bucket_names(settings):
+        properties: dict[str, Any] = {
+            "BucketName": {"Ref": _bucket_parameter(settings, bucket)},
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "LifecycleConfiguration": {
+                "Rules": [
+                    {
+                        "Id": "abort-incomplete-multipart-uploads",
+                        "Status": "Enabled",
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_MULTIPART_DAYS},
+                    }
+                ]
+            },
+        }
+        if bucket in notifications:
+            properties["NotificationConfiguration"] = {"QueueConfigurations": notifications[bucket]}
+        resource: dict[str, Any] = {
+            "Type": "AWS::S3::Bucket",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": properties,
+        }
+        if bucket in waits:
+            resource["DependsOn"] = waits[bucket]
+        if bucket == settings.recordings_bucket:
+            resource["Condition"] = CREATE_RECORDINGS_BUCKET
+        resources[logical_id("Bucket", bucket)] = resource
+    return resources
+
+
+def _yes_no(description: str) -> dict[str, Any]:
+    return {
+        "Type": "String",
+        "AllowedValues": ["true", "false"],
+        "Default": "true",
+        "Description": description,
+    }
+
+
+def template(settings: Settings) -> dict[str, Any]:
+    """The stack as a CloudFormation template (a dict: render it with :func:`render`)."""
+    parameters: dict[str, Any] = {
+        CREATE_STREAMS: _yes_no(
+            f"Create the CTR ({settings.ctr_stream}) and agent event ({settings.agent_event_stream}) "
+            "streams; false when Amazon Connect's data streaming already has them"
+        ),
+        CREATE_RECORDINGS_BUCKET: _yes_no(
+            "Create the recordings bucket; false when it is Amazon Connect's (then run "
+            "`qm-ingest bootstrap` once to add the ObjectCreated rule to it)"
+        ),
+    }
+    for bucket in bucket_names(settings):
+        parameters[_bucket_parameter(settings, bucket)] = {
+            "Type": "String",
+            "Default": bucket,
+            "Description": "S3 bucket names are global: choose your own",
+        }
+    resources = {**_streams(settings), **_tables(settings), **_queues(settings), **_buckets(settings)}
+    outputs: dict[str, Any] = {}
+    for bucket in bucket_names(settings):
+        parameter = _bucket_parameter(settings, bucket)
+        outputs[parameter] = {"Value": {"Ref": parameter}}
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "qm-ingest: Amazon Connect contacts into QM (generated by processor/stack.py; "
+        "do not edit, run `make stack`)",
+        "Parameters": parameters,
+        "Conditions": {
+            CREATE_STREAMS: {"Fn::Equals": [{"Ref": CREATE_STREAMS}, "true"]},
+            CREATE_RECORDINGS_BUCKET: {"Fn::Equals": [{"Ref": CREATE_RECORDINGS_BUCKET}, "true"]},
+        },
+        "Resources": resources,
+        "Outputs": outputs,
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    import yaml  # development install only (see the module's docstring)
+
+    header = "# Generated by `make stack` (processor/stack.py) from bootstrap's specifications.\n"
+    body: str = yaml.safe_dump(document, sort_keys=False, width=110)
+    return header + body
+
+
+def default_settings() -> Settings:
+    """The settings' defaults, whatever the environment says (what the committed file holds)."""
+    return Settings.model_construct()
+
+
+def main() -> None:
+    """``python -m processor.stack [--defaults]``: the template for the settings in effect."""
+    settings = default_settings() if "--defaults" in sys.argv[1:] else Settings()
+    sys.stdout.write(render(template(settings)))
+
+
+if __name__ == "__main__":
+    main()
