@@ -608,7 +608,7 @@ class Doctor:
         (it fails the batch rather than give the contact up as ``recording_missing``)."""
         subject = f"s3 bucket {bucket}"
         try:
-            self.aws.s3.get_object(Bucket=bucket, Key="qm-ingest-doctor/not-there.wav", Range="bytes=0-0")
+            self.aws.s3.get_object(Bucket=bucket, Key=self._missing_recording_key(), Range="bytes=0-0")
         except ClientError as exc:
             code = _code(exc)
             if code in ("404", "NoSuchKey", "NotFound"):
@@ -625,7 +625,12 @@ class Doctor:
         except NETWORK_ERRORS:
             return
         else:
-            self.findings.unknown(subject, "qm-ingest-doctor/not-there.wav exists (left by someone?)")
+            self.findings.unknown(subject, f"{self._missing_recording_key()} exists (left by someone?)")
+
+    def _missing_recording_key(self) -> str:
+        """A key in Connect's layout that no recording has: a role may read only that layout."""
+        prefix = self.settings.recordings_key_prefix.replace("*", "qm-ingest-doctor")
+        return f"{prefix}/1970/01/01/qm-ingest-doctor-not-there.wav"
 
     def _check_bucket(self, bucket: str, recordings: bool, fix: str = "") -> None:
         subject = f"s3 bucket {bucket}"

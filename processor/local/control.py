@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -213,3 +214,14 @@ def up_kinesis_mock(port: int, state_dir: Path, *, timeout: float = 60.0) -> Emu
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"kinesis-mock did not answer on port {port} within {timeout:.0f}s; see {log_path}")
+
+
+def iam_enforcement(endpoint: str, enforce: bool | None = None, *, clear: bool = False) -> dict[str, Any]:
+    """Switch the emulator's IAM enforcement (``enforce``) and read the decisions it made
+    (``processor/local/iam_enforcement.py``); ``clear`` forgets those read."""
+    url = f"{endpoint}/_qm/iam" + ("?clear=1" if clear else "")
+    data = None if enforce is None else orjson.dumps({"enforce": enforce})
+    request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - 127.0.0.1 only
+        result: dict[str, Any] = orjson.loads(response.read())
+    return result

@@ -30,21 +30,43 @@ def build_app() -> WsgiApp:
     """moto's multi-service WSGI app with a small health route in front of it."""
     from moto.server import DomainDispatcherApplication, create_backend_app  # type: ignore[attr-defined]
 
-    from processor.local import moto_patches
+    from processor.local import iam_enforcement, moto_patches
 
     moto_patches.apply()
+    iam_enforcement.apply()
     moto_app = DomainDispatcherApplication(create_backend_app)
     body = f'{{"server":"{SERVER_NAME}","pid":{os.getpid()}}}'.encode()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH:
-            start_response(
-                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            )
-            return [body]
+            return _json(start_response, body)
+        if environ.get("PATH_INFO") == iam_enforcement.ROUTE:
+            return _json(start_response, _iam_route(environ))
         return _at_least_one_chunk(moto_app(environ, start_response))
 
     return app
+
+
+def _json(start_response: Callable[..., Any], body: bytes) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _iam_route(environ: dict[str, Any]) -> bytes:
+    """``POST {"enforce": bool}`` switches IAM enforcement; ``GET [?clear=1]`` reads its
+    decisions (processor/local/iam_enforcement.py). The emulator listens on 127.0.0.1."""
+    import orjson
+
+    from processor.local import iam_enforcement
+
+    if environ.get("REQUEST_METHOD") == "POST":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        request = orjson.loads(environ["wsgi.input"].read(length) or b"{}")
+        iam_enforcement.enforce(bool(request.get("enforce")))
+    clear = "clear=1" in (environ.get("QUERY_STRING") or "")
+    return orjson.dumps(
+        {"enforce": iam_enforcement.enforcing(), "decisions": iam_enforcement.decisions(clear=clear)}
+    )
 
 
 def _at_least_one_chunk(body: Iterable[bytes]) -> Iterator[bytes]:
