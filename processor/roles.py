@@ -286,7 +286,11 @@ def operator(settings: Settings) -> Role:
             *_emission(s, "Reimport"),
             Statement("ReadCtrStream", STREAM_READ, (stream(s.ctr_stream),)),
             # replay --from-checkpoints reads the leases; --stop-workers moves them.
-            Statement("KclLeases", ITEM_READ + ITEM_WRITE, kcl_tables(s.application_name)),
+            Statement(
+                "KclLeases",
+                ("dynamodb:DescribeTable", *ITEM_READ, *ITEM_WRITE),
+                kcl_tables(s.application_name),
+            ),
             Statement("ArchiveCursor", ITEM_READ + ITEM_WRITE, tables(s.archive_cursor_table)),
             Statement("ReadArchive", ("s3:GetObject",), (objects(s, s.archive_bucket),)),
             Statement("ListArchive", ("s3:ListBucket",), (bucket(s, s.archive_bucket),)),

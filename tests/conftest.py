@@ -40,6 +40,17 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     control.down(port, state)
 
 
+@pytest.fixture(scope="session")
+def iam_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An emulator of its own for the IAM enforcement tests: enforcement is one switch for the
+    whole server (processor/local/iam_enforcement.py), which the other tests must not see."""
+    state = tmp_path_factory.mktemp("iam-emulator")
+    port = control.free_port()
+    status = control.up(port, state, timeout=60)
+    yield status.endpoint
+    control.down(port, state)
+
+
 def unique_names(prefix: str = "t") -> dict[str, str]:
     token = uuid.uuid4().hex[:8]
     base = f"{prefix}-{token}"

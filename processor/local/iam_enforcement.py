@@ -145,6 +145,25 @@ def _sqs_resource(original: Any) -> Any:
     return determine_resource
 
 
+def _sqs_json_errors(original: Any) -> Any:
+    """SQS speaks JSON to current SDKs: a refusal must be the JSON error they parse."""
+
+    def authorize(self: Any, resource: str = "*") -> None:
+        from moto.core.exceptions import JsonRESTError
+        from werkzeug.exceptions import HTTPException
+
+        try:
+            original(self, resource)
+        except HTTPException as exc:
+            if exc.code != 403 or not self.headers.get("X-Amz-Target"):
+                raise
+            raise JsonRESTError(
+                "AccessDenied", f"not authorized to perform {self._get_action()} on {resource}"
+            ) from None
+
+    return authorize
+
+
 def _per_resource(resources: Any) -> Any:
     """moto's check (``ActionAuthenticatorMixin._authenticate_and_authorize_action``), once per
     resource the request names, with the action IAM authorises there."""
@@ -289,6 +308,9 @@ def apply() -> None:
         S3Response._authenticate_and_authorize_s3_action
     )
     SQSResponse._determine_resource = _sqs_resource(SQSResponse._determine_resource)  # type: ignore[method-assign]
+    SQSResponse._authenticate_and_authorize_normal_action = _sqs_json_errors(  # type: ignore[method-assign]
+        SQSResponse._authenticate_and_authorize_normal_action
+    )
     S3IAMRequest._create_aws_request = _s3_encoded_path(S3IAMRequest._create_aws_request)  # type: ignore[method-assign]
     IAMPolicy.__init__ = _policy_document(IAMPolicy.__init__)  # type: ignore[method-assign]
     IAMRequestBase.check_action_permitted = _recorded(IAMRequestBase.check_action_permitted)  # type: ignore[method-assign]

@@ -14,6 +14,9 @@ administrator user created before enforcement is switched on.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from processor.adapters.contacts import DynamoContactStore
+from processor.core.agent_queue import agent_queue_name
 from processor.local import control
 from processor.simulation import build_scenario
 from processor.simulator import publish_scenario
@@ -40,16 +44,6 @@ pytestmark = pytest.mark.e2e
 REGION = "us-east-1"
 ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 SERVICE_ENV = {"QM_JOIN_WINDOW_SECONDS": "15", "QM_SWEEP_INTERVAL_SECONDS": "1"}
-
-
-@pytest.fixture(scope="module")
-def iam_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An emulator of this module's own: enforcement is one switch for the whole server."""
-    state = tmp_path_factory.mktemp("iam-emulator")
-    port = control.free_port()
-    status = control.up(port, state, timeout=60)
-    yield status.endpoint
-    control.down(port, state)
 
 
 def credentials_env(key: dict[str, Any]) -> dict[str, str]:
@@ -148,12 +142,19 @@ def denials(endpoint: str, principal_part: str) -> list[tuple[str, str]]:
     )
 
 
+def allowed_actions(endpoint: str, principal_part: str) -> set[str]:
+    """What the component did, as the emulator authorised it (its requests were signed with
+    the role's credentials, so its policy was the one checked)."""
+    decisions = control.iam_enforcement(endpoint)["decisions"]
+    return {d["action"] for d in decisions if principal_part in d["principal"] and d["allowed"]}
+
+
 def refused(call: Any) -> bool:
     try:
         call()
     except ClientError as exc:
         code = exc.response["Error"]["Code"]
-        return code in {"AccessDenied", "AccessDeniedException", "403"}
+        return code in {"AccessDenied", "AccessDeniedException"}
     return False
 
 
@@ -193,6 +194,15 @@ def test_the_service_imports_every_contact_with_its_role_and_nothing_more(
             service.stop()
     assert stop_seconds < 10
     assert denials(endpoint, "qm-service") == [], "the service role is missing a permission"
+    # The KCL daemon (Java) and the Python workers both signed with the role.
+    assert {
+        "kinesis:GetRecords",
+        "dynamodb:CreateTable",
+        "dynamodb:UpdateItem",
+        "s3:GetObject",
+        "kinesis:PutRecords",
+        "sqs:ReceiveMessage",
+    } <= allowed_actions(endpoint, "qm-service")
     versions = Counter(
         (r["contact_id"], r["version"]) for r in output_records(admin_aws, settings.output_stream)
     )
@@ -228,3 +238,210 @@ def test_the_service_imports_every_contact_with_its_role_and_nothing_more(
     }
     allowed = [what for what, call in attempts.items() if not refused(call)]
     assert allowed == [], f"the service role may {allowed}"
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "processor", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_the_operator_replays_and_checks_with_its_role(deployed: dict[str, Any]) -> None:
+    from processor.adapters.aws import AwsClients
+    from processor.adapters.kinesis import put_records
+
+    settings = deployed["settings"]
+    endpoint = deployed["endpoint"]
+    admin_aws = AwsClients(settings)
+    operator_env = assume(deployed, "operator")
+    scenario = build_scenario(
+        seed=22, contacts=6, start=datetime(2026, 3, 4, 9, tzinfo=UTC), bucket=settings.recordings_bucket
+    )
+    publish_scenario(settings, admin_aws, contacts=0, scenario=scenario)
+    put_records(admin_aws.kinesis, settings.ctr_stream, [(b"{not json", "bad")])
+
+    replay = run_cli(operator_env, "replay", "--trim-horizon", "--direct")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    store = DynamoContactStore(admin_aws.dynamodb, settings.contacts_table)
+    assert {c.contact_id for c in store.scan()} == set(scenario.expected)
+    for args in (("quarantine", "list"), ("contacts", "list"), ("doctor",)):
+        result = run_cli(operator_env, *args)
+        assert result.returncode in (0, 1), result.stdout + result.stderr  # doctor: 1 = warnings
+        assert "AccessDenied" not in result.stdout + result.stderr, (args, denials(endpoint, "qm-operator"))
+    assert denials(endpoint, "qm-operator") == [], "the operator role is missing a permission"
+    assert {"kinesis:GetRecords", "dynamodb:PutItem", "s3:GetObject"} <= allowed_actions(
+        endpoint, "qm-operator"
+    )
+
+    ddb = client("dynamodb", endpoint, operator_env)
+    kinesis = client("kinesis", endpoint, operator_env)
+    s3 = client("s3", endpoint, operator_env)
+    attempts = {
+        "change the console's users": lambda: ddb.put_item(
+            TableName=settings.users_table + "-none", Item={"username": {"S": "x"}}
+        ),
+        "write the console's audit log": lambda: ddb.put_item(
+            TableName=settings.audit_table, Item={"id": {"S": "forged"}}
+        ),
+        "forge a CTR": lambda: kinesis.put_record(
+            StreamName=settings.ctr_stream, Data=b"{}", PartitionKey="x"
+        ),
+        "overwrite a recording": lambda: s3.put_object(
+            Bucket=settings.recordings_bucket, Key="connect/x/CallRecordings/x.wav", Body=b"x"
+        ),
+        "read a screen recording": lambda: s3.get_object(Bucket=settings.screen_bucket, Key="x"),
+    }
+    allowed = [what for what, call in attempts.items() if not refused(call)]
+    assert allowed == [], f"the operator role may {allowed}"
+
+
+def test_the_console_serves_contacts_and_saves_settings_with_its_role(deployed: dict[str, Any]) -> None:
+    import httpx
+
+    from processor.adapters.aws import AwsClients
+    from processor.local.control import free_port
+    from tests.console_support import csrf_of, seed
+
+    settings = deployed["settings"]
+    endpoint = deployed["endpoint"]
+    admin_aws = AwsClients(settings)
+    _, wavs, _ = seed(settings, admin_aws)
+    console_env = assume(deployed, "console")
+    port = free_port()
+    env = {**os.environ, **console_env, "QM_CONSOLE_PORT": str(port), "QM_CONSOLE_PASSWORD": "iam-test-pw"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "processor", "console"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: control.port_open(port), 60, "the console listening")
+        with httpx.Client(base_url=url, timeout=30) as web:
+            csrf = csrf_of(web.get("/login").text)
+            signed_in = web.post(
+                "/login", data={"username": "admin", "password": "iam-test-pw", "csrf_token": csrf}
+            )
+            assert signed_in.status_code == 303, signed_in.text
+            assert web.get("/contacts").status_code == 200
+            page = web.get("/contacts/c-both")
+            assert page.status_code == 200
+            audio = web.get("/contacts/c-both/audio")
+            assert audio.status_code == 200 and audio.content == wavs["c-both"]
+            assert web.get("/users").status_code == 200
+            config = web.get("/config")
+            assert config.status_code == 200
+            form = {
+                "join_window_minutes": "30",
+                "include_acw": "on",
+                "version": "0",
+                "csrf_token": csrf_of(config.text),
+            }
+            assert web.post("/config", data=form).status_code in (200, 303)
+            toggle = web.post(
+                "/users/screen-recording",
+                data={"action": "enable", "username": "ana.silva", "csrf_token": csrf_of(config.text)},
+            )
+            assert toggle.status_code in (200, 303)
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert "AccessDenied" not in stderr, stderr[-3000:]
+    assert denials(endpoint, "qm-console") == [], "the console role is missing a permission"
+    assert {"dynamodb:Query", "s3:GetObject", "dynamodb:PutItem"} <= allowed_actions(endpoint, "qm-console")
+
+    s3 = client("s3", endpoint, console_env)
+    ddb = client("dynamodb", endpoint, console_env)
+    sqs = client("sqs", endpoint, console_env)
+    quarantined = "x"
+    attempts = {
+        "read a quarantined payload": lambda: s3.get_object(
+            Bucket=settings.quarantine_bucket, Key=quarantined
+        ),
+        "send a screen command": lambda: sqs.send_message(
+            QueueUrl=admin_aws.sqs.get_queue_url(QueueName=agent_queue_name("ben.okafor"))["QueueUrl"],
+            MessageBody="{}",
+            MessageGroupId="x",
+        ),
+        "move the KCL's leases": lambda: ddb.scan(TableName=settings.application_name),
+        "delete a recording": lambda: s3.delete_object(Bucket=settings.recordings_bucket, Key="x"),
+    }
+    allowed = [what for what, call in attempts.items() if not refused(call)]
+    assert allowed == [], f"the console role may {allowed}"
+
+
+def test_a_desktop_reads_its_commands_and_uploads_only_where_a_command_says(deployed: dict[str, Any]) -> None:
+    from processor.adapters.aws import AwsClients
+    from processor.adapters.commands import AgentQueues
+    from processor.core.desktop_protocol import UploadTarget
+    from processor.desktop.transport import S3Uploader
+
+    settings = deployed["settings"]
+    endpoint = deployed["endpoint"]
+    admin_aws = AwsClients(settings)
+    AGENT = "desktop-" + settings.application_name
+    service_env = assume(deployed, "service")
+    desktop_env = assume(deployed, "desktop")
+    # The service creates the agent's queue, sends a command, signs the upload URL.
+    service_sqs = client("sqs", endpoint, service_env)
+    queue_url = AgentQueues(service_sqs).url(AGENT)
+    service_sqs.send_message(
+        QueueUrl=queue_url, MessageBody='{"n": 1}', MessageGroupId=AGENT, MessageDeduplicationId="1"
+    )
+    upload_url = client("s3", endpoint, service_env).generate_presigned_url(
+        "put_object", Params={"Bucket": settings.screen_bucket, "Key": "screen/desktop-agent/c1.qmse"}
+    )
+
+    sqs = client("sqs", endpoint, desktop_env)
+    messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
+    assert [m["Body"] for m in messages] == ['{"n": 1}']
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+    results_url = sqs.get_queue_url(QueueName=settings.screen_results_queue)["QueueUrl"]
+    sqs.send_message(QueueUrl=results_url, MessageBody="{}")
+    # qm-desktop's own uploader, through the URL the command carries.
+    S3Uploader(None).put(
+        UploadTarget(settings.screen_bucket, "screen/desktop-agent/c1.qmse", upload_url), b"segment"
+    )
+    assert (
+        admin_aws.s3.get_object(Bucket=settings.screen_bucket, Key="screen/desktop-agent/c1.qmse")[
+            "Body"
+        ].read()
+        == b"segment"
+    )
+    assert denials(endpoint, "qm-desktop") == [], "the desktop role is missing a permission"
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage"} <= allowed_actions(
+        endpoint, "qm-desktop"
+    )
+    # The upload was authorised against the credentials in the URL: the service role's.
+    decisions = control.iam_enforcement(endpoint)["decisions"]
+    assert any(
+        d["action"] == "s3:PutObject" and d["resource"].endswith("c1.qmse") and "qm-service" in d["principal"]
+        for d in decisions
+    )
+
+    s3 = client("s3", endpoint, desktop_env)
+    ddb = client("dynamodb", endpoint, desktop_env)
+    attempts = {
+        "send a command to an agent's queue": lambda: sqs.send_message(
+            QueueUrl=queue_url, MessageBody="{}", MessageGroupId="x", MessageDeduplicationId="2"
+        ),
+        "upload without a pre-signed URL": lambda: s3.put_object(
+            Bucket=settings.screen_bucket, Key="screen/desktop-agent/forged.qmse", Body=b"x"
+        ),
+        "read another contact's screen recording": lambda: s3.get_object(
+            Bucket=settings.screen_bucket, Key="screen/desktop-agent/c1.qmse"
+        ),
+        "read a call recording": lambda: s3.get_object(Bucket=settings.recordings_bucket, Key="x"),
+        "read contacts": lambda: ddb.scan(TableName=settings.contacts_table),
+        "read the users table": lambda: ddb.scan(TableName=settings.users_table),
+        "read a screen result": lambda: sqs.receive_message(QueueUrl=results_url),
+    }
+    allowed = [what for what, call in attempts.items() if not refused(call)]
+    assert allowed == [], f"the desktop role may {allowed}"
