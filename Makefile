@@ -18,7 +18,7 @@ help:
 	@echo "make lock    - regenerate requirements*.lock from pyproject.toml (UPGRADE=--upgrade for newer versions)"
 	@echo "make audit   - the locked versions against PyPI's advisories (AUDIT_ARGS='-s osv' for OSV); fails on any it cannot check"
 	@echo "make image-check - what can be checked of the image without Docker (lint, parse, stage 1 in a venv)"
-	@echo "make stack   - regenerate deploy/qm-ingest.yaml (CloudFormation) from bootstrap's specifications"
+	@echo "make stack   - regenerate deploy/*.yaml (CloudFormation: the stack, ECS) from bootstrap's specifications"
 
 $(STAMP): $(LOCKS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -65,11 +65,12 @@ lint: install
 	$(BIN)/ruff check processor tests bench
 	$(BIN)/ruff format --check processor tests bench
 	$(BIN)/mypy
-	$(BIN)/cfn-lint deploy/qm-ingest.yaml
+	$(BIN)/cfn-lint deploy/qm-ingest.yaml deploy/qm-ingest-ecs.yaml
 
 # The CloudFormation template, generated from bootstrap's specifications (default names).
 stack: install
 	$(BIN)/python -m processor.stack --defaults > deploy/qm-ingest.yaml
+	$(BIN)/python -m processor.stack --defaults --ecs > deploy/qm-ingest-ecs.yaml
 
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

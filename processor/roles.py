@@ -328,6 +328,24 @@ def roles(settings: Settings) -> list[Role]:
     return [service(settings), console(settings), operator(settings), desktop(settings)]
 
 
+def roles_table(settings: Settings) -> str:
+    """Markdown: each role's statements (docs/deploy.md holds it; a test checks it is current)."""
+    lines: list[str] = []
+    for role in roles(settings):
+        lines += [
+            f"**{role.component}**: {role.description}",
+            "",
+            "| Statement | Actions | Resources |",
+            "|---|---|---|",
+        ]
+        for statement in role.statements:
+            actions = ", ".join(f"`{a}`" for a in sorted(set(statement.actions)))
+            resources = "<br>".join(f"`{r}`" for r in statement.resources)
+            lines.append(f"| {statement.sid} | {actions} | {resources} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def substitute(value: str, region: str, account: str, parameters: dict[str, str]) -> str:
     """A resource with its ``Fn::Sub`` placeholders resolved (for tests and doctor)."""
     resolved = (

@@ -235,6 +235,200 @@ def _roles(settings: Settings) -> dict[str, Any]:
     return resources
 
 
+#: Settings whose values name the stack's resources: the ECS task gets them in its environment.
+NAMED_SETTINGS = (
+    "ctr_stream",
+    "agent_event_stream",
+    "output_stream",
+    "contacts_table",
+    "quarantine_table",
+    "users_table",
+    "join_table",
+    "config_table",
+    "commands_table",
+    "agents_table",
+    "audit_table",
+    "archive_cursor_table",
+    "recordings_queue",
+    "screen_results_queue",
+    "archive_queue",
+    "application_name",
+    "agent_application_name",
+)
+QM_STACK = "QmStackName"
+#: Seconds ECS waits after SIGTERM before SIGKILL: `run` stops in under 10 (its KCL workers
+#: checkpoint and release their leases); Fargate allows at most 120.
+ECS_STOP_TIMEOUT = 60
+HEALTH_COMMAND = ["CMD", "python", "-m", "processor.probe", "healthz"]  # as the Dockerfile's
+
+
+def _imported(output: str) -> dict[str, Any]:
+    """An output of the main stack (exported as ``<stack name>-<output>``)."""
+    return {"Fn::ImportValue": {"Fn::Sub": "${" + QM_STACK + "}-" + output}}
+
+
+def _environment(settings: Settings) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"Name": "QM_" + name.upper(), "Value": str(getattr(settings, name))} for name in NAMED_SETTINGS
+    ]
+    for bucket, setting in (
+        (settings.recordings_bucket, "QM_RECORDINGS_BUCKET"),
+        (settings.quarantine_bucket, "QM_QUARANTINE_BUCKET"),
+        (settings.screen_bucket, "QM_SCREEN_BUCKET"),
+        (settings.archive_bucket, "QM_ARCHIVE_BUCKET"),
+    ):
+        env.append({"Name": setting, "Value": _imported(_bucket_parameter(settings, bucket))})
+    env.append({"Name": "QM_INSTANCE_ARN", "Value": {"Ref": "ConnectInstanceArn"}})
+    env.append({"Name": "AWS_REGION", "Value": {"Ref": "AWS::Region"}})
+    return sorted(env, key=lambda e: e["Name"])
+
+
+def _ecs(settings: Settings) -> dict[str, Any]:
+    """``qm-ingest run`` on ECS (Fargate): a cluster, the task with the service role, and a
+    service of ``DesiredCount`` tasks. The KCL balances the shards' leases between the tasks."""
+    service_role = _imported(role_id(roles.service(settings)) + "Arn")
+    return {
+        "EcsCluster": {"Type": "AWS::ECS::Cluster", "Properties": {}},
+        "EcsLogGroup": {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {"RetentionInDays": 30},
+        },
+        "EcsExecutionRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "Description": "ECS pulls the image and writes the task's logs (not the task's own rights)",
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                "ManagedPolicyArns": [
+                    {
+                        "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+                        "AmazonECSTaskExecutionRolePolicy"
+                    }
+                ],
+            },
+        },
+        "EcsTaskDefinition": {
+            "Type": "AWS::ECS::TaskDefinition",
+            "Properties": {
+                "Family": "qm-ingest",
+                "RequiresCompatibilities": ["FARGATE"],
+                "NetworkMode": "awsvpc",
+                "Cpu": "1024",
+                "Memory": "2048",
+                "TaskRoleArn": service_role,
+                "ExecutionRoleArn": {"Fn::GetAtt": ["EcsExecutionRole", "Arn"]},
+                "ContainerDefinitions": [
+                    {
+                        "Name": "qm-ingest",
+                        "Image": {"Ref": "ContainerImage"},
+                        "Command": ["run"],
+                        "Essential": True,
+                        "StopTimeout": ECS_STOP_TIMEOUT,
+                        "PortMappings": [{"ContainerPort": settings.health_port}],
+                        "HealthCheck": {
+                            "Command": HEALTH_COMMAND,
+                            "Interval": 30,
+                            "Timeout": 5,
+                            "Retries": 3,
+                            "StartPeriod": 60,
+                        },
+                        "Environment": _environment(settings),
+                        "LogConfiguration": {
+                            "LogDriver": "awslogs",
+                            "Options": {
+                                "awslogs-group": {"Ref": "EcsLogGroup"},
+                                "awslogs-region": {"Ref": "AWS::Region"},
+                                "awslogs-stream-prefix": "qm-ingest",
+                            },
+                        },
+                    }
+                ],
+            },
+        },
+        "EcsService": {
+            "Type": "AWS::ECS::Service",
+            "Properties": {
+                "Cluster": {"Ref": "EcsCluster"},
+                "TaskDefinition": {"Ref": "EcsTaskDefinition"},
+                "DesiredCount": {"Ref": "DesiredCount"},
+                "LaunchType": "FARGATE",
+                # A new task starts before an old one stops: the KCL hands the leases over.
+                "DeploymentConfiguration": {
+                    "MinimumHealthyPercent": 100,
+                    "MaximumPercent": 200,
+                    "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True},
+                },
+                "NetworkConfiguration": {
+                    "AwsvpcConfiguration": {
+                        "AssignPublicIp": "DISABLED",
+                        "Subnets": {"Ref": "Subnets"},
+                        "SecurityGroups": {"Ref": "SecurityGroups"},
+                    }
+                },
+            },
+        },
+    }
+
+
+def _ecs_parameters(settings: Settings) -> dict[str, Any]:
+    return {
+        QM_STACK: {
+            "Type": "String",
+            "Default": "qm-ingest",
+            "Description": "The stack of deploy/qm-ingest.yaml (its roles and bucket names are imported)",
+        },
+        "ContainerImage": {
+            "Type": "String",
+            "Description": "The qm-ingest image "
+            "(e.g. <account>.dkr.ecr.<region>.amazonaws.com/qm-ingest:1.0)",
+        },
+        "DesiredCount": {
+            "Type": "Number",
+            "Default": 1,
+            "MinValue": 0,
+            "Description": "Tasks of `qm-ingest run`; "
+            "more than the CTR stream's shards only wait for a lease",
+        },
+        "Subnets": {
+            "Type": "List<AWS::EC2::Subnet::Id>",
+            "Description": "Private subnets of the tasks (a route to AWS: NAT or VPC endpoints)",
+        },
+        "SecurityGroups": {
+            "Type": "List<AWS::EC2::SecurityGroup::Id>",
+            "Description": "Security groups of the tasks (outbound HTTPS; inbound only for /metrics)",
+        },
+        "ConnectInstanceArn": {
+            "Type": "String",
+            "AllowedPattern": "^(any|arn:aws[a-z-]*:connect:.+)$",
+            "Description": "QM_INSTANCE_ARN of the tasks: the Connect instance(s) whose CTRs are imported "
+            "(comma-separated ARNs, or `any`)",
+        },
+    }
+
+
+def ecs_template(settings: Settings) -> dict[str, Any]:
+    """``qm-ingest run`` on ECS, a second stack on top of :func:`template`'s (deploy/qm-ingest-ecs.yaml)."""
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "qm-ingest on ECS Fargate "
+        "(generated by processor/stack.py; do not edit, run `make stack`)",
+        "Parameters": _ecs_parameters(settings),
+        "Resources": _ecs(settings),
+        "Outputs": {
+            "Cluster": {"Value": {"Ref": "EcsCluster"}},
+            "Service": {"Value": {"Fn::GetAtt": ["EcsService", "Name"]}},
+        },
+    }
+
+
 def _yes_no(description: str) -> dict[str, Any]:
     return {
         "Type": "String",
@@ -282,6 +476,8 @@ def template(settings: Settings) -> dict[str, Any]:
     for bucket in bucket_names(settings):
         parameter = _bucket_parameter(settings, bucket)
         outputs[parameter] = {"Value": {"Ref": parameter}}
+    for key, output in outputs.items():
+        output["Export"] = {"Name": {"Fn::Sub": "${AWS::StackName}-" + key}}
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "qm-ingest: Amazon Connect contacts into QM (generated by processor/stack.py; "
@@ -316,9 +512,11 @@ def default_settings() -> Settings:
 
 
 def main() -> None:
-    """``python -m processor.stack [--defaults]``: the template for the settings in effect."""
+    """``python -m processor.stack [--defaults] [--ecs]``: the template (or the ECS one) for the
+    settings in effect."""
     settings = default_settings() if "--defaults" in sys.argv[1:] else Settings()
-    sys.stdout.write(render(template(settings)))
+    build = ecs_template if "--ecs" in sys.argv[1:] else template
+    sys.stdout.write(render(build(settings)))
 
 
 if __name__ == "__main__":
