@@ -7,7 +7,7 @@ LOCKS := pyproject.toml requirements.lock requirements-dev.lock processor/local/
 STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: lock audit install xvfb system-packages demo demo-screen test lint stack unit e2e faults bench image image-check clean help
+.PHONY: lock audit install xvfb system-packages demo demo-screen test lint stack unit e2e faults bench image image-build image-run image-check clean help
 
 help:
 	@echo "make demo    - embedded AWS emulator + service + simulated contact centre, prints QM contacts"
@@ -17,6 +17,8 @@ help:
 	@echo "make image   - the container image (needs a Docker engine)"
 	@echo "make lock    - regenerate requirements*.lock from pyproject.toml (UPGRADE=--upgrade for newer versions)"
 	@echo "make audit   - the locked versions against PyPI's advisories (AUDIT_ARGS='-s osv' for OSV); fails on any it cannot check"
+	@echo "make image-build - the image with buildah on a debootstrap base (root; no Docker engine needed)"
+	@echo "make image-run - build it, run it with podman against the embedded emulator, check import, health, user, SIGTERM"
 	@echo "make image-check - what can be checked of the image without Docker (lint, parse, stage 1 in a venv)"
 	@echo "make stack   - regenerate deploy/*.yaml (CloudFormation: the stack, ECS) from bootstrap's specifications"
 
@@ -62,8 +64,8 @@ demo-screen: install
 	$(BIN)/qm-ingest screen demo
 
 lint: install
-	$(BIN)/ruff check processor tests bench
-	$(BIN)/ruff format --check processor tests bench
+	$(BIN)/ruff check processor tests bench tools/*.py
+	$(BIN)/ruff format --check processor tests bench tools/*.py
 	$(BIN)/mypy
 	$(BIN)/cfn-lint deploy/qm-ingest.yaml deploy/qm-ingest-ecs.yaml
 
@@ -90,6 +92,14 @@ bench: install
 
 image:
 	docker build -t qm-ingest:latest .
+
+# No Docker engine: buildah on a debootstrap base, then the image run for real with podman
+# against the embedded emulator (root and Debian's packages; not part of `make test`).
+image-build:
+	tools/build_image.sh
+
+image-run: install image-build
+	STORAGE_DRIVER=vfs $(BIN)/python tools/container_check.py
 
 image-check: install
 	$(BIN)/pytest -m slow tests/unit/test_container.py $(PYTEST_ARGS)
