@@ -130,6 +130,7 @@ class Doctor:
             self.check_buckets()
             self.check_notification(queue_arn)
             self.check_archive()
+            self.check_connect()
         self.check_java()
         self.check_jars()
         return self.findings
@@ -728,6 +729,51 @@ class Doctor:
             )
 
     # --- Java and the KCL -----------------------------------------------------------------------
+    def check_connect(self) -> None:
+        """Connect's data streaming and call recordings point at this deployment (a real
+        account only: the emulator serves no Connect API)."""
+        from processor.core import connect_storage
+
+        subject = "connect instance"
+        instance = self.settings.named_instance_arn
+        if self.settings.aws_endpoint_url:
+            self.findings.ok(subject, "not checked against the emulator (it serves no Connect API)")
+            return
+        if not instance:
+            return  # the tenant check reports it
+        instance_id = instance.rsplit("/", 1)[-1]
+        connect = self.aws.client("connect")
+        configs: dict[str, list[dict[str, Any]]] = {}
+        try:
+            for resource_type in connect_storage.RESOURCE_TYPES:
+                pages = connect.get_paginator("list_instance_storage_configs").paginate(
+                    InstanceId=instance_id, ResourceType=resource_type
+                )
+                configs[resource_type] = [c for page in pages for c in page.get("StorageConfigs", [])]
+        except ClientError as exc:
+            self.findings.warn(
+                subject,
+                f"storage configuration cannot be read ({_code(exc)})",
+                "grant connect:ListInstanceStorageConfigs (the stack's service and operator roles have it)",
+            )
+            return
+        except NETWORK_ERRORS as exc:
+            self.findings.unknown(subject, f"Connect cannot be reached: {exc}")
+            return
+        expected = connect_storage.Expected(
+            ctr_stream=self.settings.ctr_stream,
+            agent_event_stream=self.settings.agent_event_stream,
+            recordings_buckets=self.settings.recording_locations.buckets,
+            recordings_key_prefix=self.settings.recordings_key_prefix,
+            ctrs_through_firehose=self.settings.ctr_source is CtrSource.FIREHOSE_S3,
+        )
+        for verdict in connect_storage.judge(configs, expected, instance_id):
+            what = f"{subject} {verdict.resource_type.lower().replace('_', ' ')}"
+            if verdict.ok:
+                self.findings.ok(what, verdict.detail)
+            else:
+                self.findings.warn(what, verdict.detail, verdict.fix)
+
     def check_java(self) -> None:
         java = self.settings.java
         subject = "java"

@@ -248,6 +248,8 @@ def service(settings: Settings) -> Role:
             # The screen-extraction commands carry pre-signed PUT URLs signed with this role.
             Statement("SignScreenUploads", ("s3:PutObject",), (objects(s, s.screen_bucket),)),
             Statement("SyncUsersFromConnect", CONNECT_USERS, connect_instances(s)),
+            # doctor before run starts: Connect's streaming and recordings point here.
+            Statement("CheckConnectStorage", ("connect:ListInstanceStorageConfigs",), connect_instances(s)),
         ),
     )
 
@@ -294,6 +296,8 @@ def operator(settings: Settings) -> Role:
             Statement("ArchiveCursor", ITEM_READ + ITEM_WRITE, tables(s.archive_cursor_table)),
             Statement("ReadArchive", ("s3:GetObject",), (objects(s, s.archive_bucket),)),
             Statement("ListArchive", ("s3:ListBucket",), (bucket(s, s.archive_bucket),)),
+            # doctor: Connect's data streaming and call recordings point at this deployment.
+            Statement("CheckConnectStorage", ("connect:ListInstanceStorageConfigs",), connect_instances(s)),
             # quarantine retry reads the payloads it imports again.
             Statement(
                 "ReadQuarantine", ("s3:GetObject", "s3:DeleteObject"), (objects(s, s.quarantine_bucket),)
