@@ -203,8 +203,10 @@ def _emission(s: Settings, sid: str) -> tuple[Statement, ...]:
         Statement(
             f"{sid}Tables",
             ITEM_READ + ITEM_WRITE,
-            tables(s.contacts_table, s.join_table, s.quarantine_table, s.users_table),
+            tables(s.contacts_table, s.join_table, s.quarantine_table),
         ),
+        # The QM users' names go into each contact (the seed's First/Last Name).
+        Statement(f"{sid}ReadUsers", ITEM_READ, tables(s.users_table)),
         Statement(f"{sid}Output", STREAM_READ + STREAM_WRITE, (stream(s.output_stream),)),
         Statement(
             f"{sid}ReadRecordings",
@@ -230,9 +232,9 @@ def service(settings: Settings) -> Role:
             ),
             Statement("KclLeases", KCL_TABLES, kcl_tables(s.application_name, s.agent_application_name)),
             Statement(
-                "ScreenAndArchiveTables",
+                "ServiceTables",
                 ITEM_READ + ITEM_WRITE,
-                tables(s.commands_table, s.agents_table, s.archive_cursor_table),
+                tables(s.commands_table, s.agents_table, s.archive_cursor_table, s.users_table),
             ),
             Statement(
                 "ConsumeQueues",
@@ -265,7 +267,7 @@ def console(settings: Settings) -> Role:
             Statement(
                 "ConsoleTables",
                 ITEM_READ + ITEM_WRITE,
-                tables(s.config_table, s.audit_table),
+                tables(s.config_table, s.audit_table, s.users_table),
             ),
             Statement("ReadAgents", ITEM_READ, tables(s.agents_table, s.commands_table)),
             Statement("PlayScreenRecordings", ("s3:GetObject",), (objects(s, s.screen_bucket),)),

@@ -282,8 +282,8 @@ def test_the_operator_replays_and_checks_with_its_role(deployed: dict[str, Any])
     kinesis = client("kinesis", endpoint, operator_env)
     s3 = client("s3", endpoint, operator_env)
     attempts = {
-        "change the console's users": lambda: ddb.put_item(
-            TableName=settings.users_table + "-none", Item={"username": {"S": "x"}}
+        "change the QM users": lambda: ddb.put_item(
+            TableName=settings.users_table, Item={"username": {"S": "forged"}}
         ),
         "write the console's audit log": lambda: ddb.put_item(
             TableName=settings.audit_table, Item={"id": {"S": "forged"}}
