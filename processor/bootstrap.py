@@ -260,6 +260,19 @@ def queue_arn(aws: AwsClients, url: str) -> str:
     return attrs["QueueArn"]
 
 
+def s3_sends_to_queue(sid: str, queue: Any, bucket_arn: Any) -> dict[str, Any]:
+    """The queue policy statement that lets one bucket's notifications reach the queue (here
+    with ARNs, in the stack with CloudFormation's intrinsics for them)."""
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"Service": "s3.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": queue,
+        "Condition": {"ArnLike": {"aws:SourceArn": bucket_arn}},
+    }
+
+
 def ensure_queue_notification(
     aws: AwsClients, bucket: str, queue_url: str, *, notification_id: str, sid: str, prefix: str = ""
 ) -> bool:
@@ -268,19 +281,7 @@ def ensure_queue_notification(
     s3 = aws.s3
     arn = queue_arn(aws, queue_url)
     # Let S3 send to the queue (AWS checks this when the notification is configured).
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": sid,
-                "Effect": "Allow",
-                "Principal": {"Service": "s3.amazonaws.com"},
-                "Action": "sqs:SendMessage",
-                "Resource": arn,
-                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
-            }
-        ],
-    }
+    policy = {"Version": "2012-10-17", "Statement": [s3_sends_to_queue(sid, arn, f"arn:aws:s3:::{bucket}")]}
     aws.sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": orjson.dumps(policy).decode()})
     current: dict[str, Any] = dict(s3.get_bucket_notification_configuration(Bucket=bucket))
     current.pop("ResponseMetadata", None)

@@ -8,7 +8,7 @@ and should not (the test tries those too). docs/deploy.md lists each role's acti
 
 Resources are written as CloudFormation ``Fn::Sub`` strings: ``${AWS::Region}``,
 ``${AWS::AccountId}``, ``${AWS::Partition}`` and the stack's bucket parameters
-(``${RecordingsBucketName}``...). :func:`substitute` resolves them for a given account.
+(``${RecordingsBucketName}``...).
 
 Components:
 
@@ -350,15 +350,3 @@ def roles_table(settings: Settings) -> str:
             lines.append(f"| {statement.sid} | {actions} | {resources} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
-
-
-def substitute(value: str, region: str, account: str, parameters: dict[str, str]) -> str:
-    """A resource with its ``Fn::Sub`` placeholders resolved (for tests and doctor)."""
-    resolved = (
-        value.replace("${AWS::Partition}", "aws")
-        .replace("${AWS::Region}", region)
-        .replace("${AWS::AccountId}", account)
-    )
-    for name, given in parameters.items():
-        resolved = resolved.replace("${" + name + "}", given)
-    return resolved

@@ -152,3 +152,59 @@ def descendants(pid: int) -> list[int]:
             out.append(child)
             stack.append(child)
     return out
+
+
+# --- IAM enforcement (tests/e2e/test_iam_roles.py, tests/contract/test_iam_enforcement.py) --------
+REGION = "us-east-1"
+#: What the emulator accepts while IAM enforcement is off.
+EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
+def credentials_env(key: dict[str, Any]) -> dict[str, str]:
+    """IAM's access key or STS's credentials as the environment an SDK reads them from."""
+    env = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+    if key.get("SessionToken"):
+        env["AWS_SESSION_TOKEN"] = key["SessionToken"]
+    return env
+
+
+def signed_client(service: str, endpoint: str, env: dict[str, str], **extra: Any) -> Any:
+    """A boto3 client signing with these credentials (``credentials_env``'s form)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=env.get("AWS_SESSION_TOKEN"),
+        **extra,
+    )
+
+
+def iam_admin(endpoint: str, name: str) -> tuple[str, dict[str, str]]:
+    """An IAM user allowed everything, made while enforcement is off: its ARN and credentials."""
+    import orjson
+
+    iam = signed_client("iam", endpoint, EMULATOR_CREDENTIALS)
+    arn: str = iam.create_user(UserName=name)["User"]["Arn"]
+    iam.put_user_policy(UserName=name, PolicyName="all", PolicyDocument=orjson.dumps(ALLOW_ALL).decode())
+    return arn, credentials_env(iam.create_access_key(UserName=name)["AccessKey"])
+
+
+def refused(call: Callable[[], Any]) -> bool:
+    """True when the call is refused for want of a permission (and only then)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] in {"AccessDenied", "AccessDeniedException"}
+    return False
+
+
+def permitted(attempts: dict[str, Callable[[], Any]]) -> list[str]:
+    """Which of these attempts were not refused."""
+    return [what for what, call in attempts.items() if not refused(call)]

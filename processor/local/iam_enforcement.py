@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -145,21 +146,28 @@ def _sqs_resource(original: Any) -> Any:
     return determine_resource
 
 
+@contextmanager
+def _json_refusal(code: str, action: str, resource: str) -> Iterator[None]:
+    """moto's IAM refusal is XML; DynamoDB, Kinesis and SQS answer current SDKs in JSON, and an
+    XML 403 would be an unknown error to them: refuse as those services do."""
+    from moto.core.exceptions import JsonRESTError
+    from werkzeug.exceptions import HTTPException
+
+    try:
+        yield
+    except HTTPException as exc:
+        if exc.code != 403:
+            raise
+        raise JsonRESTError(code, f"not authorized to perform {action} on {resource}") from None
+
+
 def _sqs_json_errors(original: Any) -> Any:
-    """SQS speaks JSON to current SDKs: a refusal must be the JSON error they parse."""
-
     def authorize(self: Any, resource: str = "*") -> None:
-        from moto.core.exceptions import JsonRESTError
-        from werkzeug.exceptions import HTTPException
-
-        try:
+        if not self.headers.get("X-Amz-Target"):  # the query protocol: XML is its language
             original(self, resource)
-        except HTTPException as exc:
-            if exc.code != 403 or not self.headers.get("X-Amz-Target"):
-                raise
-            raise JsonRESTError(
-                "AccessDenied", f"not authorized to perform {self._get_action()} on {resource}"
-            ) from None
+            return
+        with _json_refusal("AccessDenied", self._get_action(), resource):
+            original(self, resource)
 
     return authorize
 
@@ -171,14 +179,13 @@ def _per_resource(resources: Any) -> Any:
     def authorize(self: Any, resource: str = "*") -> None:
         from moto import settings
         from moto.core.authorization import ActionAuthenticatorMixin
-        from moto.core.exceptions import JsonRESTError
         from moto.iam.access_control import IAMRequest
-        from werkzeug.exceptions import HTTPException
 
         if ActionAuthenticatorMixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT:
             ActionAuthenticatorMixin.request_count += 1
             return
-        path = self.raw_path + (("?" + urlparse(self.uri).query) if urlparse(self.uri).query else "")
+        query = urlparse(self.uri).query
+        path = self.raw_path + (f"?{query}" if query else "")
         named = list(dict.fromkeys(resources(self))) or [(resource, None)]
         for index, (arn, action) in enumerate(named):
             request = IAMRequest(
@@ -190,18 +197,10 @@ def _per_resource(resources: Any) -> Any:
                 headers=self.headers,
                 action=action or self._get_action(),
             )
-            try:
+            with _json_refusal("AccessDeniedException", action or self._get_action(), arn):
                 if index == 0:
                     request.check_signature()
                 request.check_action_permitted(arn)
-            except HTTPException as exc:
-                if exc.code != 403:
-                    raise
-                # What DynamoDB and Kinesis answer (moto's XML 403 would be an unknown error to SDKs).
-                raise JsonRESTError(
-                    "AccessDeniedException",
-                    f"not authorized to perform {action or self._get_action()} on {arn}",
-                ) from None
 
     return authorize
 
@@ -256,9 +255,13 @@ def _s3_encoded_path(original: Any) -> Any:
     def create_aws_request(self: Any) -> Any:
         from urllib.parse import quote
 
-        path, mark, query = self._path.partition("?")
+        decoded = self._path
+        path, mark, query = decoded.partition("?")
         self._path = quote(path, safe="/~") + mark + query
-        return original(self)
+        try:
+            return original(self)
+        finally:
+            self._path = decoded  # encoded for this signature only, never twice
 
     return create_aws_request
 

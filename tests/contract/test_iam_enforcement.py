@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import orjson
 import pytest
 from botocore.config import Config
@@ -17,21 +16,10 @@ from botocore.exceptions import ClientError
 from processor.core.desktop_protocol import UploadTarget
 from processor.desktop.transport import S3Uploader, UploadRejected
 from processor.local import control
+from tests.helpers import EMULATOR_CREDENTIALS, REGION, credentials_env, iam_admin
+from tests.helpers import signed_client as client
 
-REGION = "us-east-1"
 ACCOUNT = "123456789012"
-
-
-def client(service: str, endpoint: str, key: dict[str, str], **extra: Any) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=key["AccessKeyId"],
-        aws_secret_access_key=key["SecretAccessKey"],
-        aws_session_token=key.get("SessionToken"),
-        **extra,
-    )
 
 
 def code(call: Any) -> str:
@@ -47,15 +35,10 @@ def world(iam_endpoint: str) -> Iterator[dict[str, Any]]:
     """Tables a and b, buckets a and b, stream s, queues a and b; a role that may use only
     the first of each; enforcement on."""
     t = uuid.uuid4().hex[:8]
-    root = {"AccessKeyId": "test", "SecretAccessKey": "test"}
+    root = EMULATOR_CREDENTIALS
     names = {k: f"iam-{t}-{k}" for k in ("ta", "tb", "ba", "bb", "s", "qa", "qb", "admin", "role")}
+    admin_arn, admin = iam_admin(iam_endpoint, names["admin"])
     iam = client("iam", iam_endpoint, root)
-    admin_arn = iam.create_user(UserName=names["admin"])["User"]["Arn"]
-    allow_all = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-    iam.put_user_policy(
-        UserName=names["admin"], PolicyName="all", PolicyDocument=orjson.dumps(allow_all).decode()
-    )
-    admin = iam.create_access_key(UserName=names["admin"])["AccessKey"]
     trust = {"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"}
     iam.create_role(
         RoleName=names["role"],
@@ -102,9 +85,11 @@ def world(iam_endpoint: str) -> Iterator[dict[str, Any]]:
         sqs.create_queue(QueueName=queue)
     control.iam_enforcement(iam_endpoint, True, clear=True)
     try:
-        role = client("sts", iam_endpoint, admin).assume_role(
-            RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{names['role']}", RoleSessionName="enforcement-test"
-        )["Credentials"]
+        role = credentials_env(
+            client("sts", iam_endpoint, admin).assume_role(
+                RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{names['role']}", RoleSessionName="enforcement-test"
+            )["Credentials"]
+        )
         yield {"names": names, "role": role, "admin": admin, "endpoint": iam_endpoint}
     finally:
         control.iam_enforcement(iam_endpoint, False)

@@ -17,51 +17,37 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-import orjson
 import pytest
-from botocore.exceptions import ClientError
 
 from processor.adapters.contacts import DynamoContactStore
 from processor.core.agent_queue import agent_queue_name
 from processor.local import control
 from processor.simulation import build_scenario
 from processor.simulator import publish_scenario
-from processor.stack import role_id, template
+from processor.stack import role_id
 from tests.conftest import unique_names
 from tests.contract.test_joiner import output_records
-from tests.helpers import ServiceProcess, wait_until
+from tests.contract.test_stack_deploy import deploy
+from tests.helpers import (
+    EMULATOR_CREDENTIALS,
+    REGION,
+    ServiceProcess,
+    credentials_env,
+    iam_admin,
+    permitted,
+    signed_client,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
-REGION = "us-east-1"
-ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 SERVICE_ENV = {"QM_JOIN_WINDOW_SECONDS": "15", "QM_SWEEP_INTERVAL_SECONDS": "1"}
-
-
-def credentials_env(key: dict[str, Any]) -> dict[str, str]:
-    env = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
-    if key.get("SessionToken"):
-        env["AWS_SESSION_TOKEN"] = key["SessionToken"]
-    return env
-
-
-def client(service: str, endpoint: str, env: dict[str, str]) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=env.get("AWS_SESSION_TOKEN"),
-    )
 
 
 @pytest.fixture
@@ -79,33 +65,18 @@ def deployed(iam_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("AWS_ENDPOINT_URL", iam_endpoint)
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    emulator_env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-    for key, value in emulator_env.items():
+    for key, value in EMULATOR_CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     settings = Settings()
 
-    iam = client("iam", iam_endpoint, emulator_env)
-    admin_name = names["QM_APPLICATION_NAME"] + "-admin"
-    admin_arn = iam.create_user(UserName=admin_name)["User"]["Arn"]
-    iam.put_user_policy(
-        UserName=admin_name, PolicyName="all", PolicyDocument=orjson.dumps(ALLOW_ALL).decode()
+    admin_arn, admin = iam_admin(iam_endpoint, names["QM_APPLICATION_NAME"] + "-admin")
+    stack = deploy(
+        AwsClients(settings),
+        settings,
+        names["QM_APPLICATION_NAME"],
+        parameters={"TrustedPrincipalArn": admin_arn},
     )
-    admin = credentials_env(iam.create_access_key(UserName=admin_name)["AccessKey"])
-
-    cloudformation = client("cloudformation", iam_endpoint, emulator_env)
-    stack_name = names["QM_APPLICATION_NAME"]
-    cloudformation.create_stack(
-        StackName=stack_name,
-        TemplateBody=orjson.dumps(template(settings)).decode(),
-        Parameters=[{"ParameterKey": "TrustedPrincipalArn", "ParameterValue": admin_arn}],
-        Capabilities=["CAPABILITY_IAM"],
-    )
-    deadline = time.monotonic() + 120
-    while (stack := cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0])[
-        "StackStatus"
-    ].endswith("_IN_PROGRESS") and time.monotonic() < deadline:
-        time.sleep(0.5)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     # moto's CloudFormation leaves out the buckets' notification rules (tests/contract/
@@ -126,7 +97,7 @@ def assume(deployed: dict[str, Any], component: str) -> dict[str, str]:
     from processor import roles
 
     role = next(r for r in roles.roles(deployed["settings"]) if r.component == component)
-    sts = client("sts", deployed["endpoint"], deployed["admin"])
+    sts = signed_client("sts", deployed["endpoint"], deployed["admin"])
     arn = deployed["outputs"][role_id(role) + "Arn"]
     return credentials_env(sts.assume_role(RoleArn=arn, RoleSessionName=f"qm-{component}")["Credentials"])
 
@@ -147,15 +118,6 @@ def allowed_actions(endpoint: str, principal_part: str) -> set[str]:
     the role's credentials, so its policy was the one checked)."""
     decisions = control.iam_enforcement(endpoint)["decisions"]
     return {d["action"] for d in decisions if principal_part in d["principal"] and d["allowed"]}
-
-
-def refused(call: Any) -> bool:
-    try:
-        call()
-    except ClientError as exc:
-        code = exc.response["Error"]["Code"]
-        return code in {"AccessDenied", "AccessDeniedException"}
-    return False
 
 
 def test_the_service_imports_every_contact_with_its_role_and_nothing_more(
@@ -210,10 +172,10 @@ def test_the_service_imports_every_contact_with_its_role_and_nothing_more(
     assert {cid for cid, _ in versions} == set(scenario.expected)
 
     # What the service role must not do, tried with its own credentials.
-    ddb = client("dynamodb", endpoint, service_env)
-    s3 = client("s3", endpoint, service_env)
-    kinesis = client("kinesis", endpoint, service_env)
-    sqs = client("sqs", endpoint, service_env)
+    ddb = signed_client("dynamodb", endpoint, service_env)
+    s3 = signed_client("s3", endpoint, service_env)
+    kinesis = signed_client("kinesis", endpoint, service_env)
+    sqs = signed_client("sqs", endpoint, service_env)
     quarantined = admin_aws.s3.list_objects_v2(Bucket=settings.quarantine_bucket).get("Contents", [])
     attempts = {
         "read a quarantined payload": lambda: s3.get_object(
@@ -236,7 +198,7 @@ def test_the_service_imports_every_contact_with_its_role_and_nothing_more(
         "read a screen recording": lambda: s3.get_object(Bucket=settings.screen_bucket, Key="x"),
         "delete a table": lambda: ddb.delete_table(TableName=settings.contacts_table),
     }
-    allowed = [what for what, call in attempts.items() if not refused(call)]
+    allowed = permitted(attempts)
     assert allowed == [], f"the service role may {allowed}"
 
 
@@ -278,9 +240,9 @@ def test_the_operator_replays_and_checks_with_its_role(deployed: dict[str, Any])
         endpoint, "qm-operator"
     )
 
-    ddb = client("dynamodb", endpoint, operator_env)
-    kinesis = client("kinesis", endpoint, operator_env)
-    s3 = client("s3", endpoint, operator_env)
+    ddb = signed_client("dynamodb", endpoint, operator_env)
+    kinesis = signed_client("kinesis", endpoint, operator_env)
+    s3 = signed_client("s3", endpoint, operator_env)
     attempts = {
         "change the QM users": lambda: ddb.put_item(
             TableName=settings.users_table, Item={"username": {"S": "forged"}}
@@ -296,7 +258,7 @@ def test_the_operator_replays_and_checks_with_its_role(deployed: dict[str, Any])
         ),
         "read a screen recording": lambda: s3.get_object(Bucket=settings.screen_bucket, Key="x"),
     }
-    allowed = [what for what, call in attempts.items() if not refused(call)]
+    allowed = permitted(attempts)
     assert allowed == [], f"the operator role may {allowed}"
 
 
@@ -357,9 +319,9 @@ def test_the_console_serves_contacts_and_saves_settings_with_its_role(deployed: 
     assert denials(endpoint, "qm-console") == [], "the console role is missing a permission"
     assert {"dynamodb:Query", "s3:GetObject", "dynamodb:PutItem"} <= allowed_actions(endpoint, "qm-console")
 
-    s3 = client("s3", endpoint, console_env)
-    ddb = client("dynamodb", endpoint, console_env)
-    sqs = client("sqs", endpoint, console_env)
+    s3 = signed_client("s3", endpoint, console_env)
+    ddb = signed_client("dynamodb", endpoint, console_env)
+    sqs = signed_client("sqs", endpoint, console_env)
     quarantined = "x"
     attempts = {
         "read a quarantined payload": lambda: s3.get_object(
@@ -373,7 +335,7 @@ def test_the_console_serves_contacts_and_saves_settings_with_its_role(deployed: 
         "move the KCL's leases": lambda: ddb.scan(TableName=settings.application_name),
         "delete a recording": lambda: s3.delete_object(Bucket=settings.recordings_bucket, Key="x"),
     }
-    allowed = [what for what, call in attempts.items() if not refused(call)]
+    allowed = permitted(attempts)
     assert allowed == [], f"the console role may {allowed}"
 
 
@@ -390,16 +352,16 @@ def test_a_desktop_reads_its_commands_and_uploads_only_where_a_command_says(depl
     service_env = assume(deployed, "service")
     desktop_env = assume(deployed, "desktop")
     # The service creates the agent's queue, sends a command, signs the upload URL.
-    service_sqs = client("sqs", endpoint, service_env)
+    service_sqs = signed_client("sqs", endpoint, service_env)
     queue_url = AgentQueues(service_sqs).url(AGENT)
     service_sqs.send_message(
         QueueUrl=queue_url, MessageBody='{"n": 1}', MessageGroupId=AGENT, MessageDeduplicationId="1"
     )
-    upload_url = client("s3", endpoint, service_env).generate_presigned_url(
+    upload_url = signed_client("s3", endpoint, service_env).generate_presigned_url(
         "put_object", Params={"Bucket": settings.screen_bucket, "Key": "screen/desktop-agent/c1.qmse"}
     )
 
-    sqs = client("sqs", endpoint, desktop_env)
+    sqs = signed_client("sqs", endpoint, desktop_env)
     messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
     assert [m["Body"] for m in messages] == ['{"n": 1}']
     sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
@@ -426,8 +388,8 @@ def test_a_desktop_reads_its_commands_and_uploads_only_where_a_command_says(depl
         for d in decisions
     )
 
-    s3 = client("s3", endpoint, desktop_env)
-    ddb = client("dynamodb", endpoint, desktop_env)
+    s3 = signed_client("s3", endpoint, desktop_env)
+    ddb = signed_client("dynamodb", endpoint, desktop_env)
     attempts = {
         "send a command to an agent's queue": lambda: sqs.send_message(
             QueueUrl=queue_url, MessageBody="{}", MessageGroupId="x", MessageDeduplicationId="2"
@@ -443,5 +405,5 @@ def test_a_desktop_reads_its_commands_and_uploads_only_where_a_command_says(depl
         "read the users table": lambda: ddb.scan(TableName=settings.users_table),
         "read a screen result": lambda: sqs.receive_message(QueueUrl=results_url),
     }
-    allowed = [what for what, call in attempts.items() if not refused(call)]
+    allowed = permitted(attempts)
     assert allowed == [], f"the desktop role may {allowed}"
