@@ -297,7 +297,14 @@ DELETE = object()
 
 
 def set_path(ctr: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
-    """Set (or delete, with ``DELETE``) a field, creating the containers on the way."""
+    """Set (or delete, with ``DELETE``) a field, creating the containers on the way.
+
+    The value is stored as a copy: the containers of ``VALUES`` (``[]``, ``{}``) are shared by
+    every caller (hypothesis draws them as they are), and a later step that writes into the CTR
+    must never write into them (a run that did made ``{}`` contain itself).
+    """
+    if value is not DELETE:
+        value = copy.deepcopy(value)
     node: Any = ctr
     for step, nxt in itertools.pairwise(path):
         if isinstance(step, int):

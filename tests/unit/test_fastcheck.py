@@ -210,3 +210,15 @@ def _e164_by_the_rules(address: str | None) -> str | None:
 )
 def test_e164_shortcut_agrees_with_the_rules(address: str) -> None:
     assert to_e164(address) == _e164_by_the_rules(address)
+
+
+def test_a_mutation_never_writes_into_the_shared_values() -> None:
+    """Hypothesis hands out the ``{}`` of ``VALUES`` itself: writing a field below it must not
+    change the constant every later case (and the mapping equivalence test) is built from."""
+    before = orjson.dumps(VALUES)
+    ctr: dict[str, Any] = {}
+    set_path(ctr, ("Agent",), next(v for v in VALUES if v == {}))
+    set_path(ctr, ("Agent", "Username"), "x")
+    set_path(ctr, ("Agent", "HierarchyGroups"), ctr["Agent"])
+    assert orjson.dumps(VALUES) == before
+    assert ctr == {"Agent": {"Username": "x", "HierarchyGroups": {"Username": "x"}}}
