@@ -13,7 +13,9 @@ only, so that it measures whatever the join and emission do now:
   100, 250 and 500 clean CTRs, and ``time.process_time`` of this process per contact.
 * **End to end**: ``qm-ingest run`` (the real KCL daemon and record processors) with every
   AWS endpoint pointed at a fault proxy (:mod:`processor.local.faultproxy`) that adds a
-  fixed delay before each request (0 or 10 ms); contacts/s from the first put until every
+  fixed network latency to every answer (0 or 10 ms: ``FaultProxy.latency``, each answer
+  arrives that much later however many chunks it takes and however many HTTP/2 streams
+  share its connection, as over a real network path); contacts/s from the first put until every
   contact is on the output stream, against a naive consumer (GetRecords + one PutItem per
   record) and a raw put + get through the same proxy; the latency from a CTR's arrival on
   the CTR stream to its contact's arrival on the output stream (both Kinesis arrival
@@ -29,7 +31,6 @@ parties' reads are counted as a real recording's (:mod:`bench.common`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -84,21 +85,6 @@ FAST_START = {
     "QM_KCL_PARENT_SHARD_POLL_MS": "1000",
     "QM_LOG_LEVEL": "WARNING",
 }
-
-
-class RequestDelayProxy(FaultProxy):
-    """The fault proxy, delaying each write towards the emulator by ``request_delay``: one
-    HTTP/1.1 request (head and body up to 256 KiB go in one write; boto3 and the KCL's
-    DynamoDB client), or one write of HTTP/2 frames (the KCL's Kinesis client). Its own
-    ``delay()`` waits on every 64 KiB chunk of a response, which would charge a large
-    GetRecords page many times."""
-
-    request_delay = 0.0
-
-    async def _forward(self, upstream: asyncio.StreamWriter, data: bytes) -> None:
-        if self.request_delay:
-            await asyncio.sleep(self.request_delay)
-        await super()._forward(upstream, data)
 
 
 # --- in process ---------------------------------------------------------------------------------
@@ -183,7 +169,7 @@ def counted_via(endpoint: str) -> CountingAwsClients:
 
 
 def in_process(
-    settings: Settings, setup: AwsClients, proxy: RequestDelayProxy
+    settings: Settings, setup: AwsClients, proxy: FaultProxy
 ) -> tuple[list[OrderFigures], list[WaveFigures]]:
     counted = CountingAwsClients(settings)
     ingest: CtrIngest = build_ingest(settings, counted)
@@ -226,12 +212,12 @@ def in_process(
                 drain(consumer, upload_headers(setup, scenario))
                 batch = _batch(scenario.deliveries, settings.ctr_stream)
                 target = delayed_ingest if delayed else ingest
-                proxy.request_delay = DELAY_S if delayed else 0.0
+                proxy.latency(DELAY_S if delayed else 0.0)
                 with counted.counter.window() as got:
                     started = time.perf_counter()
                     target.process(batch)
                     wall = time.perf_counter() - started
-                proxy.request_delay = 0.0
+                proxy.latency(0.0)
                 if delayed:
                     figures.delayed_wall = wall
                 else:
@@ -505,7 +491,7 @@ def report_waves(waves: list[WaveFigures]) -> None:
 def report_e2e(plain: EndToEnd, delayed: EndToEnd, shards: int, processors: str) -> None:
     print(
         f"qm-ingest run ({processors}), {plain.contacts} contacts without delay, "
-        f"{delayed.contacts} with {DELAY_S * 1000:.0f} ms before every AWS request (fault proxy)"
+        f"{delayed.contacts} with {DELAY_S * 1000:.0f} ms latency on every AWS request (fault proxy)"
     )
     assert plain.raw_s is not None
     print(
@@ -572,7 +558,7 @@ def run() -> None:
 
         # Stopping the proxy drops its open connections' tasks: asyncio's complaints are noise here.
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-        with RequestDelayProxy(urlsplit(endpoint).port or 0) as proxy:
+        with FaultProxy(urlsplit(endpoint).port or 0) as proxy:
             orders, waves = in_process(settings, direct, proxy)
             print(
                 f"-- in process: build_ingest + the recordings consumer, {ORDER_CONTACTS} contacts per order"
@@ -585,9 +571,9 @@ def run() -> None:
             try:
                 e2e.warm_up()
                 plain = e2e.throughput(seed=41, contacts=CONTACTS, raw=True)
-                proxy.request_delay = DELAY_S
+                proxy.latency(DELAY_S)
                 delayed = e2e.throughput(seed=42, contacts=DELAYED_CONTACTS, raw=False)
-                proxy.request_delay = 0.0
+                proxy.latency(0.0)
                 latencies, expected = e2e.latency(seed=43)
             finally:
                 e2e.watch.stop()

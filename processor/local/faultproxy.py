@@ -10,6 +10,11 @@ breaks the network on command:
   ``connection reset`` / ``connection refused`` for every call until ``heal()``.
 * ``reset_connections()`` — reset what is open now, then carry on.
 * ``delay(seconds)`` — every chunk of every response waits this long (slow responses).
+* ``latency(seconds)`` — every byte of every response arrives this much later, as over a
+  long network path: chunks are timed as they come from the emulator and passed on that
+  long after, in order, without waiting for each other, so a request costs one such delay
+  however many chunks its answer takes and however many HTTP/2 streams share a connection
+  (what the benchmarks add as an AWS round trip).
 * ``inject(...)`` — answer matching HTTP/1.1 requests (boto3's, and the KCL's DynamoDB
   client) with a canned AWS error (throttling, 5xx, access denied) or a reset, for a
   number of requests, without reaching the emulator. HTTP/2 connections (the KCL's Kinesis
@@ -158,6 +163,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._refusing = False
         self._delay = 0.0
+        self._latency = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open: asyncio.Event | None = None
         self._server: asyncio.Server | None = None
@@ -246,16 +252,22 @@ class FaultProxy:
         """Every chunk of every response waits ``seconds`` (0 turns it off)."""
         self._delay = max(0.0, seconds)
 
+    def latency(self, seconds: float) -> None:
+        """Every response byte arrives ``seconds`` later, chunks not waiting for each other
+        (0 turns it off)."""
+        self._latency = max(0.0, seconds)
+
     def inject(self, rule: Injection) -> Injection:
         with self._lock:
             self._rules.append(rule)
         return rule
 
     def clear(self) -> None:
-        """Every fault off: no injections, no delay, no partition, no refusal."""
+        """Every fault off: no injections, no delay or latency, no partition, no refusal."""
         with self._lock:
             self._rules.clear()
         self._delay = 0.0
+        self._latency = 0.0
         self.heal()
 
     async def _set_open(self, value: bool) -> None:
@@ -316,7 +328,30 @@ class FaultProxy:
         await self._open.wait()
 
     async def _pump_down(self, reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
-        while chunk := await reader.read(CHUNK):
+        loop = asyncio.get_running_loop()
+        # Chunks read, each with the time it is due at the client (latency), in order.
+        due: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        deliver = asyncio.create_task(self._deliver(due, client))
+        try:
+            while chunk := await reader.read(CHUNK):
+                await self._gate()
+                if deliver.done():
+                    break  # the client is gone (its error is raised below)
+                due.put_nowait((loop.time() + self._latency, chunk))
+            due.put_nowait(None)
+            await deliver
+        finally:
+            # Not awaited: this runs also when the proxy stops and its coroutines are closed.
+            deliver.cancel()
+
+    async def _deliver(
+        self, due: asyncio.Queue[tuple[float, bytes] | None], client: asyncio.StreamWriter
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while (item := await due.get()) is not None:
+            at, chunk = item
+            if (wait := at - loop.time()) > 0:
+                await asyncio.sleep(wait)
             await self._gate()
             if self._delay:
                 await asyncio.sleep(self._delay)
@@ -508,6 +543,8 @@ def _control_handler(proxy: FaultProxy) -> Callable[..., Any]:
                 proxy.reset_connections()
             elif action == "delay":
                 proxy.delay(float(query.get("seconds", "0")))
+            elif action == "latency":
+                proxy.latency(float(query.get("seconds", "0")))
             elif action == "inject":
                 rule = aws_json_error(
                     query.get("code", "InternalServerError"), status=int(query.get("status", "500"))
@@ -542,7 +579,7 @@ def _control_handler(proxy: FaultProxy) -> Callable[..., Any]:
 def main(argv: list[str] | None = None) -> None:
     """``python -m processor.local.faultproxy --upstream-port 4566 --port 4567 --control-port 4568``;
     then e.g. ``curl -X POST 127.0.0.1:4568/partition``, ``/heal``, ``/refuse``, ``/reset``,
-    ``/delay?seconds=2``, ``/clear``, and
+    ``/delay?seconds=2``, ``/latency?seconds=0.01``, ``/clear``, and
     ``/inject?target=DynamoDB_20120810.PutItem&code=ThrottlingException&status=400&times=5``;
     ``GET /`` shows the counters."""
     from http.server import ThreadingHTTPServer

@@ -15,7 +15,11 @@ answered as successful (measured here: 3 of 4,000 records lost with 8 concurrent
 500). The service puts its output in parallel chunks, so this lost contacts on the emulator
 that AWS would never lose. The replacement numbers and stores each record under a lock, finds
 the last number in O(1) (moto copies every key of the shard per record), and reads under the
-same lock, so a reader never iterates a shard while it grows.
+same lock, so a reader never iterates a shard while it grows. moto's GetRecords walks the
+shard from its first record on every call, whatever the iterator's position: a poll of a
+stream holding n records cost O(n), and every reader polls (the KCL per shard, the service's
+own read-backs, the benchmarks' watchers), so the emulator slowed as a test session went on.
+Sequence numbers are consecutive, so the replacement reads from the iterator's position.
 
 moto's SQS ReceiveMessage checks each message it hands out against the queue's retention
 period by building every attribute of the queue, including the three approximate message
@@ -25,6 +29,12 @@ about 30 passes over n: with the recordings queue a few thousand deep (a burst o
 backfill), this was a third of the emulator's CPU in the pipeline benchmark (measured with a
 sampling profiler), where SQS answers in constant time. The replacements read the retention
 period directly and compare the clock once per message, with the same results.
+
+moto's dispatcher finds the backend of every request by listing moto's package directory
+(``os.listdir`` and an ``isdir`` per entry) and then matching the host against every
+service's URL patterns, under one lock that every request takes: a tenth of the emulator's
+CPU in the backfill benchmark, and a queue in front of every request (measured with a
+sampling profiler). The answer depends only on the host, so it is remembered per host.
 """
 
 from __future__ import annotations
@@ -160,12 +170,29 @@ def shard_min_sequence_number(self: Any) -> int:
         return next(iter(self.records)) if self.records else 0
 
 
-def _locked(method: Any) -> Any:
-    def locked(*args: Any, **kwargs: Any) -> Any:
+def _shard_get_records(moto_get_records: Any) -> Any:
+    def get_records(self: Any, last_sequence_id: str, limit: int | None) -> tuple[list[Any], int, int]:
         with _SHARD_LOCK:
-            return method(*args, **kwargs)
+            records = self.records
+            after = int(last_sequence_id)
+            if not records:
+                return [], after, 0
+            first, last = next(iter(records)), next(reversed(records))
+            start = max(after + 1, first)
+            stop = last if limit is None else min(last, start + limit - 1)
+            results = []
+            for number in range(start, stop + 1):
+                record = records.get(number)
+                if record is None:  # not numbered one after another: moto's own walk
+                    return moto_get_records(self, last_sequence_id, limit)  # type: ignore[no-any-return]
+                results.append(record)
+            if not results:
+                return [], after, 0
+            behind = records[last].created_at - results[-1].created_at
+            return results, results[-1].sequence_number, int(behind * 1000)
 
-    return locked
+    get_records.qm_patched = True  # type: ignore[attr-defined]
+    return get_records
 
 
 def message_valid_for_retention(self: Any, queue_name: str, message: Any) -> bool:
@@ -181,17 +208,36 @@ def message_delayed(self: Any) -> bool:
     return bool(time.time() * 1000.0 < self.delayed_until)
 
 
+def _backend_per_host(method: Any) -> Any:
+    known: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        try:
+            return known[host]
+        except KeyError:
+            backend = known[host] = method(self, host)
+            return backend
+
+    return get_backend_for_host
+
+
 def apply() -> None:
     """Install the replacements in this process's moto (the emulator server calls this)."""
     from moto.dynamodb.models import DynamoDBBackend
     from moto.kinesis.models import Shard
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
     from moto.sqs.models import Message, SQSBackend
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     Shard.put_record = shard_put_record  # type: ignore[method-assign]
     Shard.get_max_sequence_number = shard_max_sequence_number  # type: ignore[method-assign]
     Shard.get_min_sequence_number = shard_min_sequence_number  # type: ignore[method-assign]
-    Shard.get_records = _locked(Shard.get_records)  # type: ignore[method-assign]
+    if not getattr(Shard.get_records, "qm_patched", False):
+        Shard.get_records = _shard_get_records(Shard.get_records)  # type: ignore[method-assign]
     SQSBackend.is_message_valid_based_on_retention_period = message_valid_for_retention  # type: ignore[method-assign]
     Message.visible = property(message_visible)  # type: ignore[method-assign, assignment]
     Message.delayed = property(message_delayed)  # type: ignore[method-assign, assignment]
+    if not getattr(DomainDispatcherApplication.get_backend_for_host, "qm_per_host", False):
+        per_host = _backend_per_host(DomainDispatcherApplication.get_backend_for_host)
+        per_host.qm_per_host = True
+        DomainDispatcherApplication.get_backend_for_host = per_host  # type: ignore[method-assign]

@@ -161,3 +161,69 @@ def test_sqs_delay_visibility_and_deep_queues_keep_their_semantics(emulator: str
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attributes["ApproximateNumberOfMessages"] == "0"
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_get_records_reads_from_the_iterators_position(emulator: str) -> None:
+    """GetRecords answers as Kinesis does from every kind of position (with a limit, at and
+    after a sequence number, at the end of a long shard, on the children of a split shard
+    whose numbers are not consecutive): the emulator reads from the iterator's position
+    instead of walking the shard (processor/local/moto_patches.py)."""
+    import uuid
+
+    kinesis = boto3.client("kinesis", endpoint_url=emulator, region_name="us-east-1")
+    stream = f"positions-{uuid.uuid4().hex[:8]}"
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream)
+    shard = kinesis.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
+
+    def iterator(kind: str, **extra: Any) -> str:
+        return kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType=kind, **extra)[
+            "ShardIterator"
+        ]
+
+    def put(count: int, tag: str) -> list[str]:
+        records: Any = [{"Data": f"{tag}-{i}".encode(), "PartitionKey": f"{tag}-{i}"} for i in range(count)]
+        answer = kinesis.put_records(StreamName=stream, Records=records)
+        return [r["SequenceNumber"] for r in answer["Records"]]
+
+    sequences = put(10, "a")
+    page = kinesis.get_records(ShardIterator=iterator("TRIM_HORIZON"), Limit=4)
+    assert [r["Data"] for r in page["Records"]] == [f"a-{i}".encode() for i in range(4)]
+    rest = kinesis.get_records(ShardIterator=page["NextShardIterator"], Limit=100)
+    assert [r["Data"] for r in rest["Records"]] == [f"a-{i}".encode() for i in range(4, 10)]
+    at = kinesis.get_records(
+        ShardIterator=iterator("AT_SEQUENCE_NUMBER", StartingSequenceNumber=sequences[7]), Limit=100
+    )
+    assert [r["SequenceNumber"] for r in at["Records"]] == sequences[7:]
+    after = kinesis.get_records(
+        ShardIterator=iterator("AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=sequences[7]), Limit=100
+    )
+    assert [r["SequenceNumber"] for r in after["Records"]] == sequences[8:]
+    for chunk in range(40):
+        put(500, f"b{chunk}")
+    long_end = iterator("LATEST")
+    assert kinesis.get_records(ShardIterator=long_end, Limit=100)["Records"] == []
+    put(3, "c")
+    assert [r["Data"] for r in kinesis.get_records(ShardIterator=long_end)["Records"]] == [
+        b"c-0",
+        b"c-1",
+        b"c-2",
+    ]
+
+    # Children of a split shard: moto moves each record to its child by hash, keeping its number.
+    start, end_key = kinesis.list_shards(StreamName=stream)["Shards"][0]["HashKeyRange"].values()
+    kinesis.split_shard(
+        StreamName=stream, ShardToSplit=shard, NewStartingHashKey=str((int(start) + int(end_key)) // 2)
+    )
+    seen: list[bytes] = []
+    for child in kinesis.list_shards(StreamName=stream)["Shards"]:
+        at_child = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=child["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while True:
+            got = kinesis.get_records(ShardIterator=at_child, Limit=777)
+            seen += [r["Data"] for r in got["Records"]]
+            if not got["Records"]:
+                break
+            at_child = got["NextShardIterator"]
+    assert len(seen) == len(set(seen)) and set(seen) >= {b"a-0", b"c-2", b"b39-499"}

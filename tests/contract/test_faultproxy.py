@@ -139,3 +139,37 @@ def test_refuse_resets_and_delay_slows(bootstrapped, proxy: FaultProxy) -> None:
 def test_only_loopback() -> None:
     with pytest.raises(ValueError, match="loopback"):
         FaultProxy(443, upstream_host="10.0.0.1")
+
+
+def test_latency_delays_each_answer_once(bootstrapped, proxy: FaultProxy) -> None:
+    """A round trip, not a slow link: a 2 MiB answer (dozens of chunks) and four answers at
+    once on their own connections each arrive one latency later, not one per chunk or per
+    request in turn, where ``delay`` charges every chunk."""
+    aws = clients(bootstrapped, proxy)
+    bucket = bootstrapped.recordings_bucket
+    body = bytes(range(256)) * 8192
+    aws.s3.put_object(Bucket=bucket, Key="latency.bin", Body=body)
+    latency = 0.25
+
+    def timed_get() -> float:
+        started = time.monotonic()
+        assert aws.s3.get_object(Bucket=bucket, Key="latency.bin")["Body"].read() == body
+        return time.monotonic() - started
+
+    unloaded = min(timed_get() for _ in range(2))
+    proxy.latency(latency)
+    alone = timed_get()
+    assert latency <= alone < unloaded + 2.5 * latency, (unloaded, alone)
+    times: list[float] = []
+    threads = [threading.Thread(target=lambda: times.append(timed_get())) for _ in range(4)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(times) == 4 and min(times) >= latency
+    assert time.monotonic() - started < 4 * unloaded + 2.5 * latency
+    chunks_before = proxy.stats.bytes_down
+    proxy.clear()
+    assert timed_get() < latency + unloaded * 2
+    assert proxy.stats.bytes_down - chunks_before > len(body)  # passed on whole, every byte
