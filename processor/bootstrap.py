@@ -106,6 +106,7 @@ def bucket_names(settings: Settings) -> list[str]:
         settings.quarantine_bucket,
         settings.screen_bucket,
         settings.archive_bucket,
+        settings.recordings_copy_bucket,
     ]
 
 
@@ -240,6 +241,40 @@ def ensure_bucket(aws: AwsClients, name: str) -> bool:
     return True
 
 
+#: The copies bucket's lifecycle rule that expires QM's copies of call recordings.
+COPIES_EXPIRY_RULE = "expire-recording-copies"
+
+
+def copies_expiry_rule(days: int) -> dict[str, Any]:
+    return {
+        "ID": COPIES_EXPIRY_RULE,
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "Expiration": {"Days": days},
+    }
+
+
+def ensure_copies_retention(aws: AwsClients, bucket: str, days: int) -> bool:
+    """The copies bucket's expiry rule as ``recordings_copy_retention_days`` says (0: none),
+    the bucket's other rules kept. True when it changed."""
+    s3 = aws.s3
+    try:
+        rules = list(s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", []))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchLifecycleConfiguration":
+            raise
+        rules = []
+    others = [r for r in rules if r.get("ID") != COPIES_EXPIRY_RULE]
+    wanted = [*others, copies_expiry_rule(days)] if days else others
+    if wanted == rules:
+        return False
+    if wanted:
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": wanted})  # type: ignore[typeddict-item]
+    else:
+        s3.delete_bucket_lifecycle(Bucket=bucket)
+    return True
+
+
 def ensure_queue(aws: AwsClients, name: str, attributes: dict[str, Any]) -> tuple[str, bool]:
     sqs = aws.sqs
     try:
@@ -316,6 +351,10 @@ def bootstrap(settings: Settings, aws: AwsClients | None = None) -> BootstrapRep
         report.note(f"dynamodb table {spec.name}", ensure_table(aws, spec))
     for bucket in bucket_names(settings):
         report.note(f"s3 bucket {bucket}", ensure_bucket(aws, bucket))
+    # The copies' retention: noted only when the rule changed (there is none to create at 0).
+    copies, days = settings.recordings_copy_bucket, settings.recordings_copy_retention_days
+    if ensure_copies_retention(aws, copies, days):
+        report.note(f"s3 lifecycle {copies}", True)
     for queue in queue_specs(settings):
         attributes = {"MessageRetentionPeriod": str(MAX_RETENTION_SECONDS)}
         if queue.dead_letter:

@@ -595,6 +595,9 @@ class Doctor:
             (self.settings.quarantine_bucket, False),
         ):
             self._check_bucket(bucket, recordings)
+        if self.settings.recordings_copy:
+            # QM's copies of the recordings: a bucket that is gone fails every batch with a recording.
+            self._check_bucket(self.settings.recordings_copy_bucket, False)
         self._check_missing_recording_answer(self.settings.recordings_bucket)
         # The other buckets CTRs may name (an instance's earlier bucket): the service reads their
         # recordings' headers itself, and a bucket that is gone fails every batch naming it.

@@ -41,6 +41,7 @@ from processor.adapters.contacts import ClaimResult, DynamoContactStore, StoredC
 from processor.adapters.join_store import DueItem, DynamoJoinStore, SeenObject
 from processor.adapters.media import S3Media
 from processor.adapters.output import OutputStream, emission_id
+from processor.adapters.recording_copy import RecordingCopier
 from processor.adapters.users import UserDirectory
 from processor.core.ctr import ContactRecord, format_instant, parse_instant
 from processor.core.join import (
@@ -185,6 +186,8 @@ class Joiner:
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     claim_lease_s: float = CLAIM_LEASE_S
     screen: ScreenHook | None = None
+    #: QM's own copy of each recording, made when the recording is first read (None: off).
+    copier: RecordingCopier | None = None
     probe_after: timedelta = PROBE_AFTER
     #: Requests of one wave run side by side on ``io``; the parts of a wave that are
     #: themselves waves (a bulk read beside a bulk write) on ``waves``, so that neither pool
@@ -788,8 +791,21 @@ class Joiner:
             event = notified.get(location)
             seen_at = event.event_time if event is not None and event.event_time is not None else now
             parties = duration.parties.parties.value if duration.parties is not None else None
+            copied = None
+            if self.copier is not None:
+                copier = self.copier
+                copied = retry_transient(lambda: copier.copy(location, info.size), "recording.copy")
             return SeenObject(
-                RecordingObject(location, info.size, seen_at, duration.seconds, duration.source, parties),
+                RecordingObject(
+                    location,
+                    info.size,
+                    seen_at,
+                    duration.seconds,
+                    duration.source,
+                    parties,
+                    copy_location=copied.location if copied is not None else None,
+                    copy_error=copied.error if copied is not None else None,
+                ),
                 info.etag,
             )
 

@@ -125,7 +125,13 @@ def queue(name: str) -> str:
 
 def bucket_parameters(settings: Settings) -> dict[str, str]:
     """Bucket name -> the stack's parameter naming it (S3 names are global)."""
-    names = ("RecordingsBucketName", "QuarantineBucketName", "ScreenBucketName", "ArchiveBucketName")
+    names = (
+        "RecordingsBucketName",
+        "QuarantineBucketName",
+        "ScreenBucketName",
+        "ArchiveBucketName",
+        "RecordingCopiesBucketName",
+    )
     return dict(zip(bucket_names(settings), names, strict=True))
 
 
@@ -212,6 +218,13 @@ def _emission(s: Settings, sid: str) -> tuple[Statement, ...]:
             f"{sid}ReadRecordings",
             ("s3:GetObject",),
             tuple(objects(s, b, s.recordings_key_prefix) for b in recordings_buckets(s)),
+        ),
+        # QM's own copy of each recording: copied server-side when first read (CopyObject, or
+        # UploadPartCopy in parts: AbortMultipartUpload when one fails), played by the console.
+        Statement(
+            f"{sid}KeepRecordingCopies",
+            ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
+            (objects(s, s.recordings_copy_bucket),),
         ),
         # Quarantined payloads hold phone numbers: written here, read only by the operator.
         Statement(f"{sid}WriteQuarantine", ("s3:PutObject",), (objects(s, s.quarantine_bucket),)),

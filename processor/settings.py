@@ -154,6 +154,27 @@ class Settings(BaseSettings):
     recordings_queue: Annotated[
         str, Field(description="SQS queue fed by the bucket's ObjectCreated events")
     ] = "qm-recording-events"
+    recordings_copy: Annotated[
+        bool,
+        Field(
+            description="Keep QM's own copy of every call recording (server-side copy into the "
+            "recording copies bucket when its contact is joined; played from there). Off for centres "
+            "that keep Connect's bucket as the archive"
+        ),
+    ] = True
+    recordings_copy_bucket: Annotated[
+        str,
+        Field(description="S3 bucket of QM's copies of call recordings (same keys as in Connect's bucket)"),
+    ] = "qm-recording-copies"
+    recordings_copy_retention_days: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=36500,
+            description="Days QM keeps its copy of a call recording (the copies bucket's lifecycle "
+            "rule; 0 = until deleted)",
+        ),
+    ] = 0
     contacts_table: Annotated[str, Field(description="DynamoDB table of imported QM contacts")] = (
         "qm-contacts"
     )

@@ -35,6 +35,8 @@ from processor.settings import Settings
 ABORT_MULTIPART_DAYS = 7
 CREATE_STREAMS = "CreateConnectStreams"
 CREATE_RECORDINGS_BUCKET = "CreateRecordingsBucket"
+COPIES_RETENTION = "RecordingCopiesRetentionDays"
+EXPIRE_COPIES = "ExpireRecordingCopies"
 TRUSTED_PRINCIPAL = "TrustedPrincipalArn"
 HAS_TRUSTED_PRINCIPAL = "HasTrustedPrincipal"
 
@@ -172,6 +174,20 @@ def _buckets(settings: Settings) -> dict[str, Any]:
                 ]
             },
         }
+        if bucket == settings.recordings_copy_bucket:
+            properties["LifecycleConfiguration"]["Rules"].append(
+                {
+                    "Fn::If": [
+                        EXPIRE_COPIES,
+                        {
+                            "Id": "expire-recording-copies",
+                            "Status": "Enabled",
+                            "ExpirationInDays": {"Ref": COPIES_RETENTION},
+                        },
+                        {"Ref": "AWS::NoValue"},
+                    ]
+                }
+            )
         if bucket in notifications:
             properties["NotificationConfiguration"] = {"QueueConfigurations": notifications[bucket]}
         resource: dict[str, Any] = {
@@ -268,6 +284,7 @@ def _environment(settings: Settings) -> list[dict[str, Any]]:
         (settings.quarantine_bucket, "QM_QUARANTINE_BUCKET"),
         (settings.screen_bucket, "QM_SCREEN_BUCKET"),
         (settings.archive_bucket, "QM_ARCHIVE_BUCKET"),
+        (settings.recordings_copy_bucket, "QM_RECORDINGS_COPY_BUCKET"),
     ):
         env.append({"Name": setting, "Value": _imported(_bucket_parameter(settings, bucket))})
     env.append({"Name": "QM_INSTANCE_ARN", "Value": {"Ref": "ConnectInstanceArn"}})
@@ -442,6 +459,13 @@ def template(settings: Settings) -> dict[str, Any]:
             "`qm-ingest bootstrap` once to add the ObjectCreated rule to it)"
         ),
     }
+    parameters[COPIES_RETENTION] = {
+        "Type": "Number",
+        "MinValue": 0,
+        "Default": settings.recordings_copy_retention_days,
+        "Description": "Days QM keeps its copy of a call recording (QM_RECORDINGS_COPY_RETENTION_DAYS); "
+        "0: until deleted",
+    }
     parameters[TRUSTED_PRINCIPAL] = {
         "Type": "String",
         "Default": "",
@@ -479,6 +503,7 @@ def template(settings: Settings) -> dict[str, Any]:
             CREATE_STREAMS: {"Fn::Equals": [{"Ref": CREATE_STREAMS}, "true"]},
             CREATE_RECORDINGS_BUCKET: {"Fn::Equals": [{"Ref": CREATE_RECORDINGS_BUCKET}, "true"]},
             HAS_TRUSTED_PRINCIPAL: {"Fn::Not": [{"Fn::Equals": [{"Ref": TRUSTED_PRINCIPAL}, ""]}]},
+            EXPIRE_COPIES: {"Fn::Not": [{"Fn::Equals": [{"Ref": COPIES_RETENTION}, 0]}]},
         },
         "Resources": resources,
         "Outputs": outputs,

@@ -13,6 +13,7 @@ from processor.adapters.join_store import DynamoJoinStore
 from processor.adapters.media import S3Media
 from processor.adapters.output import OutputStream
 from processor.adapters.quarantine import DynamoQuarantine
+from processor.adapters.recording_copy import RecordingCopier
 from processor.adapters.runtime_config import RuntimeConfigReader, RuntimeConfigStore
 from processor.adapters.users import DynamoUserDirectory
 from processor.core.ctr import AcceptedInstances
@@ -124,6 +125,7 @@ def build_joiner(settings: Settings, aws: AwsClients, *, screen: bool = True) ->
         locations=settings.recording_locations,
         observer=JoinMetrics(),
         screen=build_screen_control(settings, aws) if screen else None,
+        copier=RecordingCopier(aws.s3, settings.recordings_copy_bucket) if settings.recordings_copy else None,
     )
 
 

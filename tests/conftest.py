@@ -76,6 +76,7 @@ def unique_names(prefix: str = "t") -> dict[str, str]:
         "QM_ARCHIVE_BUCKET": f"{base}-archive",
         "QM_ARCHIVE_QUEUE": f"{base}-archq",
         "QM_ARCHIVE_CURSOR_TABLE": f"{base}-cursor",
+        "QM_RECORDINGS_COPY_BUCKET": f"{base}-copies",
     }
 
 

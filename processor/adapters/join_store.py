@@ -140,6 +140,10 @@ class DynamoJoinStore:
                 attrs["duration_source"] = {"S": obj.duration_source}
             if obj.recorded_parties:
                 attrs["recorded_parties"] = {"S": obj.recorded_parties}
+            if obj.copy_location:
+                attrs["copy_location"] = {"S": obj.copy_location}
+            if obj.copy_error:
+                attrs["copy_error"] = {"S": obj.copy_error}
             requests.append((self._table, {"PutRequest": {"Item": attrs}}))
             if orphan_due is not None:
                 pk = f"orphan#{obj.location}"
@@ -302,4 +306,6 @@ def _object(location: str, item: dict[str, Any]) -> RecordingObject:
         duration_seconds=float(duration) if duration is not None else None,
         duration_source=item.get("duration_source", {}).get("S"),
         recorded_parties=item.get("recorded_parties", {}).get("S"),
+        copy_location=item.get("copy_location", {}).get("S"),
+        copy_error=item.get("copy_error", {}).get("S"),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -700,23 +700,36 @@ async def _contact(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
     return with_every_field((await _stored(deps, request)).doc, deps.settings.zone)
 
 
-def _recording_location(deps: ConsoleDeps, doc: Mapping[str, Any]) -> tuple[str | None, bool]:
-    """(the contact's call-recording location, refused). A stored contact is checked again
-    before anything of it is read: a location outside the recordings buckets or Connect's
-    key layout for this contact is refused, never touched in S3."""
+def _recording_locations(deps: ConsoleDeps, doc: Mapping[str, Any]) -> tuple[list[str], bool]:
+    """(where the contact's call recording may be played from, first choice first; refused).
+    A stored contact is checked again before anything of it is read: a location outside the
+    recordings buckets or Connect's key layout for this contact is refused, never touched in
+    S3. QM's own copy comes first, and only where it must be: the copies bucket, the same key."""
     location = doc.get("recording_location")
     if not isinstance(location, str) or not location:
-        return None, False
+        return [], False
     rejection = deps.settings.recording_locations.check(location, str(doc.get("contact_id")))
-    if rejection is None:
-        return location, False
-    log.warning(
-        "call recording outside the recordings buckets refused",
-        contact_id=str(doc.get("contact_id")),
-        reason=rejection.reason,
-        bucket=rejection.bucket[:63],
-    )
-    return None, True
+    if rejection is not None:
+        log.warning(
+            "call recording outside the recordings buckets refused",
+            contact_id=str(doc.get("contact_id")),
+            reason=rejection.reason,
+            bucket=rejection.bucket[:63],
+        )
+        return [], True
+    copy = doc.get("qm_recording_location")
+    if copy == f"{deps.settings.recordings_copy_bucket}/{location.partition('/')[2]}":
+        return [copy, location], False
+    return [location], False
+
+
+def _recording_media(deps: ConsoleDeps, locations: Sequence[str]) -> Media | None:
+    """The first of ``locations`` that is in S3 (QM's copy, else Connect's recording)."""
+    for location in locations:
+        media = deps.objects.media(location, "audio/wav")
+        if media is not None:
+            return media
+    return None
 
 
 async def contact_page(
@@ -724,17 +737,17 @@ async def contact_page(
 ) -> Response:
     stored = await _stored(deps, request)
     doc = with_every_field(stored.doc, deps.settings.zone)
-    location, refused = _recording_location(deps, doc)
+    locations, refused = _recording_locations(deps, doc)
     parties = None
     recording_present = False
     # Stored at import (read once from the recording); computed here only for contacts
     # imported before the parties were stored.
     stored_parties = doc.get("recorded_parties") if isinstance(doc.get("recorded_parties"), str) else None
-    if location is not None:
+    if locations:
         try:
-            recording_present = await run_in_threadpool(deps.objects.media, location, "audio/wav") is not None
+            recording_present = await run_in_threadpool(_recording_media, deps, locations) is not None
             if recording_present and stored_parties is None:
-                parties = await run_in_threadpool(deps.inspector.parties, location)
+                parties = await run_in_threadpool(deps.inspector.parties, locations[-1])
         except (ClientError, BotoCoreError, ValueError):
             parties = None
     has_screen = bool(doc.get("screen_recording_location"))
@@ -796,14 +809,14 @@ def _ranged(request: Request, media: Media) -> Response:
 
 async def contact_audio(request: Request, deps: ConsoleDeps, account: ConsoleAccount) -> Response:
     doc = await _contact(deps, request)
-    location, refused = _recording_location(deps, doc)
+    locations, refused = _recording_locations(deps, doc)
     if refused:
         raise HTTPException(
             403, "This contact's call recording is outside the recordings bucket: not played."
         )
-    if location is None:
+    if not locations:
         raise HTTPException(404, "This contact has no call recording.")
-    media = await run_in_threadpool(deps.objects.media, location, "audio/wav")
+    media = await run_in_threadpool(_recording_media, deps, locations)
     if media is None:
         raise HTTPException(404, "The call recording is not in S3 (yet).")
     await _audit_playback(deps, account, doc, "audio", request)

@@ -31,6 +31,8 @@ FLAG_DURATION_FROM_SIZE = "duration_from_size"
 FLAG_DURATION_SHORT = "duration_mismatch_short"
 FLAG_DURATION_LONG = "duration_mismatch_long"
 FLAG_RECORDING_UNREADABLE = "recording_unreadable"
+#: QM could not keep its own copy of a recording (the contact is imported all the same).
+FLAG_RECORDING_COPY_FAILED = "recording_copy_failed"
 
 #: Amazon Connect call recordings: stereo 16-bit PCM at 8 kHz.
 CONNECT_BYTE_RATE = 8000 * 2 * 2
@@ -71,6 +73,11 @@ class RecordingObject:
     duration_source: str | None = None  # "header" | "size" | "unreadable"
     #: Which parties the recording carries (``RecordedParties``); None: read before it was stored.
     recorded_parties: str | None = None
+    #: QM's own copy of the recording (``bucket/key``); None: not copied (copying off, or
+    #: seen before copies were kept).
+    copy_location: str | None = None
+    #: Why the copy could not be made (an S3 error code); the contact is flagged.
+    copy_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +167,7 @@ _JOIN_FLAGS = frozenset(
         FLAG_DURATION_LONG,
         FLAG_RECORDING_UNREADABLE,
         FLAG_RECORDING_DELETED,
+        FLAG_RECORDING_COPY_FAILED,
     }
 )
 
@@ -216,7 +224,10 @@ def decide(  # noqa: PLR0912 - one decision table, read top to bottom
             flags.append(FLAG_DURATION_FROM_SIZE)
         elif obj.duration_source == "unreadable":
             flags.append(FLAG_RECORDING_UNREADABLE)
+        if obj.copy_error is not None:
+            flags.append(FLAG_RECORDING_COPY_FAILED)
     primary = base.recording_location
+    primary_obj = objects.get(primary) if primary else None
     parties = _recorded_parties(primary, live, objects)
     call_duration = durations.get(primary) if primary else None
     if call_duration is None and durations:
@@ -231,6 +242,7 @@ def decide(  # noqa: PLR0912 - one decision table, read top to bottom
         base,
         call_duration_seconds=round(call_duration, 3) if call_duration is not None else None,
         recorded_parties=parties,
+        qm_recording_location=primary_obj.copy_location if primary_obj is not None else None,
         join_state=state.value,
         flags=tuple(dict.fromkeys(flags)),
     )

@@ -112,6 +112,8 @@ class QmContact:
     #: Which parties the call recording carries (agent / customer / both / none / unknown:
     #: the seed's Recording Behavior), read from the recording at import; None until read.
     recorded_parties: str | None = None
+    #: QM's own copy of the call recording (``bucket/key``), played instead of Connect's.
+    qm_recording_location: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,6 +148,7 @@ class QmContact:
             "screen_recording_location": self.screen_recording_location,
             "screen_coverage": self.screen_coverage,
             "recorded_parties": self.recorded_parties,
+            "qm_recording_location": self.qm_recording_location,
         }
 
     def with_screen_of(self, other: QmContact) -> QmContact:
@@ -278,6 +281,7 @@ def map_contact(record: ContactRecord, user: QmUser | None = None) -> QmContact:
         _raw_endpoint(system),
         _raw_endpoint(customer),
         tuple(flags),
+        None,
         None,
         None,
         None,

@@ -224,6 +224,12 @@ class FaultProxy:
         self._open.set()
         for writer in list(self._writers):
             writer.transport.abort()
+        # Every connection's tasks end here, not as "destroyed but pending" when the loop closes.
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         assert self._loop is not None

@@ -375,6 +375,11 @@ def user_for(label: str, acd_id: str | None) -> QmUser | None:
     return QmUser(username=acd_id, first_name=f"First {acd_id}", last_name=f"Last {acd_id}")
 
 
+#: QM contact fields added after the reference was written, with the value mapping gives them
+#: (the join fills them in later): a mapped contact carrying exactly that value decides as before.
+ADDED_SINCE_REFERENCE: dict[str, Any] = {"qm_recording_location": None}
+
+
 def decide(case: Case) -> list[Any]:
     """``[payload digest, reason or "accepted", detail, QM contact dict or None]``."""
     digest = hashlib.sha256(case.payload).hexdigest()[:16]
@@ -384,7 +389,11 @@ def decide(case: Case) -> list[Any]:
     except InvalidInput as exc:
         return [digest, exc.reason, exc.detail, None]
     user = user_for(case.label, record.agent.username if record.agent else None)
-    return [digest, "accepted", None, map_contact(record, user).to_dict()]
+    contact = map_contact(record, user).to_dict()
+    for name, value in ADDED_SINCE_REFERENCE.items():
+        if contact.get(name, value) == value:
+            contact.pop(name, None)
+    return [digest, "accepted", None, contact]
 
 
 def write_reference() -> dict[str, int]:
