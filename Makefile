@@ -28,6 +28,11 @@ $(STAMP): $(LOCKS)
 	# Every Python package at its locked version and hash, the build tools included: the
 	# builds (amazon_kclpy's downloads the KCL jars from Maven Central into the package, and
 	# the project's own) run without isolation, so nothing unhashed is fetched.
+	# First the locked pip itself (hash-checked): the venv's bundled pip (23.2) takes an extra
+	# (pip-audit's CacheControl[filecache]) from the index's newest release, which the lock
+	# does not pin, and refuses the whole lock.
+	sed -n '/^pip==/,/# via/p' requirements-dev.lock > $(VENV)/pip.lock
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(VENV)/pip.lock
 	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@$(BIN)/python -c 'from processor.adapters.kcl.daemon import jars_dir; from processor.settings import Settings; print("KCL jars:", jars_dir(Settings()))'
