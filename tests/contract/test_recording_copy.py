@@ -47,6 +47,15 @@ def proxy(emulator: str) -> Iterator[FaultProxy]:
         yield running
 
 
+def refuse_copies(
+    proxy: FaultProxy, settings: Settings, code: str, message: str, status: int, *, times: int | None
+) -> None:
+    """S3's answer ``code`` to the copies (a copy is a PUT into the copies bucket)."""
+    proxy.inject(
+        s3_error(code, message, status=status, path=f"PUT /{settings.recordings_copy_bucket}/", times=times)
+    )
+
+
 def played(settings: Settings, aws: Any, contact_id: str) -> tuple[int, bytes, str]:
     """The console's audio for the contact (signed in as an evaluator), and its page."""
     import httpx
@@ -136,14 +145,7 @@ def test_a_recording_that_refuses_its_copy_is_imported_flagged(
     settings = bootstrapped.model_copy(update={"aws_endpoint_url": proxy.endpoint})
     _, raw, location = ctr("c-gone", settings, talk=15)
     upload(aws, location, 15.0)
-    proxy.inject(
-        s3_error(
-            "NoSuchKey",
-            "The specified key does not exist.",
-            status=404,
-            path=f"PUT /{settings.recordings_copy_bucket}/",
-        )
-    )
+    refuse_copies(proxy, settings, "NoSuchKey", "The specified key does not exist.", 404, times=1)
     build_ingest(settings, AwsClients(settings)).process([record(raw)])
     stored = DynamoContactStore(aws.dynamodb, settings.contacts_table).load("c-gone")
     assert stored is not None and stored.view.state is JoinState.JOINED
@@ -162,15 +164,7 @@ def test_a_copies_bucket_that_refuses_fails_the_batch_until_it_is_fixed(
     settings = bootstrapped.model_copy(update={"aws_endpoint_url": proxy.endpoint})
     _, raw, location = ctr("c-denied-copy", settings, talk=15)
     upload(aws, location, 15.0)
-    proxy.inject(
-        s3_error(
-            "AccessDenied",
-            "Access Denied",
-            status=403,
-            path=f"PUT /{settings.recordings_copy_bucket}/",
-            times=None,
-        )
-    )
+    refuse_copies(proxy, settings, "AccessDenied", "Access Denied", 403, times=None)
     ingest = build_ingest(settings, AwsClients(settings))
     with pytest.raises(ClientError) as caught:
         ingest.process([record(raw)])
