@@ -441,12 +441,20 @@ class DesktopAgent:
         )
 
     def _wait_for_flush(self, until: datetime) -> None:
-        """An open segment may not have sealed the contact's last second yet: wait for it."""
-        deadline = self.clock.now() + timedelta(seconds=3 + 2 * self.config.encoder.keyframe_seconds)
+        """An open segment may not have sealed the contact's last second yet: wait for it.
+
+        The wait gives up only when the recorder stops sealing: each fragment it seals starts
+        the patience again, so an encoder that is slow (a loaded PC) is waited for, and one that
+        is stuck costs a few keyframe intervals."""
+        patience = timedelta(seconds=3 + 2 * self.config.encoder.keyframe_seconds)
+        deadline = self.clock.now() + patience
+        last: datetime | None = None
         while self.recorder.recording and until <= self.clock.now() < deadline:
             flushed = self.recorder.current_flushed_until()
             if flushed is None or flushed >= until:
                 return
+            if flushed != last:
+                last, deadline = flushed, self.clock.now() + patience
             self.clock.sleep(0.2)
 
     def _extract(self, command: DesktopCommand, interval: Interval) -> dict[str, Any]:
