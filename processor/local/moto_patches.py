@@ -35,6 +35,15 @@ moto's dispatcher finds the backend of every request by listing moto's package d
 service's URL patterns, under one lock that every request takes: a tenth of the emulator's
 CPU in the backfill benchmark, and a queue in front of every request (measured with a
 sampling profiler). The answer depends only on the host, so it is remembered per host.
+
+moto parses every update and condition expression from its text, twice for an update in a
+transaction (once to validate the request, once to apply it), and builds each item by adding
+its attributes one at a time, re-measuring the whole item at each: quadratic in the number of
+attributes. In the backfill benchmark these were a sixth of the emulator's CPU (sampling
+profiler). A service sends the same few expressions with different values, so the parsed
+update expression (which moto's validator deep-copies before it touches it) and the condition's
+tokens are remembered per expression text; an item is measured once, against the same limit
+(sizes only add up, so the last of moto's checks is the one that decides).
 """
 
 from __future__ import annotations
@@ -221,9 +230,67 @@ def _backend_per_host(method: Any) -> Any:
     return get_backend_for_host
 
 
+_PARSED_LIMIT = 1024
+
+
+def _remembered_update_parser(make: Any) -> Any:
+    parsed: dict[str, Any] = {}
+
+    def remembered(cls: Any, expression_str: str) -> Any:
+        try:
+            return parsed[expression_str]
+        except KeyError:
+            pass
+        ast = make(expression_str)  # an invalid expression raises, and nothing is remembered
+        if len(parsed) >= _PARSED_LIMIT:
+            parsed.clear()
+        parsed[expression_str] = ast
+        return ast
+
+    remembered.qm_patched = True  # type: ignore[attr-defined]
+    return classmethod(remembered)
+
+
+def _remembered_condition_lexer(lex: Any) -> Any:
+    from collections import deque
+
+    lexed: dict[str, tuple[Any, ...]] = {}
+
+    def remembered(self: Any) -> Any:
+        text = self.condition_expression
+        nodes = lexed.get(text)
+        if nodes is None:
+            nodes = tuple(lex(self))  # the tokens are namedtuples: shared, never changed
+            if len(lexed) >= _PARSED_LIMIT:
+                lexed.clear()
+            lexed[text] = nodes
+        return deque(nodes)
+
+    remembered.qm_patched = True  # type: ignore[attr-defined]
+    return remembered
+
+
+def item_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+    """moto's ``Item.__init__``, the item measured once instead of once per attribute."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+    from moto.dynamodb.models.utilities import bytesize
+
+    self.hash_key = hash_key
+    self.range_key = range_key
+    values = {key: DynamoType(value) for key, value in attrs.items()}
+    if sum(bytesize(key) + value.size() for key, value in values.items()) > 405000:  # moto's limit
+        raise ItemSizeTooLarge
+    self.attrs = LimitedSizeDict()
+    dict.update(self.attrs, values)
+
+
 def apply() -> None:
     """Install the replacements in this process's moto (the emulator server calls this)."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
     from moto.kinesis.models import Shard
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
     from moto.sqs.models import Message, SQSBackend
@@ -241,3 +308,9 @@ def apply() -> None:
         per_host = _backend_per_host(DomainDispatcherApplication.get_backend_for_host)
         per_host.qm_per_host = True
         DomainDispatcherApplication.get_backend_for_host = per_host  # type: ignore[method-assign]
+    if not getattr(UpdateExpressionParser.make, "qm_patched", False):
+        UpdateExpressionParser.make = _remembered_update_parser(UpdateExpressionParser.make)
+    lexer = ConditionExpressionParser._lex_condition_expression
+    if not getattr(lexer, "qm_patched", False):
+        ConditionExpressionParser._lex_condition_expression = _remembered_condition_lexer(lexer)  # type: ignore[method-assign]
+    Item.__init__ = item_init  # type: ignore[method-assign]

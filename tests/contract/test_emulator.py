@@ -227,3 +227,96 @@ def test_get_records_reads_from_the_iterators_position(emulator: str) -> None:
                 break
             at_child = got["NextShardIterator"]
     assert len(seen) == len(set(seen)) and set(seen) >= {b"a-0", b"c-2", b"b39-499"}
+
+
+def test_dynamodb_expressions_and_item_sizes_keep_their_semantics(emulator: str) -> None:
+    """The emulator remembers parsed expressions by their text and measures an item once
+    (processor/local/moto_patches.py): the same expression with other values writes those
+    values, in one transaction too; a condition still decides per item; a malformed expression
+    is refused every time; an item over DynamoDB's size limit is still refused."""
+    import uuid
+
+    import pytest
+    from botocore.exceptions import ClientError
+
+    dynamodb = boto3.client("dynamodb", endpoint_url=emulator, region_name="us-east-1")
+    table = f"expressions-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    update = "SET #v = :v, #n = if_not_exists(#n, :zero) + :one"
+    names = {"#v": "value", "#n": "count"}
+
+    def values(v: str) -> dict[str, Any]:
+        return {":v": {"S": v}, ":zero": {"N": "0"}, ":one": {"N": "1"}}
+
+    def item(pk: str) -> dict[str, Any]:
+        return dynamodb.get_item(TableName=table, Key={"pk": {"S": pk}}, ConsistentRead=True)["Item"]
+
+    for pk, v in (("a", "first"), ("b", "second"), ("a", "third")):
+        dynamodb.update_item(
+            TableName=table,
+            Key={"pk": {"S": pk}},
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values(v),
+        )
+    assert (item("a")["value"], item("a")["count"]) == ({"S": "third"}, {"N": "2"})
+    assert (item("b")["value"], item("b")["count"]) == ({"S": "second"}, {"N": "1"})
+
+    dynamodb.transact_write_items(
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": pk}},
+                    "UpdateExpression": update,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values(f"in-transaction-{pk}"),
+                }
+            }
+            for pk in ("a", "c")
+        ]
+    )
+    assert item("a")["value"] == {"S": "in-transaction-a"} and item("c")["value"] == {"S": "in-transaction-c"}
+
+    condition = "attribute_not_exists(pk) OR #n < :limit"
+    for pk, limit, accepted in (("a", "10", True), ("a", "2", False), ("d", "0", True)):
+        call = dict(
+            TableName=table,
+            Key={"pk": {"S": pk}},
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={**values("conditional"), ":limit": {"N": limit}},
+        )
+        if accepted:
+            dynamodb.update_item(**call)
+        else:
+            with pytest.raises(ClientError) as refused:
+                dynamodb.update_item(**call)
+            assert refused.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert item("a")["count"] == {"N": "4"} and item("d")["count"] == {"N": "1"}
+
+    for _ in range(2):
+        with pytest.raises(ClientError) as malformed:
+            dynamodb.update_item(
+                TableName=table,
+                Key={"pk": {"S": "a"}},
+                UpdateExpression="SET #v = = :v",
+                ExpressionAttributeNames={"#v": "value"},
+                ExpressionAttributeValues={":v": {"S": "x"}},
+            )
+        assert malformed.value.response["Error"]["Code"] == "ValidationException"
+
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "big"}, "blob": {"S": "x" * 300_000}})
+    with pytest.raises(ClientError) as too_large:
+        dynamodb.put_item(
+            TableName=table,
+            Item={"pk": {"S": "huge"}, **{f"part{i}": {"S": "x" * 100_000} for i in range(5)}},
+        )
+    assert too_large.value.response["Error"]["Code"] == "ValidationException"
+    assert "size" in too_large.value.response["Error"]["Message"].lower()
