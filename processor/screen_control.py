@@ -7,7 +7,8 @@
 * Results from desktops -> the QM contact (status, location, coverage), versioned and
   emitted like every other change; ``sync_request`` -> republish what has no result yet.
 * Segment release: ``release_segments_before`` once nothing can still need a segment
-  (see :func:`release_before` and the timeline in docs/screen-recording.md).
+  (see :func:`processor.core.agent_events.release_before` and the timeline in
+  docs/screen-recording.md).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from processor.adapters.aws import fails_the_batch
 from processor.adapters.commands import AgentStates, CommandPublisher, CommandStore
 from processor.adapters.quarantine import Quarantine
 from processor.adapters.runtime_config import RuntimeConfigReader
-from processor.core.agent_events import AgentEvent, Intent, apply, parse_agent_event
+from processor.core.agent_events import AgentEvent, Intent, apply, parse_agent_event, release_before
 from processor.core.ctr import AcceptedInstances, format_instant
 from processor.core.desktop_protocol import CommandType, build_command, extract_command_id
 from processor.core.mapping import QmContact
@@ -49,35 +50,6 @@ class UserLookup(Protocol):
 
 def _instant(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def release_before(
-    *,
-    consumed_until: datetime | None,
-    window: timedelta,
-    slack: timedelta,
-    contacts: Sequence[tuple[datetime, datetime]] = (),
-) -> datetime | None:
-    """Up to when an agent's segments can no longer be needed by any contact.
-
-    A segment ending at ``e`` is needed by every contact of the agent that starts before
-    ``e``. A contact reaches the CTR stream at most ``window`` after it ends (the join
-    window is that bound) and its extraction is published before the stream is
-    checkpointed past it. So once every shard is consumed up to ``consumed_until``, every
-    contact that ended before ``cutoff = consumed_until - window - slack`` has been
-    imported and its extraction published. A contact the agent event stream showed in hand
-    at or after ``cutoff`` (``contacts``: its start and the last time it was seen in hand)
-    may still be on its way: it holds the watermark at its start. ``slack`` absorbs clock
-    skew between Connect and us.
-    """
-    if consumed_until is None:
-        return None
-    cutoff = consumed_until - window - slack
-    before = cutoff
-    for start, last_seen in contacts:
-        if last_seen >= cutoff:
-            before = min(before, start)
-    return before
 
 
 @dataclass

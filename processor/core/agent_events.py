@@ -13,13 +13,14 @@ with what means the same:
 Per agent, the last applied event wins; an event older than it (Kinesis re-delivery, a
 replay) changes nothing, and a start while recording (or a stop while stopped) produces no
 command. The contacts the agent has in hand are remembered for a while: they hold back
-segment release (see :func:`processor.screen_control.release_before`).
+segment release (see :func:`release_before`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -181,3 +182,32 @@ def apply(
     if intent is Intent.STOP and state.recording:
         return replace(new, recording=False), Intent.STOP
     return new, Intent.NONE
+
+
+def release_before(
+    *,
+    consumed_until: datetime | None,
+    window: timedelta,
+    slack: timedelta,
+    contacts: Sequence[tuple[datetime, datetime]] = (),
+) -> datetime | None:
+    """Up to when an agent's segments can no longer be needed by any contact.
+
+    A segment ending at ``e`` is needed by every contact of the agent that starts before
+    ``e``. A contact reaches the CTR stream at most ``window`` after it ends (the join
+    window is that bound) and its extraction is published before the stream is
+    checkpointed past it. So once every shard is consumed up to ``consumed_until``, every
+    contact that ended before ``cutoff = consumed_until - window - slack`` has been
+    imported and its extraction published. A contact the agent event stream showed in hand
+    at or after ``cutoff`` (``contacts``: its start and the last time it was seen in hand)
+    may still be on its way: it holds the watermark at its start. ``slack`` absorbs clock
+    skew between Connect and us.
+    """
+    if consumed_until is None:
+        return None
+    cutoff = consumed_until - window - slack
+    before = cutoff
+    for start, last_seen in contacts:
+        if last_seen >= cutoff:
+            before = min(before, start)
+    return before

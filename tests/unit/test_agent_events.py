@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.core.agent_events import AgentRecording, Intent, apply, parse_agent_event
+from processor.core.agent_events import AgentRecording, Intent, apply, parse_agent_event, release_before
 from processor.exceptions import InvalidInput
-from processor.screen_control import release_before
 
 
 def events(samples_dir: Path) -> list[bytes]:
