@@ -1,0 +1,78 @@
+"""In-memory implementations of the ports, for application tests and tools that need no AWS.
+
+Each keeps the contract of its DynamoDB-backed counterpart, which one contract suite checks
+against both (``tests/contract/test_ports.py``): the quarantine is idempotent per position and
+payload and keeps the payload whole; the archive cursor counts an object as done only at the
+ETag it was imported at. They are thread-safe, as the services call them from pools.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from datetime import datetime
+
+import orjson
+
+from processor.adapters.archive import ArchiveObject, ObjectOutcome
+from processor.adapters.quarantine import QuarantineEntry, entry_id
+from processor.exceptions import InvalidInput
+
+
+class MemoryQuarantine:
+    """:class:`processor.adapters.quarantine.Quarantine` in a dict."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, QuarantineEntry] = {}
+        self._lock = threading.Lock()
+
+    def put(self, error: InvalidInput, at: str) -> str:
+        qid = entry_id(error.position, error.payload)
+        entry = QuarantineEntry(
+            id=qid,
+            reason=error.reason,
+            detail=error.detail[:2000],
+            # Stored as the DynamoDB one stores it: a JSON document, read back as a dict.
+            position=orjson.loads(orjson.dumps(error.position.as_dict() if error.position else {})),
+            payload=error.payload,
+            quarantined_at=at,
+        )
+        with self._lock:
+            self._entries[qid] = entry
+        return qid
+
+    def list(self) -> Iterator[QuarantineEntry]:
+        with self._lock:
+            entries = list(self._entries.values())
+        return iter(entries)
+
+    def summaries(self) -> Iterator[tuple[str, str, str]]:
+        for entry in self.list():
+            yield entry.reason, str(entry.position.get("source", "unknown")), entry.status
+
+    def mark_retried(self, entry_id: str) -> None:
+        with self._lock:
+            entry = self._entries.get(entry_id)
+            if entry is not None:
+                self._entries[entry_id] = replace(entry, status="retried")
+
+
+class MemoryArchiveCursor:
+    """:class:`processor.adapters.archive.ArchiveCursor` in a dict."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, tuple[str, ObjectOutcome, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def done(self, objects: Iterable[ArchiveObject]) -> set[str]:
+        with self._lock:
+            return {o.location for o in objects if (d := self._done.get(o.location)) and d[0] == o.etag}
+
+    def mark_done(self, obj: ArchiveObject, outcome: ObjectOutcome, now: datetime) -> None:
+        with self._lock:
+            self._done[obj.location] = (obj.etag, outcome, now)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._done)

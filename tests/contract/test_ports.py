@@ -1,0 +1,101 @@
+"""One contract per port, run against the DynamoDB-backed adapter (on the emulator) and the
+in-memory one (processor/adapters/memory.py): application tests that use the in-memory one
+rely on exactly what these tests hold for both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from processor.adapters.archive import ArchiveObject, DynamoArchiveCursor, ObjectOutcome
+from processor.adapters.memory import MemoryArchiveCursor, MemoryQuarantine
+from processor.adapters.quarantine import DynamoQuarantine
+from processor.exceptions import InvalidInput, SourcePosition
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def quarantine(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        return MemoryQuarantine()
+    settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
+    return DynamoQuarantine(aws.dynamodb, settings.quarantine_table, aws.s3, settings.quarantine_bucket)
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def cursor(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        return MemoryArchiveCursor()
+    settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
+    return DynamoArchiveCursor(aws.dynamodb, settings.archive_cursor_table)
+
+
+def test_quarantine_keeps_each_bad_input_once_with_its_payload_position_and_reason(quarantine: Any) -> None:
+    position = SourcePosition("kinesis", "qm-ctr", "shardId-000000000000", "42")
+    bad = InvalidInput("bad_json", "not JSON", payload=b"{oops", position=position)
+    large = bytes(range(256)) * 8000  # ~2 MB, hardly compressible: the DynamoDB one keeps it in S3
+    big = InvalidInput(
+        "oversized", "x" * 5000, payload=large, position=SourcePosition("archive", "b", object_key="k")
+    )
+
+    first = quarantine.put(bad, "2026-06-01T12:00:00.000Z")
+    assert quarantine.put(bad, "2026-06-01T12:00:09.000Z") == first  # a redelivery: the same entry
+    other = quarantine.put(big, "2026-06-01T12:00:01.000Z")
+    assert other != first
+
+    entries = {e.id: e for e in quarantine.list()}
+    assert set(entries) == {first, other}
+    assert (entries[first].reason, entries[first].detail, entries[first].payload) == (
+        "bad_json",
+        "not JSON",
+        b"{oops",
+    )
+    assert entries[first].position == position.as_dict()
+    assert entries[first].status == "open"
+    assert entries[other].payload == large
+    assert entries[other].detail == "x" * 2000  # details are bounded
+
+
+def test_quarantine_marks_an_entry_retried_and_summarises_without_payloads(quarantine: Any) -> None:
+    kept = quarantine.put(
+        InvalidInput("bad_json", "a", payload=b"a", position=SourcePosition("kinesis", "s")), "t"
+    )
+    retried = quarantine.put(
+        InvalidInput("bad_event", "b", payload=b"b", position=SourcePosition("sqs", "q")), "t"
+    )
+    quarantine.mark_retried(retried)
+    assert {e.id: e.status for e in quarantine.list()} == {kept: "open", retried: "retried"}
+    assert sorted(quarantine.summaries()) == [
+        ("bad_event", "sqs", "retried"),
+        ("bad_json", "kinesis", "open"),
+    ]
+
+
+def objects(n: int, etag: Callable[[int], str] = lambda i: f"e{i}") -> list[ArchiveObject]:
+    return [
+        ArchiveObject("archive", f"ctr/2026/06/01/12/part-{i:04d}.gz", 100 + i, etag(i)) for i in range(n)
+    ]
+
+
+def test_the_archive_cursor_counts_an_object_done_only_at_the_etag_it_was_imported_at(cursor: Any) -> None:
+    first = objects(3)
+    assert cursor.done(first) == set()
+    cursor.mark_done(first[0], ObjectOutcome(records=10, imported=9, quarantined=1), NOW)
+    cursor.mark_done(first[1], ObjectOutcome(), NOW)
+    assert cursor.done(first) == {first[0].location, first[1].location}
+    rewritten = objects(3, etag=lambda i: f"e{i}-rewritten")  # the same keys, written again
+    assert cursor.done(rewritten) == set()
+    cursor.mark_done(rewritten[0], ObjectOutcome(records=10), NOW)
+    assert cursor.done(first + rewritten[:1]) == {first[1].location, rewritten[0].location}
+    assert cursor.count() == 2
+
+
+def test_the_archive_cursor_answers_for_more_objects_than_one_read_holds(cursor: Any) -> None:
+    many = objects(250)  # BatchGetItem reads 100 keys at a time
+    for obj in many[::2]:
+        cursor.mark_done(obj, ObjectOutcome(records=1, imported=1), NOW)
+    assert cursor.done(many) == {o.location for o in many[::2]}
