@@ -3,7 +3,8 @@
 Each keeps the contract of its DynamoDB-backed counterpart, which one contract suite checks
 against both (``tests/contract/test_ports.py``): the quarantine is idempotent per position and
 payload and keeps the payload whole; the archive cursor counts an object as done only at the
-ETag it was imported at. They are thread-safe, as the services call them from pools.
+ETag it was imported at; the audit log keeps every entry, a day's newest first. They are
+thread-safe, as the services call them from pools.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 import orjson
 
 from processor.adapters.archive import ArchiveObject, ObjectOutcome
+from processor.adapters.audit import AuditEntry
 from processor.adapters.quarantine import QuarantineEntry, entry_id
 from processor.exceptions import InvalidInput
 
@@ -76,3 +78,20 @@ class MemoryArchiveCursor:
     def count(self) -> int:
         with self._lock:
             return len(self._done)
+
+
+class MemoryAuditLog:
+    """:class:`processor.adapters.audit.AuditLog` in a list (with the console's ``recent``)."""
+
+    def __init__(self) -> None:
+        self._entries: list[AuditEntry] = []
+        self._lock = threading.Lock()
+
+    def record(self, entry: AuditEntry) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def recent(self, day: str, limit: int = 50) -> list[AuditEntry]:
+        with self._lock:
+            of_day = [e for e in self._entries if e.at[:10] == day]
+        return sorted(of_day, key=lambda e: e.at, reverse=True)[:limit]

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from processor.adapters.archive import ArchiveObject, DynamoArchiveCursor, ObjectOutcome
-from processor.adapters.memory import MemoryArchiveCursor, MemoryQuarantine
+from processor.adapters.audit import AuditEntry, DynamoAuditLog
+from processor.adapters.memory import MemoryArchiveCursor, MemoryAuditLog, MemoryQuarantine
 from processor.adapters.quarantine import DynamoQuarantine
 from processor.exceptions import InvalidInput, SourcePosition
 
@@ -32,6 +33,14 @@ def cursor(request: pytest.FixtureRequest) -> Any:
         return MemoryArchiveCursor()
     settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
     return DynamoArchiveCursor(aws.dynamodb, settings.archive_cursor_table)
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def audit_log(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        return MemoryAuditLog()
+    settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
+    return DynamoAuditLog(aws.dynamodb, settings.audit_table)
 
 
 def test_quarantine_keeps_each_bad_input_once_with_its_payload_position_and_reason(quarantine: Any) -> None:
@@ -99,3 +108,24 @@ def test_the_archive_cursor_answers_for_more_objects_than_one_read_holds(cursor:
     for obj in many[::2]:
         cursor.mark_done(obj, ObjectOutcome(records=1, imported=1), NOW)
     assert cursor.done(many) == {o.location for o in many[::2]}
+
+
+def test_the_audit_log_keeps_every_entry_and_lists_a_day_newest_first(audit_log: Any) -> None:
+    def entry(at: str, action: str) -> AuditEntry:
+        return AuditEntry(at=at, actor="admin", action=action, target="jane", detail={"field": "role"})
+
+    audit_log.record(entry("2026-06-01T09:00:00.000Z", "user.update"))
+    audit_log.record(entry("2026-06-01T11:00:00.000Z", "user.update"))
+    audit_log.record(entry("2026-06-01T11:00:00.000Z", "user.update"))  # the same change twice: both kept
+    audit_log.record(entry("2026-06-01T10:00:00.000Z", "config.save"))
+    audit_log.record(entry("2026-06-02T08:00:00.000Z", "user.create"))
+    day = audit_log.recent("2026-06-01")
+    assert [(e.at[11:16], e.action) for e in day] == [
+        ("11:00", "user.update"),
+        ("11:00", "user.update"),
+        ("10:00", "config.save"),
+        ("09:00", "user.update"),
+    ]
+    assert day[0].detail == {"field": "role"}
+    assert [e.action for e in audit_log.recent("2026-06-01", limit=2)] == ["user.update", "user.update"]
+    assert [e.action for e in audit_log.recent("2026-06-02")] == ["user.create"]
