@@ -19,28 +19,34 @@ from processor.exceptions import InvalidInput, SourcePosition
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
+def _port(
+    request: pytest.FixtureRequest, memory: Callable[[], Any], emulated: Callable[[Any, Any], Any]
+) -> Any:
+    """The in-memory port, or the DynamoDB adapter on freshly bootstrapped emulator tables."""
+    if request.param == "memory":
+        return memory()
+    return emulated(request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws"))
+
+
 @pytest.fixture(params=["dynamodb", "memory"])
 def quarantine(request: pytest.FixtureRequest) -> Any:
-    if request.param == "memory":
-        return MemoryQuarantine()
-    settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
-    return DynamoQuarantine(aws.dynamodb, settings.quarantine_table, aws.s3, settings.quarantine_bucket)
+    return _port(
+        request,
+        MemoryQuarantine,
+        lambda s, aws: DynamoQuarantine(aws.dynamodb, s.quarantine_table, aws.s3, s.quarantine_bucket),
+    )
 
 
 @pytest.fixture(params=["dynamodb", "memory"])
 def cursor(request: pytest.FixtureRequest) -> Any:
-    if request.param == "memory":
-        return MemoryArchiveCursor()
-    settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
-    return DynamoArchiveCursor(aws.dynamodb, settings.archive_cursor_table)
+    return _port(
+        request, MemoryArchiveCursor, lambda s, aws: DynamoArchiveCursor(aws.dynamodb, s.archive_cursor_table)
+    )
 
 
 @pytest.fixture(params=["dynamodb", "memory"])
 def audit_log(request: pytest.FixtureRequest) -> Any:
-    if request.param == "memory":
-        return MemoryAuditLog()
-    settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
-    return DynamoAuditLog(aws.dynamodb, settings.audit_table)
+    return _port(request, MemoryAuditLog, lambda s, aws: DynamoAuditLog(aws.dynamodb, s.audit_table))
 
 
 def test_quarantine_keeps_each_bad_input_once_with_its_payload_position_and_reason(quarantine: Any) -> None:
