@@ -137,10 +137,12 @@ class AwsClients:
     @cached_property
     def kinesis_output(self) -> KinesisClient:
         """For the output stream's puts: one attempt each, bounded in time, so that the
-        emitter knows when an attempt can no longer land (its claim's lease depends on it)."""
+        emitter knows when an attempt can no longer land (its claim's lease depends on it).
+        No retry inside botocore: a put whose answer is lost may have landed, and only the
+        emitter's read-back of the shard can tell (a retry here put such records twice)."""
         return self.client(  # type: ignore[no-any-return]
             "kinesis",
-            retries={"mode": "standard", "max_attempts": 1},
+            retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=OUTPUT_CONNECT_TIMEOUT_S,
             read_timeout=OUTPUT_READ_TIMEOUT_S,
         )
