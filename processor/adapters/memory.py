@@ -18,7 +18,7 @@ import orjson
 
 from processor.adapters.archive import ArchiveObject, ObjectOutcome
 from processor.adapters.audit import AuditEntry
-from processor.adapters.quarantine import QuarantineEntry, entry_id
+from processor.adapters.quarantine import MAX_DETAIL, QuarantineEntry, entry_id
 from processor.exceptions import InvalidInput
 
 
@@ -34,7 +34,7 @@ class MemoryQuarantine:
         entry = QuarantineEntry(
             id=qid,
             reason=error.reason,
-            detail=error.detail[:2000],
+            detail=error.detail[:MAX_DETAIL],
             # Stored as the DynamoDB one stores it: a JSON document, read back as a dict.
             position=orjson.loads(orjson.dumps(error.position.as_dict() if error.position else {})),
             payload=error.payload,

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MAX_INLINE_PAYLOAD = 300_000
+#: Characters of an input's problem kept with it.
+MAX_DETAIL = 2000
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class DynamoQuarantine:
         item: dict[str, Any] = {
             "id": {"S": qid},
             "reason": {"S": error.reason},
-            "detail": {"S": error.detail[:2000]},
+            "detail": {"S": error.detail[:MAX_DETAIL]},
             "position": {"S": orjson.dumps(error.position.as_dict() if error.position else {}).decode()},
             "quarantined_at": {"S": at},
             "status": {"S": "open"},

@@ -233,6 +233,14 @@ def _backend_per_host(method: Any) -> Any:
 _PARSED_LIMIT = 1024
 
 
+def _remember(store: dict[str, Any], text: str, parsed: Any) -> Any:
+    """Keep ``parsed`` for ``text`` (forgetting everything once the store is full)."""
+    if len(store) >= _PARSED_LIMIT:
+        store.clear()
+    store[text] = parsed
+    return parsed
+
+
 def _remembered_update_parser(make: Any) -> Any:
     parsed: dict[str, Any] = {}
 
@@ -241,11 +249,8 @@ def _remembered_update_parser(make: Any) -> Any:
             return parsed[expression_str]
         except KeyError:
             pass
-        ast = make(expression_str)  # an invalid expression raises, and nothing is remembered
-        if len(parsed) >= _PARSED_LIMIT:
-            parsed.clear()
-        parsed[expression_str] = ast
-        return ast
+        # An invalid expression raises, and nothing is remembered.
+        return _remember(parsed, expression_str, make(expression_str))
 
     remembered.qm_patched = True  # type: ignore[attr-defined]
     return classmethod(remembered)
@@ -260,10 +265,8 @@ def _remembered_condition_lexer(lex: Any) -> Any:
         text = self.condition_expression
         nodes = lexed.get(text)
         if nodes is None:
-            nodes = tuple(lex(self))  # the tokens are namedtuples: shared, never changed
-            if len(lexed) >= _PARSED_LIMIT:
-                lexed.clear()
-            lexed[text] = nodes
+            # The tokens are namedtuples: shared, never changed.
+            nodes = _remember(lexed, text, tuple(lex(self)))
         return deque(nodes)
 
     remembered.qm_patched = True  # type: ignore[attr-defined]
