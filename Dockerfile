@@ -20,7 +20,7 @@ COPY processor ./processor
 RUN /opt/qm-ingest/bin/pip install --require-hashes -r requirements.lock \
     && /opt/qm-ingest/bin/pip install --no-deps --no-build-isolation . \
     && /opt/qm-ingest/bin/python -c "from processor.adapters.kcl.daemon import jars_dir; \
-from processor.settings import Settings; print('KCL jars:', jars_dir(Settings()))"
+from processor.platform.settings import Settings; print('KCL jars:', jars_dir(Settings()))"
 
 FROM ${PYTHON_IMAGE} AS runtime
 # Versions are Debian bookworm's (security updates arrive through the base image tag).
@@ -41,7 +41,7 @@ USER 10001:10001
 EXPOSE 8080
 # Liveness: /healthz on the service's own port (standard library only, no curl in the image).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "processor.probe", "healthz"]
+    CMD ["python", "-m", "processor.entrypoints.probe", "healthz"]
 # tini is PID 1: it forwards SIGTERM to `qm-ingest run` (which asks the KCL to checkpoint and
 # release its leases, then exits within 10 s) and reaps the record processors the Java
 # daemon leaves behind.

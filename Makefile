@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-LOCKS := pyproject.toml requirements.lock requirements-dev.lock processor/local/kinesis-mock/package-lock.json tools/package-lock.json
+LOCKS := pyproject.toml requirements.lock requirements-dev.lock processor/devtools/emulator/kinesis-mock/package-lock.json tools/package-lock.json
 STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
@@ -35,9 +35,9 @@ $(STAMP): $(LOCKS)
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(VENV)/pip.lock
 	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
-	@$(BIN)/python -c 'from processor.adapters.kcl.daemon import jars_dir; from processor.settings import Settings; print("KCL jars:", jars_dir(Settings()))'
+	@$(BIN)/python -c 'from processor.adapters.kcl.daemon import jars_dir; from processor.platform.settings import Settings; print("KCL jars:", jars_dir(Settings()))'
 	# kinesis-mock (pure Node) for the resharding scenarios.
-	npm ci --prefix processor/local/kinesis-mock --silent --no-audit --no-fund
+	npm ci --prefix processor/devtools/emulator/kinesis-mock --silent --no-audit --no-fund
 	# dclint (compose linter, and the compose-spec schema the tests validate against).
 	npm ci --prefix tools --silent --no-audit --no-fund
 	# tini: the image's PID 1; the tests run `qm-ingest run` under it to check SIGTERM forwarding.
@@ -76,8 +76,8 @@ lint: install
 
 # The CloudFormation template, generated from bootstrap's specifications (default names).
 stack: install
-	$(BIN)/python -m processor.stack --defaults > deploy/qm-ingest.yaml
-	$(BIN)/python -m processor.stack --defaults --ecs > deploy/qm-ingest-ecs.yaml
+	$(BIN)/python -m processor.ops.stack --defaults > deploy/qm-ingest.yaml
+	$(BIN)/python -m processor.ops.stack --defaults --ecs > deploy/qm-ingest-ecs.yaml
 
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    from processor.logs import configure_logging
+    from processor.platform.logs import configure_logging
 
     configure_logging("WARNING")  # figures only; the service's own logs are not the point here
     here = Path(__file__).parent

@@ -18,7 +18,7 @@ import orjson
 from bench.common import line
 from processor.core.firehose import read_archive_object
 from processor.core.jsonstream import JsonValueSplitter
-from processor.simulation import build_scenario
+from processor.devtools.simulated_centre import build_scenario
 
 MIB = 1 << 20
 CHUNK = 1 << 20  # what the archive adapter streams with (READ_CHUNK)

@@ -18,14 +18,14 @@ import time
 import orjson
 
 from bench.common import clean_contact_centre, emulator, line
-from processor.adapters.archive import list_archive, read_object
 from processor.adapters.aws import AwsClients
-from processor.backfill import build_importer, looks_like_ctr, run_backfill
-from processor.bootstrap import bootstrap
+from processor.adapters.s3.archive import list_archive, read_object
+from processor.app.wiring import build_ingest
 from processor.core.firehose import read_archive_object
-from processor.settings import Settings
-from processor.simulator import archive_deliveries
-from processor.wiring import build_ingest
+from processor.devtools.publish_simulation import archive_deliveries
+from processor.ops.backfill import build_importer, looks_like_ctr, run_backfill
+from processor.ops.bootstrap import bootstrap
+from processor.platform.settings import Settings
 
 RECORDS = int(os.environ.get("QM_BENCH_BACKFILL_RECORDS", "2000"))
 PREFIX = "bench/"

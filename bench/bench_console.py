@@ -85,11 +85,11 @@ def _scan_all(aws, table: str) -> None:
 
 def run() -> None:
     from processor.adapters.aws import AwsClients
-    from processor.bootstrap import bootstrap
     from processor.console.app import create_app
     from processor.console.auth import ConsoleAccount, hash_password
     from processor.console.server import ConsoleServer, build_deps
-    from processor.settings import ConsoleRole, Settings
+    from processor.ops.bootstrap import bootstrap
+    from processor.platform.settings import ConsoleRole, Settings
 
     with emulator():
         settings = Settings(console_port=0)

@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 
 from bench.common import line
-from processor.local import control
+from processor.devtools.emulator import control
 
 RECORDS = 3000
 SIZE = 3 * 1024

@@ -16,7 +16,7 @@ import orjson
 from bench.common import line
 from processor.core.ctr import parse_ctr
 from processor.core.mapping import map_contact
-from processor.simulation import build_scenario
+from processor.devtools.simulated_centre import build_scenario
 
 N = 20_000
 

@@ -6,9 +6,9 @@ import time
 
 from bench.common import emulator, line
 from processor.adapters.aws import AwsClients
-from processor.adapters.media import S3Media
-from processor.settings import Settings
-from processor.simulation import wav_bytes
+from processor.adapters.s3.call_recordings import S3Media
+from processor.devtools.simulated_centre import wav_bytes
+from processor.platform.settings import Settings
 
 LENGTHS = [15.0, 60.0, 180.0, 600.0]
 

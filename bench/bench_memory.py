@@ -16,12 +16,12 @@ import orjson
 
 from bench.common import emulator, line
 from processor.adapters.aws import AwsClients
-from processor.bootstrap import bootstrap
-from processor.exceptions import SourcePosition
-from processor.pipeline import StreamRecord
-from processor.settings import Settings
-from processor.simulation import build_scenario
-from processor.wiring import build_ingest
+from processor.app.wiring import build_ingest
+from processor.core.batch import StreamRecord
+from processor.devtools.simulated_centre import build_scenario
+from processor.ops.bootstrap import bootstrap
+from processor.platform.exceptions import SourcePosition
+from processor.platform.settings import Settings
 
 WAITING = int(os.environ.get("QM_BENCH_WAITING", "100000"))
 BATCH = 500

@@ -26,7 +26,7 @@ SHARDS = 64
 _BATCHES_SCRIPT = textwrap.dedent(
     f"""
     import time
-    from processor import metrics
+    from processor.platform import metrics
     m = metrics.ShardMetrics("qm-ctr", "shardId-000000000000")
     join = metrics.JoinMetrics()
     started = time.perf_counter()
@@ -43,7 +43,7 @@ _BATCHES_SCRIPT = textwrap.dedent(
 _SHARD_SCRIPT = textwrap.dedent(
     """
     import sys
-    from processor import metrics
+    from processor.platform import metrics
     m = metrics.ShardMetrics("qm-ctr", sys.argv[1])
     m.heartbeat(millis_behind=5); m.batch_read(100); m.checkpointed()
     print("ready", flush=True)
@@ -78,7 +78,7 @@ def run() -> None:
 
     from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-    from processor.health import ServiceCollector, render_metrics
+    from processor.app.health_endpoint import ServiceCollector, render_metrics
 
     with tempfile.TemporaryDirectory() as directory:
         env = {**base_env, "PROMETHEUS_MULTIPROC_DIR": directory}

@@ -4,7 +4,7 @@ with and without a 10 ms delay on every AWS request, arrival-to-output latency, 
 Everything runs on one private embedded emulator, through the project's public interfaces
 only, so that it measures whatever the join and emission do now:
 
-* **In process** (no delay): ``processor.wiring.build_ingest`` and the recordings consumer
+* **In process** (no delay): ``processor.app.wiring.build_ingest`` and the recordings consumer
   (``RecordingEventConsumer`` built as ``qm-ingest run`` builds it) on
   :class:`bench.instruments.CountingAwsClients`, whose every botocore client counts its HTTP
   requests (attempts) by operation and its request *waves* (periods with at least one
@@ -12,7 +12,7 @@ only, so that it measures whatever the join and emission do now:
   requests per contact in both orders (recording first, CTR first), waves per batch of
   100, 250 and 500 clean CTRs, and ``time.process_time`` of this process per contact.
 * **End to end**: ``qm-ingest run`` (the real KCL daemon and record processors) with every
-  AWS endpoint pointed at a fault proxy (:mod:`processor.local.faultproxy`) that adds a
+  AWS endpoint pointed at a fault proxy (:mod:`processor.devtools.faultproxy`) that adds a
   fixed network latency to every answer (0 or 10 ms: ``FaultProxy.latency``, each answer
   arrives that much later however many chunks it takes and however many HTTP/2 streams
   share its connection, as over a real network path); contacts/s from the first put until every
@@ -53,14 +53,15 @@ import orjson
 from bench.common import clean_scenario, emulator, line, quick, upload_headers
 from bench.instruments import CountingAwsClients, RequestCounts, format_breakdown, tree_cpu_seconds
 from processor.adapters.aws import AwsClients
-from processor.adapters.kinesis import put_records
-from processor.bootstrap import bootstrap
-from processor.exceptions import SourcePosition
-from processor.local.faultproxy import FaultProxy
-from processor.pipeline import CtrIngest, StreamRecord
-from processor.recording_events import RecordingEventConsumer
-from processor.settings import Settings
-from processor.wiring import build_ingest, build_joiner, build_recordings_consumer
+from processor.adapters.kinesis.put_records import put_records
+from processor.app.ctr_path import CtrIngest
+from processor.app.recording_events import RecordingEventConsumer
+from processor.app.wiring import build_ingest, build_joiner, build_recordings_consumer
+from processor.core.batch import StreamRecord
+from processor.devtools.faultproxy import FaultProxy
+from processor.ops.bootstrap import bootstrap
+from processor.platform.exceptions import SourcePosition
+from processor.platform.settings import Settings
 
 QUICK = quick()
 CONTACTS = int(os.environ.get("QM_BENCH_CONTACTS", "150" if QUICK else "1000"))

@@ -17,11 +17,11 @@ import time
 
 from bench.common import clean_contact_centre, emulator, line
 from processor.adapters.aws import AwsClients
-from processor.adapters.kinesis import put_records
-from processor.bootstrap import bootstrap
-from processor.replay import ReplayFrom, replay_direct
-from processor.settings import Settings
-from processor.wiring import build_ingest
+from processor.adapters.kinesis.put_records import put_records
+from processor.app.wiring import build_ingest
+from processor.ops.bootstrap import bootstrap
+from processor.ops.replay import ReplayFrom, replay_direct
+from processor.platform.settings import Settings
 
 RECORDS = int(os.environ.get("QM_BENCH_REPLAY_RECORDS", "2000"))
 KINESIS_READ_MB_S = 2.0  # per shard, shared by every reader of the shard (AWS quota)

@@ -1,7 +1,7 @@
 """The embedded emulator's TransactWriteItems as its table grows, against stock moto's.
 
 Stock moto deep-copies every table a transaction touches (to roll back), so its cost grows
-with the table; the emulator's replacement (processor/local/moto_patches.py) snapshots only
+with the table; the emulator's replacement (processor/devtools/emulator/moto_patches.py) snapshots only
 the items the transaction touches. Both are timed in this process on moto's own backend
 (no HTTP), a 25-action transaction at each table size.
 """
@@ -66,7 +66,7 @@ def _time(backend: Any, transact: Any, tag: str) -> float:
 def run() -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
-    from processor.local import moto_patches
+    from processor.devtools.emulator import moto_patches
 
     stock = DynamoDBBackend.transact_write_items
     print(f"{ACTIONS}-action TransactWriteItems, best of {REPEAT}, on moto's backend in process")

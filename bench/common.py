@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from processor.local import control
-from processor.simulation import DEFAULT_INSTANCE_ARN
+from processor.devtools.emulator import control
+from processor.devtools.simulated_centre import DEFAULT_INSTANCE_ARN
 
 
 def quick() -> bool:
@@ -74,7 +74,7 @@ def clean_scenario(settings: Any, *, seed: int, contacts: int, live: bool = Fals
     of a past day (a backfill's, whose recordings are read where they are)."""
     from datetime import UTC, datetime
 
-    from processor.simulation import build_scenario
+    from processor.devtools.simulated_centre import build_scenario
 
     return build_scenario(
         seed=seed,
@@ -117,9 +117,9 @@ def _audio(kind: str) -> bytes:
 def upload_headers(aws: Any, scenario: Any) -> int:
     """Upload each recording of ``scenario`` as its WAV header (and the audio that
     ``QM_BENCH_AUDIO`` asks for); returns how many."""
-    from processor.adapters.media import split_location
+    from processor.adapters.s3.call_recordings import split_location
     from processor.core.wav import wav_header
-    from processor.simulation import RecordingUpload
+    from processor.devtools.simulated_centre import RecordingUpload
 
     kind = os.environ.get("QM_BENCH_AUDIO", "")
     audio = _audio(kind) if kind else b""

@@ -1,3 +1,3 @@
-from processor.cli import main
+from processor.entrypoints.cli import main
 
 main()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from processor.local import control
+from processor.devtools.emulator import control
 
 # Real public samples (see each folder's SOURCES.md), kept byte for byte.
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -43,7 +43,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def iam_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An emulator of its own for the IAM enforcement tests: enforcement is one switch for the
-    whole server (processor/local/iam_enforcement.py), which the other tests must not see."""
+    whole server (processor/devtools/emulator/iam_enforcement.py), which the other tests must not see."""
     state = tmp_path_factory.mktemp("iam-emulator")
     port = control.free_port()
     status = control.up(port, state, timeout=60)
@@ -87,7 +87,7 @@ def names(emulator: str) -> dict[str, str]:
 
 @pytest.fixture
 def settings(emulator: str, names: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    from processor.settings import Settings, get_settings
+    from processor.platform.settings import Settings, get_settings
 
     for key, value in names.items():
         monkeypatch.setenv(key, value)
@@ -110,7 +110,7 @@ def aws(settings):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def bootstrapped(settings, aws):  # type: ignore[no-untyped-def]
-    from processor.bootstrap import bootstrap
+    from processor.ops.bootstrap import bootstrap
 
     bootstrap(settings, aws)
     return settings

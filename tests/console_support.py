@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from processor.adapters.users import DynamoUserAdmin, DynamoUserDirectory
+from processor.adapters.dynamodb.users_table import DynamoUserAdmin, DynamoUserDirectory
 from processor.console.auth import ConsoleAccount, hash_password
 from processor.console.samples import contact_doc, put_contacts, stereo_wav
 from processor.core.agent_queue import agent_queue_name
-from processor.core.users import QmUser
-from processor.settings import ConsoleRole, Settings
+from processor.core.user_directory import QmUser
+from processor.platform.settings import ConsoleRole, Settings
 
 NOW = datetime(2024, 6, 30, 12, 0, tzinfo=UTC)
 DAY = "2024-06-28"

@@ -43,7 +43,7 @@ class ServiceProcess:
         args: tuple[str, ...] = (),
         prefix: tuple[str, ...] = (),
     ) -> None:
-        from processor.local.control import free_port
+        from processor.devtools.emulator.control import free_port
 
         self.log_path = log_path
         self.env = {**os.environ, **FAST_KCL, **(env or {})}

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 IMAGE = os.environ.get("QM_IMAGE", "localhost/qm-ingest:dev")
-STOP_TIMEOUT_S = 60  # processor/stack.py ECS_STOP_TIMEOUT
+STOP_TIMEOUT_S = 60  # processor/ops/stack.py ECS_STOP_TIMEOUT
 #: What this machine kind needs (no Docker engine): runc with cgroupfs (crun refuses the
 #: hybrid cgroup layout), and limits no higher than the session's own.
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
@@ -29,12 +29,12 @@ PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
 
 def main() -> int:  # noqa: PLR0915 - one scenario, step by step
     from processor.adapters.aws import AwsClients
-    from processor.adapters.contacts import DynamoContactStore
-    from processor.bootstrap import bootstrap
-    from processor.local import control
-    from processor.settings import Settings
-    from processor.simulation import build_scenario
-    from processor.simulator import publish_scenario
+    from processor.adapters.dynamodb.contacts import DynamoContactStore
+    from processor.devtools.emulator import control
+    from processor.devtools.publish_simulation import publish_scenario
+    from processor.devtools.simulated_centre import build_scenario
+    from processor.ops.bootstrap import bootstrap
+    from processor.platform.settings import Settings
     from tests.conftest import unique_names
     from tests.contract.test_joiner import output_records
 

@@ -39,7 +39,7 @@ COPIES_BUCKET="${QM_RECORDINGS_COPY_BUCKET:-qm-recording-copies}"
 ARCHIVE_PREFIX="${QM_ARCHIVE_PREFIX:-}"
 ARCHIVE_QUEUE="${QM_ARCHIVE_QUEUE:-qm-ctr-archive-events}"
 CURSOR_TABLE="${QM_ARCHIVE_CURSOR_TABLE:-qm-archive-cursor}"
-# As in processor/bootstrap.py: NOTIFICATION_ID, ARCHIVE_NOTIFICATION_ID, DLQ_MAX_RECEIVES,
+# As in processor/ops/bootstrap.py: NOTIFICATION_ID, ARCHIVE_NOTIFICATION_ID, DLQ_MAX_RECEIVES,
 # MAX_RETENTION_SECONDS, ARCHIVE_VISIBILITY_SECONDS.
 NOTIFICATION_ID="qm-ingest-recordings"
 ARCHIVE_NOTIFICATION_ID="qm-ingest-ctr-archive"
@@ -130,7 +130,7 @@ stream "$CTR_STREAM" "$CTR_SHARDS"
 stream "$AGENT_STREAM" 1
 stream "$OUTPUT_STREAM" 1
 
-# --- tables (processor/bootstrap.py table_specs) ---------------------------------------------
+# --- tables (processor/ops/bootstrap.py table_specs) ---------------------------------------------
 table "$CONTACTS_TABLE" contact_id "$(attributes acd_id connected_at contact_date contact_id)" \
     "[$(gsi by_date contact_date connected_at),$(gsi by_agent acd_id connected_at)]"
 table "$QUARANTINE_TABLE" id "$(attributes id)"

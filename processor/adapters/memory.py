@@ -16,14 +16,14 @@ from datetime import datetime
 
 import orjson
 
-from processor.adapters.archive import ArchiveObject, ObjectOutcome
-from processor.adapters.audit import AuditEntry
-from processor.adapters.quarantine import MAX_DETAIL, QuarantineEntry, entry_id
-from processor.exceptions import InvalidInput
+from processor.adapters.dynamodb.console_audit_log import AuditEntry
+from processor.adapters.dynamodb.quarantine import MAX_DETAIL, QuarantineEntry, entry_id
+from processor.adapters.s3.archive import ArchiveObject, ObjectOutcome
+from processor.platform.exceptions import InvalidInput
 
 
 class MemoryQuarantine:
-    """:class:`processor.adapters.quarantine.Quarantine` in a dict."""
+    """:class:`processor.adapters.dynamodb.quarantine.Quarantine` in a dict."""
 
     def __init__(self) -> None:
         self._entries: dict[str, QuarantineEntry] = {}
@@ -61,7 +61,7 @@ class MemoryQuarantine:
 
 
 class MemoryArchiveCursor:
-    """:class:`processor.adapters.archive.ArchiveCursor` in a dict."""
+    """:class:`processor.adapters.s3.archive.ArchiveCursor` in a dict."""
 
     def __init__(self) -> None:
         self._done: dict[str, tuple[str, ObjectOutcome, datetime]] = {}
@@ -81,7 +81,10 @@ class MemoryArchiveCursor:
 
 
 class MemoryAuditLog:
-    """:class:`processor.adapters.audit.AuditLog` in a list (with the console's ``recent``)."""
+    """The console's audit log in a list (with the console's ``recent``).
+
+    Held to :class:`processor.adapters.dynamodb.console_audit_log.AuditLog`'s contract.
+    """
 
     def __init__(self) -> None:
         self._entries: list[AuditEntry] = []

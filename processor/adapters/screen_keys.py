@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from processor.core.envelope import key_id_of
-from processor.exceptions import ConfigurationError
-from processor.settings import Settings, env_name
+from processor.platform.exceptions import ConfigurationError
+from processor.platform.settings import Settings, env_name
 
 PUBLIC_SUFFIX = ".pub"
 

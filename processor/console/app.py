@@ -32,19 +32,19 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from processor.adapters.agent_queue_depth import AgentQueueDepths
-from processor.adapters.audit import AuditEntry, DynamoAuditLog
-from processor.adapters.connect_users import (
+from processor.adapters.connect.user_listing import (
     ConnectUserSource,
     SyncStateStore,
     instance_id_from_arn,
     sync_users,
 )
-from processor.adapters.console_sessions import SessionStore
-from processor.adapters.contacts import DynamoContactStore, StoredContact
-from processor.adapters.contacts_query import ContactQuery
-from processor.adapters.runtime_config import AcdConfiguration, ConfigConflict, RuntimeConfigStore
-from processor.adapters.users import DynamoUserAdmin, UserRow
+from processor.adapters.dynamodb.console_audit_log import AuditEntry, DynamoAuditLog
+from processor.adapters.dynamodb.console_sessions import SessionStore
+from processor.adapters.dynamodb.contacts import DynamoContactStore, StoredContact
+from processor.adapters.dynamodb.contacts_query import ContactQuery
+from processor.adapters.dynamodb.runtime_config import AcdConfiguration, ConfigConflict, RuntimeConfigStore
+from processor.adapters.dynamodb.users_table import DynamoUserAdmin, UserRow
+from processor.adapters.sqs.agent_queue_depth import AgentQueueDepths
 from processor.console.auth import (
     Authenticator,
     ConsoleAccount,
@@ -53,7 +53,7 @@ from processor.console.auth import (
     new_csrf_token,
 )
 from processor.console.forms import changes, parse_acd_form, whole_number
-from processor.console.health import HealthCheck
+from processor.console.health_panel import HealthCheck
 from processor.console.media import (
     Media,
     RecordingInspector,
@@ -66,10 +66,10 @@ from processor.core.contact_query import DIRECTIONS, duration_check, parse_filte
 from processor.core.http_range import RangeNotSatisfiable, parse_range
 from processor.core.local_time import shown_date_time
 from processor.core.schemas import load_schema
-from processor.core.users import parse_users
-from processor.exceptions import InvalidInput, OsLoginTaken
-from processor.logs import get_logger, mask_phone
-from processor.settings import ConsoleRole, Settings
+from processor.core.user_directory import parse_users
+from processor.platform.exceptions import InvalidInput, OsLoginTaken
+from processor.platform.logs import get_logger, mask_phone
+from processor.platform.settings import ConsoleRole, Settings
 
 log = get_logger("processor.console")
 

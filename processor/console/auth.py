@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from processor.settings import ConsoleRole, Settings
+from processor.platform.settings import ConsoleRole, Settings
 
 DEFAULT_ADMIN = "admin"
 #: Failed sign-ins per client and user name before back-off starts (4x as many per client).

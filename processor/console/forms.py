@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 
-from processor.adapters.runtime_config import AcdConfiguration
+from processor.adapters.dynamodb.runtime_config import AcdConfiguration
 
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:connect:([a-z0-9-]+):\d{12}:instance/[0-9a-fA-F-]{36}$")

@@ -1,7 +1,7 @@
 """Sample QM contacts and call recordings for the console's tests, benchmark and screenshots.
 
 ``contact_item`` lays a QM contact out exactly as the contacts table holds it (see
-``processor/adapters/contacts.py``), including the join and screen fields that later
+``processor/adapters/dynamodb/contacts.py``), including the join and screen fields that later
 pipeline stages add, so the console can be exercised on any number of contacts without
 running the whole pipeline. Recordings are Connect-shaped: stereo 8 kHz 16-bit PCM,
 customer on the left channel, agent on the right.

@@ -20,18 +20,19 @@ from typing import Any, BinaryIO
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from processor.adapters.agent_queue_depth import AgentQueueDepths
-from processor.adapters.audit import DynamoAuditLog
 from processor.adapters.aws import AwsClients
-from processor.adapters.connect_users import BotoConnectUsers, ConnectUserSource, SyncStateStore
-from processor.adapters.console_sessions import SessionStore
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.contacts_query import ContactQuery
-from processor.adapters.runtime_config import RuntimeConfigStore
-from processor.adapters.users import DynamoUserAdmin
+from processor.adapters.connect.user_listing import BotoConnectUsers, ConnectUserSource, SyncStateStore
+from processor.adapters.dynamodb.console_audit_log import DynamoAuditLog
+from processor.adapters.dynamodb.console_sessions import SessionStore
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.dynamodb.contacts_query import ContactQuery
+from processor.adapters.dynamodb.runtime_config import RuntimeConfigStore
+from processor.adapters.dynamodb.users_table import DynamoUserAdmin
+from processor.adapters.sqs.agent_queue_depth import AgentQueueDepths
+from processor.app.users_sync import ContactNamer
 from processor.console.app import ConsoleDeps, create_app
 from processor.console.auth import Authenticator, ConsoleAccount, accounts_from_settings
-from processor.console.health import HealthCheck, resource_health
+from processor.console.health_panel import HealthCheck, resource_health
 from processor.console.media import (
     DecryptingScreenSource,
     RecordingInspector,
@@ -39,10 +40,9 @@ from processor.console.media import (
     S3ScreenSource,
     ScreenSource,
 )
-from processor.exceptions import ConfigurationError
-from processor.logs import get_logger
-from processor.settings import Settings
-from processor.users_sync import ContactNamer
+from processor.platform.exceptions import ConfigurationError
+from processor.platform.logs import get_logger
+from processor.platform.settings import Settings
 
 log = get_logger("processor.console")
 
@@ -91,7 +91,7 @@ def screen_source(settings: Settings, aws: AwsClients, objects: S3Objects) -> Sc
     """Uploads are encrypted for the server's key (qm-desktop): decrypt them for playback.
     Without a server key (a console run only to browse), recordings are served as stored."""
     from processor.adapters.screen_keys import load_server_key
-    from processor.exceptions import ConfigurationError as MissingKey
+    from processor.platform.exceptions import ConfigurationError as MissingKey
 
     try:
         key = load_server_key(settings)
@@ -101,7 +101,7 @@ def screen_source(settings: Settings, aws: AwsClients, objects: S3Objects) -> Sc
         )
         return S3ScreenSource(objects)
 
-    from processor.adapters.screen_recordings import decrypt_to_file
+    from processor.adapters.s3.screen_recordings import decrypt_to_file
 
     def decrypt(encrypted: BinaryIO, destination: Path) -> int:
         return decrypt_to_file(encrypted, key, destination)

@@ -28,7 +28,7 @@ import orjson
 
 from processor.core.ctr import normalise_instance_arn, parse_instant
 from processor.core.schemas import SchemaViolation, validate
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 OFFLINE = "offline"
 #: Contact states of an agent snapshot during which the agent works on a contact (ACW

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 #: Connect's own limit on usernames (``AgentUsername``: 1..100 characters).
 MAX_USERNAME = 100

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from processor.core.local_time import utc_bounds
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 DIRECTIONS = ("inbound", "outbound")
 #: Default listing window when no date is given: the last week.

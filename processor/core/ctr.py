@@ -23,7 +23,7 @@ import orjson
 
 from processor.core.frozen import builder
 from processor.core.schemas import SchemaViolation, fast_check, validate
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 EARLIEST = datetime(2017, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)

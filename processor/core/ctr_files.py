@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from processor.core.jsonstream import SplitError, split_values
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 
 @dataclass(frozen=True)

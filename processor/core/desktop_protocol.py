@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from processor.core.schemas import SchemaViolation, validate
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 COMMAND_SCHEMA = "desktop-command"
 RESULT_SCHEMA = "desktop-result"

@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from processor.exceptions import EnvelopeError, KeyMismatch, TamperedEnvelope, TruncatedEnvelope
+from processor.platform.exceptions import EnvelopeError, KeyMismatch, TamperedEnvelope, TruncatedEnvelope
 
 MAGIC = b"QMSCREC\x01"
 TAG_BYTES = 16

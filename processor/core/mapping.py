@@ -28,7 +28,7 @@ from typing import Any
 from processor.core.ctr import ContactRecord, Endpoint, RecordingRef, format_instant
 from processor.core.frozen import builder
 from processor.core.phone import to_e164
-from processor.core.users import QmUser
+from processor.core.user_directory import QmUser
 
 RECORDING_TYPE = "Amazon Connect"
 

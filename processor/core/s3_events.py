@@ -19,7 +19,7 @@ import orjson
 
 from processor.core.ctr import parse_instant
 from processor.core.schemas import SchemaViolation, validate
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 RECORDING_SUFFIXES = (".wav",)
 

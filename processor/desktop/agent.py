@@ -49,13 +49,13 @@ from processor.core.screen_timeline import (
 )
 from processor.desktop.capture import FrameSource
 from processor.desktop.clock import Clock
-from processor.desktop.faults import fault_point
 from processor.desktop.journal import CommandRow, CommandState, Journal, SegmentRow, SegmentState, instant
 from processor.desktop.recorder import Recorder
+from processor.desktop.recovery_faults import fault_point
 from processor.desktop.segments import DesktopKey, EncoderSettings, SegmentStore
 from processor.desktop.splice import SegmentMedia, splice
 from processor.desktop.transport import CommandQueue, QueuedCommand, ResultSink, Uploader
-from processor.exceptions import (
+from processor.platform.exceptions import (
     ConfigurationError,
     EnvelopeError,
     InvalidInput,
@@ -63,7 +63,7 @@ from processor.exceptions import (
     SegmentUnavailable,
     TransientError,
 )
-from processor.logs import get_logger
+from processor.platform.logs import get_logger
 
 log = get_logger("processor.desktop")
 

@@ -19,7 +19,7 @@ from processor.desktop.pc import PcDesktop
 from processor.desktop.segments import EncoderSettings
 from processor.desktop.session import DynamoLoginDirectory, SessionUser, session_from_setting
 from processor.desktop.transport import S3Uploader, SqsCommandQueue, SqsResultSink
-from processor.settings import DesktopSource, Settings
+from processor.platform.settings import DesktopSource, Settings
 
 
 def base_folder(settings: Settings) -> Path:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from processor.desktop.agent import DesktopAgent
 from processor.desktop.clock import Clock
 from processor.desktop.session import LoginDirectory, SessionUser
-from processor.logs import get_logger
+from processor.platform.logs import get_logger
 
 log = get_logger("processor.desktop.pc")
 

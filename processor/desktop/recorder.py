@@ -17,7 +17,7 @@ from processor.desktop.capture import FrameSource
 from processor.desktop.clock import Clock
 from processor.desktop.journal import SegmentState
 from processor.desktop.segments import EncoderSettings, SegmentStore, SegmentWriter
-from processor.logs import get_logger
+from processor.platform.logs import get_logger
 
 log = get_logger("processor.desktop.recorder")
 

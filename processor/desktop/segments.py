@@ -36,7 +36,7 @@ from processor.core.envelope import (
     wrap_key,
 )
 from processor.desktop.journal import Journal, SegmentRow, SegmentState
-from processor.exceptions import EnvelopeError, SegmentUnavailable
+from processor.platform.exceptions import EnvelopeError, SegmentUnavailable
 
 MS = Fraction(1, 1000)
 SEGMENT_SUFFIX = ".qmseg"

@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from processor.adapters.users import users_with_os_login
-from processor.core.users import normalise_os_login
-from processor.exceptions import InvalidInput, SessionLookupError
+from processor.adapters.dynamodb.users_table import users_with_os_login
+from processor.core.user_directory import normalise_os_login
+from processor.platform.exceptions import InvalidInput, SessionLookupError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

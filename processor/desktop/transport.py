@@ -15,7 +15,7 @@ import orjson
 from botocore.exceptions import ClientError
 
 from processor.core.desktop_protocol import UploadTarget
-from processor.exceptions import QmIngestError, TransientError
+from processor.platform.exceptions import QmIngestError, TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

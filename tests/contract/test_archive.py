@@ -11,21 +11,21 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from processor.adapters.archive import list_archive
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.quarantine import DynamoQuarantine
-from processor.backfill import (
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.dynamodb.quarantine import DynamoQuarantine
+from processor.adapters.s3.archive import list_archive
+from processor.app.wiring import build_ingest, build_quarantine
+from processor.core.archive_layout import ArchiveLocation, parse_date
+from processor.core.batch import StreamRecord
+from processor.devtools.publish_simulation import archive_deliveries, firehose_key, upload_recording
+from processor.devtools.simulated_centre import RecordingUpload, build_scenario
+from processor.ops.backfill import (
     ArchiveEventConsumer,
     build_importer,
     reconcile,
     run_backfill,
 )
-from processor.core.archive_layout import ArchiveLocation, parse_date
-from processor.exceptions import SourcePosition
-from processor.pipeline import StreamRecord
-from processor.simulation import RecordingUpload, build_scenario
-from processor.simulator import archive_deliveries, firehose_key, upload_recording
-from processor.wiring import build_ingest, build_quarantine
+from processor.platform.exceptions import SourcePosition
 from tests.contract.test_joiner import output_records
 
 PREFIX = "connect/ctr/"

@@ -10,11 +10,11 @@ import orjson
 from jsonschema import Draft7Validator
 from typer.testing import CliRunner
 
-from processor.adapters.quarantine import DynamoQuarantine
-from processor.cli import app
+from processor.adapters.dynamodb.quarantine import DynamoQuarantine
 from processor.core.ctr import ctr_from_object
 from processor.core.schemas import load_schema
-from processor.exceptions import InvalidInput, SourcePosition
+from processor.entrypoints.cli import app
+from processor.platform.exceptions import InvalidInput, SourcePosition
 from tests.contract.test_joiner import FakeClock, make_joiner, output_records
 
 

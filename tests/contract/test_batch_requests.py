@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 from bench.common import clean_contact_centre, clean_scenario, upload_headers
 from bench.instruments import CountingAwsClients, RequestCounts
-from processor.adapters.output import OutputStream
-from processor.exceptions import SourcePosition
-from processor.pipeline import StreamRecord
-from processor.recording_events import RecordingEventConsumer
-from processor.wiring import build_ingest, build_joiner, build_recordings_consumer
+from processor.adapters.kinesis.output import OutputStream
+from processor.app.recording_events import RecordingEventConsumer
+from processor.app.wiring import build_ingest, build_joiner, build_recordings_consumer
+from processor.core.batch import StreamRecord
+from processor.platform.exceptions import SourcePosition
 
 HOLD_S = 0.1
 SINGLE_ITEM_WRITES = ("dynamodb.PutItem", "dynamodb.UpdateItem", "dynamodb.DeleteItem", "kinesis.PutRecord")

@@ -6,7 +6,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from processor.bootstrap import NOTIFICATION_ID, bootstrap
+from processor.ops.bootstrap import NOTIFICATION_ID, bootstrap
 
 
 def test_idempotent_and_complete(settings, aws) -> None:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from processor.adapters.audit import DynamoAuditLog
-from processor.adapters.runtime_config import RuntimeConfigReader, RuntimeConfigStore
-from processor.adapters.users import DynamoUserDirectory
+from processor.adapters.dynamodb.console_audit_log import DynamoAuditLog
+from processor.adapters.dynamodb.runtime_config import RuntimeConfigReader, RuntimeConfigStore
+from processor.adapters.dynamodb.users_table import DynamoUserDirectory
 from tests.console_support import DAY, ConsoleEnv, csrf_of
 
 PAGES_ADMIN = ["/config", "/users", "/api/users", "/api/config"]
@@ -275,7 +275,7 @@ def test_sign_out_ends_the_session(console_env: ConsoleEnv, user: str) -> None:
 def test_sync_now_button(console_env: ConsoleEnv) -> None:
     from botocore.stub import Stubber
 
-    from processor.adapters.connect_users import BotoConnectUsers
+    from processor.adapters.connect.user_listing import BotoConnectUsers
     from tests.connect_fixtures import load
     from tests.contract.test_users_sync import INSTANCE, _stub_full_sync
 
@@ -344,8 +344,8 @@ def test_contacts_show_and_filter_by_the_centre_s_local_day(bootstrapped, aws) -
 
 
 def test_the_console_s_import_names_the_agent_s_waiting_contacts(console_env: ConsoleEnv) -> None:
-    from processor.adapters.contacts import DynamoContactStore
-    from processor.wiring import build_joiner
+    from processor.adapters.dynamodb.contacts import DynamoContactStore
+    from processor.app.wiring import build_joiner
     from tests.contract.test_screen_control import ctr
 
     record, raw = ctr("c-before-zoe", "zoe.new")

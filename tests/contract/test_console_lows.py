@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processor.adapters.audit import DynamoAuditLog
+from processor.adapters.dynamodb.console_audit_log import DynamoAuditLog
 from tests.console_support import ConsoleEnv, csrf_of
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from processor.adapters.contacts_query import ContactQuery
+from processor.adapters.dynamodb.contacts_query import ContactQuery
 from processor.console.samples import contact_doc, put_contacts
 from processor.core.contact_query import parse_filter
 

@@ -13,8 +13,8 @@ import av
 import orjson
 import pytest
 
+from processor.adapters.s3.screen_recordings import download_recording
 from processor.adapters.screen_keys import generate_server_key
-from processor.adapters.screen_recordings import download_recording
 from processor.core.agent_queue import agent_queue_name
 from processor.core.desktop_protocol import CommandType, build_command, extract_command_id
 from processor.core.desktop_trust import CommandTrust
@@ -25,7 +25,7 @@ from processor.desktop.capture import SyntheticSource, read_code
 from processor.desktop.clock import ScaledClock
 from processor.desktop.segments import EncoderSettings
 from processor.desktop.transport import S3Uploader, SqsCommandQueue, SqsResultSink, ensure_agent_queue
-from processor.exceptions import TamperedEnvelope
+from processor.platform.exceptions import TamperedEnvelope
 
 SPEED = 20.0
 AGENT = "jane.doe@example.com"
@@ -378,7 +378,7 @@ def test_an_agent_s_folder_never_opens_for_another_agent(env, tmp_path: Path) ->
     """Hot-desking keeps each agent's segments apart: her folder is tagged with her name."""
     from dataclasses import replace
 
-    from processor.exceptions import ConfigurationError
+    from processor.platform.exceptions import ConfigurationError
 
     clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SPEED)
     agent = make_agent(env, tmp_path, clock)

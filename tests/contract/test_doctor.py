@@ -11,10 +11,10 @@ from pathlib import Path
 
 import orjson
 
-from processor.adapters.kinesis import put_records
-from processor.bootstrap import NOTIFICATION_ID
-from processor.doctor import Doctor, Finding, Severity, preflight
-from processor.exceptions import ConfigurationError
+from processor.adapters.kinesis.put_records import put_records
+from processor.ops.bootstrap import NOTIFICATION_ID
+from processor.ops.doctor import Doctor, Finding, Severity, preflight
+from processor.platform.exceptions import ConfigurationError
 
 SECRET = "doctor-secret-value-9f8e7d"
 
@@ -120,7 +120,7 @@ def test_queue_retention_and_dead_letter_settings(bootstrapped, aws) -> None:
 
 
 def test_queue_without_dead_letter_queue_warns(settings, aws) -> None:
-    from processor.bootstrap import bootstrap
+    from processor.ops.bootstrap import bootstrap
 
     aws.sqs.create_queue(
         QueueName=settings.recordings_queue, Attributes={"MessageRetentionPeriod": "1209600"}
@@ -131,7 +131,7 @@ def test_queue_without_dead_letter_queue_warns(settings, aws) -> None:
 
 
 def test_stream_retention_against_the_replay_window(bootstrapped, aws, monkeypatch) -> None:
-    from processor.settings import Settings
+    from processor.platform.settings import Settings
 
     monkeypatch.setenv("QM_REPLAY_WINDOW_HOURS", "72")
     s = Settings()
@@ -195,7 +195,7 @@ def test_java_and_jars(bootstrapped, aws, tmp_path: Path) -> None:
 
 
 def test_unreachable_endpoint_is_fatal_and_quick(bootstrapped) -> None:
-    from processor.local.control import free_port
+    from processor.devtools.emulator.control import free_port
 
     away = bootstrapped.model_copy(update={"aws_endpoint_url": f"http://127.0.0.1:{free_port()}"})
     started = time.monotonic()
@@ -254,8 +254,8 @@ def test_run_refuses_to_start_on_a_fatal_problem(bootstrapped, aws, tmp_path: Pa
 
 
 def test_follow_mode_checks_the_archive_instead_of_the_ctr_stream(bootstrapped, aws) -> None:
-    from processor.bootstrap import ARCHIVE_NOTIFICATION_ID
-    from processor.settings import CtrSource
+    from processor.ops.bootstrap import ARCHIVE_NOTIFICATION_ID
+    from processor.platform.settings import CtrSource
 
     s = bootstrapped.model_copy(update={"ctr_source": CtrSource.FIREHOSE_S3})
     aws.kinesis.delete_stream(StreamName=s.ctr_stream)  # not read in follow mode

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from processor.adapters import dynamo_batch
-from processor.adapters.contacts import DynamoContactStore
+from processor.adapters.dynamodb import bulk
+from processor.adapters.dynamodb.contacts import DynamoContactStore
 
 
 def put(table: str, contact_id: str, version: str, *, condition: str | None = None) -> dict[str, Any]:
@@ -26,12 +26,12 @@ def test_bulk_reads_and_writes_cross_the_request_limits(bootstrapped, aws) -> No
     requests = [(table, {"PutRequest": {"Item": {"contact_id": {"S": c}, "n": {"N": "1"}}}}) for c in ids]
     # The same item twice in one call: the later request wins (one BatchWriteItem may not hold both).
     requests.append((table, {"PutRequest": {"Item": {"contact_id": {"S": "bulk-0"}, "n": {"N": "2"}}}}))
-    dynamo_batch.batch_write(aws.dynamodb, requests)
+    bulk.batch_write(aws.dynamodb, requests)
     keys = [(table, {"contact_id": {"S": c}}) for c in [*ids, "absent-1", "bulk-0"]]
-    found = dynamo_batch.batch_get(aws.dynamodb, keys)
+    found = bulk.batch_get(aws.dynamodb, keys)
     assert len(found) == 260
-    assert found[dynamo_batch.item_id(table, {"contact_id": {"S": "bulk-0"}})]["n"] == {"N": "2"}
-    assert dynamo_batch.item_id(table, {"contact_id": {"S": "absent-1"}}) not in found
+    assert found[bulk.item_id(table, {"contact_id": {"S": "bulk-0"}})]["n"] == {"N": "2"}
+    assert bulk.item_id(table, {"contact_id": {"S": "absent-1"}}) not in found
 
 
 def test_a_refused_condition_fails_its_group_alone(bootstrapped, aws) -> None:
@@ -39,8 +39,8 @@ def test_a_refused_condition_fails_its_group_alone(bootstrapped, aws) -> None:
     aws.dynamodb.put_item(TableName=table, Item={"contact_id": {"S": "tx-taken"}, "version": {"S": "v9"}})
     groups = [[put(table, f"tx-{i}", "v1", condition="attribute_not_exists(contact_id)")] for i in range(150)]
     groups.insert(70, [put(table, "tx-taken", "v1", condition="attribute_not_exists(contact_id)")])
-    outcomes = dynamo_batch.transact_groups(aws.dynamodb, groups)
-    assert outcomes[70].reason == dynamo_batch.CONDITION_FAILED and not outcomes[70].written
+    outcomes = bulk.transact_groups(aws.dynamodb, groups)
+    assert outcomes[70].reason == bulk.CONDITION_FAILED and not outcomes[70].written
     assert all(o.written for i, o in enumerate(outcomes) if i != 70)
     stored = aws.dynamodb.get_item(TableName=table, Key={"contact_id": {"S": "tx-taken"}})["Item"]
     assert stored["version"] == {"S": "v9"}  # the refused write changed nothing
@@ -56,7 +56,7 @@ def test_an_item_dynamodb_refuses_is_that_groups_error(bootstrapped, aws) -> Non
         }
     }
     groups = [[put(table, "tx-small-1", "v1")], [huge], [put(table, "tx-small-2", "v1")]]
-    outcomes = dynamo_batch.transact_groups(aws.dynamodb, groups)
+    outcomes = bulk.transact_groups(aws.dynamodb, groups)
     assert outcomes[0].written and outcomes[2].written
     assert not outcomes[1].written and outcomes[1].error is not None
 
@@ -69,6 +69,6 @@ def test_a_group_is_all_or_nothing(bootstrapped, aws) -> None:
         put(table, "tx-pair-b", "v1", condition="version = :v"),
     ]
     pair[1]["Put"]["ExpressionAttributeValues"] = {":v": {"S": "v1"}}
-    [outcome] = dynamo_batch.transact_groups(aws.dynamodb, [pair])
-    assert outcome.reason == dynamo_batch.CONDITION_FAILED
+    [outcome] = bulk.transact_groups(aws.dynamodb, [pair])
+    assert outcome.reason == bulk.CONDITION_FAILED
     assert "Item" not in aws.dynamodb.get_item(TableName=table, Key={"contact_id": {"S": "tx-pair-a"}})

@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 
-from processor.local import control
+from processor.devtools.emulator import control
 
 
 def test_status_describes_the_session_emulator(emulator: str, tmp_path: Path) -> None:
@@ -167,7 +167,7 @@ def test_get_records_reads_from_the_iterators_position(emulator: str) -> None:
     """GetRecords answers as Kinesis does from every kind of position (with a limit, at and
     after a sequence number, at the end of a long shard, on the children of a split shard
     whose numbers are not consecutive): the emulator reads from the iterator's position
-    instead of walking the shard (processor/local/moto_patches.py)."""
+    instead of walking the shard (processor/devtools/emulator/moto_patches.py)."""
     import uuid
 
     kinesis = boto3.client("kinesis", endpoint_url=emulator, region_name="us-east-1")
@@ -231,7 +231,7 @@ def test_get_records_reads_from_the_iterators_position(emulator: str) -> None:
 
 def test_dynamodb_expressions_and_item_sizes_keep_their_semantics(emulator: str) -> None:
     """The emulator remembers parsed expressions by their text and measures an item once
-    (processor/local/moto_patches.py): the same expression with other values writes those
+    (processor/devtools/emulator/moto_patches.py): the same expression with other values writes those
     values, in one transaction too; a condition still decides per item; a malformed expression
     is refused every time; an item over DynamoDB's size limit is still refused."""
     import uuid

@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
 from processor.adapters.aws import AwsClients, is_transient
-from processor.local.faultproxy import FaultProxy, Injection, aws_json_error, server_error, throttling
+from processor.devtools.faultproxy import FaultProxy, Injection, aws_json_error, server_error, throttling
 
 
 @pytest.fixture

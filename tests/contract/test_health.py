@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from processor.health import HealthServer, ReadinessMonitor, ReadinessProbe, ServiceCollector
-from processor.probe import probe
+from processor.app.health_endpoint import HealthServer, ReadinessMonitor, ReadinessProbe, ServiceCollector
+from processor.entrypoints.probe import probe
 
 
 @dataclass
@@ -90,7 +90,7 @@ def test_readiness_needs_aws_daemon_leases_and_heartbeats(settings, aws) -> None
 
 
 def test_not_ready_while_a_shard_retries_a_failed_batch(settings, aws) -> None:
-    from processor.health import FailingBatch
+    from processor.app.health_endpoint import FailingBatch
 
     app = App(settings.application_name, settings.ctr_stream, "host-1")
     lease_table(aws, app.application_name, {"shardId-000000000000": ("host-1", "4959")})
@@ -134,7 +134,7 @@ def test_http_endpoint(settings, aws, tmp_path: Path, monkeypatch) -> None:
     state = {"ready": False}
 
     def fake_probe():
-        from processor.health import Check, Readiness
+        from processor.app.health_endpoint import Check, Readiness
 
         return Readiness((Check("aws", state["ready"], "test"),), time.time())
 

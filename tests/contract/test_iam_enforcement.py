@@ -1,4 +1,4 @@
-"""The embedded emulator's IAM enforcement (processor/local/iam_enforcement.py) refuses what a
+"""The embedded emulator's IAM enforcement (processor/devtools/emulator/iam_enforcement.py) refuses what a
 policy does not grant, resource by resource: the stack's role tests rely on it, so a check that
 let everything through would make them pass for nothing."""
 
@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from processor.core.desktop_protocol import UploadTarget
 from processor.desktop.transport import S3Uploader, UploadRejected
-from processor.local import control
+from processor.devtools.emulator import control
 from tests.helpers import EMULATOR_CREDENTIALS, REGION, credentials_env, iam_admin
 from tests.helpers import signed_client as client
 

@@ -12,17 +12,17 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.join_store import DynamoJoinStore, SeenObject
-from processor.adapters.media import PROBE_READ, S3Media
-from processor.adapters.output import OutputStream
-from processor.adapters.users import DynamoUserDirectory
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.dynamodb.join_store import DynamoJoinStore, SeenObject
+from processor.adapters.dynamodb.users_table import DynamoUserDirectory
+from processor.adapters.kinesis.output import OutputStream
+from processor.adapters.s3.call_recordings import PROBE_READ, S3Media
+from processor.app.joiner import Joiner, Outcome
 from processor.core.ctr import ctr_from_object
 from processor.core.join import JoinState, RecordingObject, Tolerance
 from processor.core.s3_events import ObjectCreated
-from processor.core.users import QmUser
-from processor.joiner import Joiner, Outcome
-from processor.simulation import wav_bytes
+from processor.core.user_directory import QmUser
+from processor.devtools.simulated_centre import wav_bytes
 
 WINDOW = timedelta(minutes=5)
 

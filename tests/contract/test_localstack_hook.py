@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from processor.bootstrap import bootstrap
+from processor.ops.bootstrap import bootstrap
 from tests.conftest import unique_names
 
 HOOK = Path(__file__).resolve().parents[2] / "localstack" / "ready.d" / "10-qm-ingest-resources.sh"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from processor.adapters.audit import DynamoAuditLog
-from processor.adapters.users import OS_LOGIN_INDEX, DynamoUserDirectory
-from processor.cli import app
-from processor.core.users import QmUser
+from processor.adapters.dynamodb.console_audit_log import DynamoAuditLog
+from processor.adapters.dynamodb.users_table import OS_LOGIN_INDEX, DynamoUserDirectory
+from processor.core.user_directory import QmUser
 from processor.desktop.session import DynamoLoginDirectory
+from processor.entrypoints.cli import app
 from tests.console_support import ConsoleEnv, csrf_of
 
 
@@ -108,7 +108,7 @@ def test_users_import_and_the_cli_set_the_os_login(bootstrapped, aws, tmp_path: 
 
 
 def test_bootstrap_adds_the_os_login_index_to_an_older_users_table(settings, aws) -> None:  # type: ignore[no-untyped-def]
-    from processor.bootstrap import bootstrap
+    from processor.ops.bootstrap import bootstrap
 
     aws.dynamodb.create_table(  # as an earlier version created it
         TableName=settings.users_table,

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from processor.adapters.archive import ArchiveObject, DynamoArchiveCursor, ObjectOutcome
-from processor.adapters.audit import AuditEntry, DynamoAuditLog
+from processor.adapters.dynamodb.console_audit_log import AuditEntry, DynamoAuditLog
+from processor.adapters.dynamodb.quarantine import DynamoQuarantine
 from processor.adapters.memory import MemoryArchiveCursor, MemoryAuditLog, MemoryQuarantine
-from processor.adapters.quarantine import DynamoQuarantine
-from processor.exceptions import InvalidInput, SourcePosition
+from processor.adapters.s3.archive import ArchiveObject, DynamoArchiveCursor, ObjectOutcome
+from processor.platform.exceptions import InvalidInput, SourcePosition
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 

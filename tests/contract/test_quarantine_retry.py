@@ -6,11 +6,11 @@ from pathlib import Path
 
 import orjson
 
-from processor.exceptions import SourcePosition
-from processor.pipeline import StreamRecord
-from processor.quarantine_retry import retry_entries
-from processor.settings import Settings
-from processor.wiring import build_ingest, build_quarantine
+from processor.app.wiring import build_ingest, build_quarantine
+from processor.core.batch import StreamRecord
+from processor.ops.quarantine_retry import retry_entries
+from processor.platform.exceptions import SourcePosition
+from processor.platform.settings import Settings
 
 
 def test_foreign_instance_retried_after_the_setting_is_fixed(

@@ -11,14 +11,15 @@ import orjson
 from typer.testing import CliRunner
 
 from processor.adapters.aws import AwsClients
-from processor.adapters.contacts import DynamoContactStore
-from processor.cli import app
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.app.ctr_path import CtrIngest
+from processor.app.recording_events import RecordingEventConsumer
+from processor.app.wiring import build_ingest, build_joiner, build_recordings_consumer
 from processor.console.samples import stereo_wav
+from processor.core.batch import StreamRecord
 from processor.core.schemas import load_schema
-from processor.exceptions import SourcePosition
-from processor.pipeline import CtrIngest, StreamRecord
-from processor.recording_events import RecordingEventConsumer
-from processor.wiring import build_ingest, build_joiner, build_recordings_consumer
+from processor.entrypoints.cli import app
+from processor.platform.exceptions import SourcePosition
 from tests.contract.test_joiner import ctr, output_records
 from tests.unit.test_recorded_parties import with_line_noise
 
@@ -163,7 +164,7 @@ def test_emitted_contacts_with_parties_match_the_schema(bootstrapped, aws) -> No
 def test_a_recording_gone_before_its_confirming_read_is_unknown(bootstrapped, aws) -> None:
     """The header read found it; the confirming read finds it deleted (S3 answers NoSuchKey):
     the parties are unknown, the probe (and so the contact) goes on."""
-    from processor.adapters.media import PROBE_READ, S3Media
+    from processor.adapters.s3.call_recordings import PROBE_READ, S3Media
     from processor.core.recorded_parties import RecordedParties
     from processor.core.wav import read_wav_info
 

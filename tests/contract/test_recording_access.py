@@ -10,14 +10,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from processor.adapters.aws import AwsClients, fails_the_batch
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.quarantine import DynamoQuarantine
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.dynamodb.quarantine import DynamoQuarantine
+from processor.app.wiring import build_ingest
+from processor.core.batch import StreamRecord
 from processor.core.join import JoinState
-from processor.doctor import Doctor, Severity
-from processor.exceptions import SourcePosition
-from processor.local.faultproxy import FaultProxy, Injection, s3_error
-from processor.pipeline import StreamRecord
-from processor.wiring import build_ingest
+from processor.devtools.faultproxy import FaultProxy, Injection, s3_error
+from processor.ops.doctor import Doctor, Severity
+from processor.platform.exceptions import SourcePosition
 from tests.contract.test_joiner import ctr, upload
 
 

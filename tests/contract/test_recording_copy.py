@@ -15,15 +15,15 @@ import pytest
 from botocore.exceptions import ClientError
 
 from processor.adapters.aws import AwsClients, fails_the_batch
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.recording_copy import RecordingCopier
-from processor.bootstrap import COPIES_EXPIRY_RULE, ensure_copies_retention
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.s3.recording_copy import RecordingCopier
+from processor.app.wiring import build_ingest, build_joiner, build_recordings_consumer
+from processor.core.batch import StreamRecord
 from processor.core.join import FLAG_RECORDING_COPY_FAILED, JoinState
-from processor.exceptions import SourcePosition
-from processor.local.faultproxy import FaultProxy, s3_error
-from processor.pipeline import StreamRecord
-from processor.settings import Settings
-from processor.wiring import build_ingest, build_joiner, build_recordings_consumer
+from processor.devtools.faultproxy import FaultProxy, s3_error
+from processor.ops.bootstrap import COPIES_EXPIRY_RULE, ensure_copies_retention
+from processor.platform.exceptions import SourcePosition
+from processor.platform.settings import Settings
 from tests.console_support import PASSWORD, accounts, csrf_of
 from tests.contract.test_joiner import ctr, output_records, upload
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from processor.recording_events import RecordingEventConsumer
-from processor.wiring import build_quarantine
+from processor.app.recording_events import RecordingEventConsumer
+from processor.app.wiring import build_quarantine
 from tests.contract.test_joiner import FakeClock, ctr, make_joiner, output_records, upload
 
 
@@ -52,8 +52,8 @@ def test_notification_completes_the_join_and_is_deleted(bootstrapped, aws) -> No
 
 
 def test_multipart_recording_counts(bootstrapped, aws) -> None:
-    from processor.simulation import RecordingUpload
-    from processor.simulator import upload_recording
+    from processor.devtools.publish_simulation import upload_recording
+    from processor.devtools.simulated_centre import RecordingUpload
 
     joiner = make_joiner(bootstrapped, aws, FakeClock())
     consumer = consumer_for(bootstrapped, aws, joiner)

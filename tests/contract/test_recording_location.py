@@ -16,19 +16,19 @@ from typing import Any
 import orjson
 
 from bench.instruments import CountingAwsClients
-from processor.adapters.audit import DynamoAuditLog
 from processor.adapters.aws import AwsClients
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.output import OutputStream
-from processor.adapters.quarantine import DynamoQuarantine
-from processor.backfill import ArchiveEventConsumer, build_importer
+from processor.adapters.dynamodb.console_audit_log import DynamoAuditLog
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.dynamodb.quarantine import DynamoQuarantine
+from processor.adapters.kinesis.output import OutputStream
+from processor.app.wiring import build_ingest, build_joiner, build_quarantine, build_recordings_consumer
 from processor.console.samples import contact_doc, put_contacts
+from processor.core.batch import StreamRecord
 from processor.core.join import JoinState
-from processor.exceptions import SourcePosition
-from processor.pipeline import StreamRecord
-from processor.simulation import build_scenario, wav_bytes
-from processor.simulator import archive_deliveries
-from processor.wiring import build_ingest, build_joiner, build_quarantine, build_recordings_consumer
+from processor.devtools.publish_simulation import archive_deliveries
+from processor.devtools.simulated_centre import build_scenario, wav_bytes
+from processor.ops.backfill import ArchiveEventConsumer, build_importer
+from processor.platform.exceptions import SourcePosition
 from tests.console_support import ConsoleEnv
 
 FLAG = "recording_location_rejected"

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.kinesis import put_records
-from processor.adapters.leases import KclLeaseTable
-from processor.adapters.stream_reader import ShardReader, StartAt, list_shard_ids
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.dynamodb.leases import KclLeaseTable
+from processor.adapters.kinesis.put_records import put_records
+from processor.adapters.kinesis.stream_reader import ShardReader, StartAt, list_shard_ids
+from processor.app.wiring import build_ingest
 from processor.core.checkpoints import Checkpoint
-from processor.exceptions import ReplayRefused
-from processor.replay import ReplayFrom, load_checkpoints, replay_direct, replay_leases
-from processor.simulation import RecordingUpload, build_scenario
-from processor.simulator import upload_recording
-from processor.wiring import build_ingest
+from processor.devtools.publish_simulation import upload_recording
+from processor.devtools.simulated_centre import RecordingUpload, build_scenario
+from processor.ops.replay import ReplayFrom, load_checkpoints, replay_direct, replay_leases
+from processor.platform.exceptions import ReplayRefused
 from tests.contract.test_joiner import output_records
 from tests.helpers import wait_until
 
@@ -261,7 +261,7 @@ WORKER = textwrap.dedent(
     import signal, threading, time
     from processor.adapters.aws import AwsClients
     from processor.adapters.kcl.supervisor import WorkerSlot
-    from processor.settings import Settings
+    from processor.platform.settings import Settings
 
     settings = Settings()
     slot = WorkerSlot(settings, settings.application_name)

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from processor.adapters.runtime_config import (
+from processor.adapters.dynamodb.runtime_config import (
     AcdConfiguration,
     ConfigConflict,
     RuntimeConfigReader,

@@ -9,21 +9,22 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processor.adapters.commands import AgentStates, CommandStore
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.progress import ShardProgress
-from processor.adapters.runtime_config import RuntimeConfigStore
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.dynamodb.progress import ShardProgress
+from processor.adapters.dynamodb.runtime_config import RuntimeConfigStore
+from processor.adapters.dynamodb.users_table import DynamoUserAdmin, DynamoUserDirectory
 from processor.adapters.screen_keys import generate_server_key
-from processor.adapters.users import DynamoUserAdmin, DynamoUserDirectory
+from processor.adapters.sqs.commands import AgentStates, CommandStore
+from processor.app.ctr_path import utc_now
+from processor.app.screen_control import AgentEventIngest
+from processor.app.screen_results import ScreenResultConsumer
+from processor.app.wiring import build_joiner, build_quarantine, build_screen_control
 from processor.core.agent_queue import agent_queue_name
+from processor.core.batch import StreamRecord
 from processor.core.ctr import ctr_from_object
 from processor.core.desktop_protocol import ResultType, build_result, parse_command
-from processor.core.users import QmUser
-from processor.exceptions import SourcePosition
-from processor.pipeline import StreamRecord, utc_now
-from processor.screen_control import AgentEventIngest
-from processor.screen_results import ScreenResultConsumer
-from processor.wiring import build_joiner, build_quarantine, build_screen_control
+from processor.core.user_directory import QmUser
+from processor.platform.exceptions import SourcePosition
 from tests.contract.test_joiner import output_records
 
 SAMPLE_ARN = (
@@ -361,7 +362,7 @@ def test_switching_one_user_off_stops_only_her_recording(screen_settings, aws, s
 
 
 def test_the_screen_demo_contact_has_its_agent_names(bootstrapped, aws) -> None:
-    from processor.desktop.demo import _import_contact, demo_user
+    from processor.desktop.screen_demo import _import_contact, demo_user
 
     user = demo_user(bootstrapped, aws)
     start = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -417,7 +418,7 @@ def test_results_that_answer_no_command_of_theirs_are_never_applied(screen_setti
     assert CommandStore(aws.dynamodb, screen_settings.commands_table).get("extract:c-victim").result is None  # type: ignore[union-attr]
     users = {r.user.username for r in DynamoUserAdmin(aws.dynamodb, screen_settings.users_table).rows()}
     assert "mallory.new" not in users
-    from processor.adapters.quarantine import DynamoQuarantine
+    from processor.adapters.dynamodb.quarantine import DynamoQuarantine
 
     reasons = [
         e.reason

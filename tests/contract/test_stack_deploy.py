@@ -16,9 +16,9 @@ import time
 
 import orjson
 
-from processor.bootstrap import bootstrap, queue_specs
-from processor.doctor import Doctor
-from processor.stack import ecs_template, template
+from processor.ops.bootstrap import bootstrap, queue_specs
+from processor.ops.doctor import Doctor
+from processor.ops.stack import ecs_template, template
 
 #: What moto's CloudFormation leaves out, which bootstrap then adds (see the docstring).
 EMULATOR_GAPS = ("s3 notification ",)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import orjson
 
-from processor.adapters.contacts import ClaimResult, DynamoContactStore
-from processor.adapters.quarantine import DynamoQuarantine
-from processor.adapters.users import DynamoUserDirectory
+from processor.adapters.dynamodb.contacts import ClaimResult, DynamoContactStore
+from processor.adapters.dynamodb.quarantine import DynamoQuarantine
+from processor.adapters.dynamodb.users_table import DynamoUserDirectory
 from processor.core.ctr import parse_ctr
 from processor.core.join import Tolerance, on_ctr
 from processor.core.mapping import map_contact
-from processor.core.users import QmUser
-from processor.exceptions import InvalidInput, SourcePosition
+from processor.core.user_directory import QmUser
+from processor.platform.exceptions import InvalidInput, SourcePosition
 
 
 def view_of(samples_dir: Path, last_update: str, contact_id: str | None = None):

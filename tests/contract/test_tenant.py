@@ -10,13 +10,13 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from processor.adapters.quarantine import DynamoQuarantine
-from processor.adapters.runtime_config import RuntimeConfigStore
-from processor.console.health import resource_health
-from processor.doctor import Doctor, Severity
-from processor.exceptions import ConfigurationError, SourcePosition
-from processor.pipeline import StreamRecord
-from processor.wiring import build_ingest
+from processor.adapters.dynamodb.quarantine import DynamoQuarantine
+from processor.adapters.dynamodb.runtime_config import RuntimeConfigStore
+from processor.app.wiring import build_ingest
+from processor.console.health_panel import resource_health
+from processor.core.batch import StreamRecord
+from processor.ops.doctor import Doctor, Severity
+from processor.platform.exceptions import ConfigurationError, SourcePosition
 from tests.contract.test_doctor import cli
 
 OURS = "arn:aws:connect:us-east-1:111122223333:instance/0d6a8c5e-1111-4b7a-9e2d-6f0c3b9a1e11"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from processor.adapters.connect_users import BotoConnectUsers, SyncStateStore, sync_users
-from processor.adapters.users import DynamoUserAdmin
-from processor.core.users import QmUser
+from processor.adapters.connect.user_listing import BotoConnectUsers, SyncStateStore, sync_users
+from processor.adapters.dynamodb.users_table import DynamoUserAdmin
+from processor.core.user_directory import QmUser
 from tests.connect_fixtures import load
 
 INSTANCE = "8f3c1d2e-5b6a-4c7d-9e8f-0a1b2c3d4e5f"
@@ -138,7 +138,7 @@ def test_desktop_contact_is_recorded_and_never_goes_back(parts) -> None:  # type
 
 
 def _names_of(aws, settings, contact_id: str) -> tuple:  # type: ignore[no-untyped-def, type-arg]
-    from processor.adapters.contacts import DynamoContactStore
+    from processor.adapters.dynamodb.contacts import DynamoContactStore
 
     stored = DynamoContactStore(aws.dynamodb, settings.contacts_table).get(contact_id)
     assert stored is not None
@@ -154,8 +154,8 @@ def _emitted(aws, settings, contact_id: str) -> int:  # type: ignore[no-untyped-
 def test_users_sync_names_the_contacts_imported_before_the_user(bootstrapped, aws) -> None:  # type: ignore[no-untyped-def]
     # Ana's contact is imported before her QM user exists: no names. The sync that creates
     # her user (any path: CLI, console, schedule) gives the contact her names, one new revision.
-    from processor.users_sync import ContactNamer, sync_and_name
-    from processor.wiring import build_joiner
+    from processor.app.users_sync import ContactNamer, sync_and_name
+    from processor.app.wiring import build_joiner
     from tests.contract.test_screen_control import ctr
 
     record, raw = ctr("c-before-user", "ana.silva")
@@ -207,9 +207,9 @@ def test_the_scheduled_sync_runs_and_names(bootstrapped, aws) -> None:  # type: 
     import threading
     import time
 
-    from processor.adapters.runtime_config import RuntimeConfigStore
-    from processor.users_sync import run_scheduled_sync
-    from processor.wiring import build_joiner
+    from processor.adapters.dynamodb.runtime_config import RuntimeConfigStore
+    from processor.app.users_sync import run_scheduled_sync
+    from processor.app.wiring import build_joiner
     from tests.contract.test_screen_control import ctr
 
     store = RuntimeConfigStore(aws.dynamodb, bootstrapped.config_table)

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processor.adapters.archive import DynamoArchiveCursor
-from processor.adapters.contacts import DynamoContactStore
-from processor.simulation import RecordingUpload, build_scenario
-from processor.simulator import archive_deliveries, upload_recording
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.s3.archive import DynamoArchiveCursor
+from processor.devtools.publish_simulation import archive_deliveries, upload_recording
+from processor.devtools.simulated_centre import RecordingUpload, build_scenario
 from tests.contract.test_joiner import output_records
 from tests.helpers import ServiceProcess, wait_until
 

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.adapters.runtime_config import RuntimeConfigReader, RuntimeConfigStore
-from processor.adapters.users import DynamoUserDirectory
+from processor.adapters.dynamodb.runtime_config import RuntimeConfigReader, RuntimeConfigStore
+from processor.adapters.dynamodb.users_table import DynamoUserDirectory
 from processor.console.samples import INSTANCE_ARN
 from tests.console_support import DAY, PASSWORD, ConsoleEnv
 
@@ -133,10 +133,11 @@ def test_console_in_a_browser(console_env: ConsoleEnv, browser: Any, tmp_path: P
     _shot(browser, shots, "console-users.png")
 
     # RTE is off: Ana, configured now, logs on to Connect, and her desktop is told nothing.
-    from processor.exceptions import SourcePosition
-    from processor.pipeline import StreamRecord, utc_now
-    from processor.screen_control import AgentEventIngest
-    from processor.wiring import build_quarantine, build_screen_control
+    from processor.app.ctr_path import utc_now
+    from processor.app.screen_control import AgentEventIngest
+    from processor.app.wiring import build_quarantine, build_screen_control
+    from processor.core.batch import StreamRecord
+    from processor.platform.exceptions import SourcePosition
     from tests.contract.test_screen_control import queue_messages
 
     logged_on = orjson.dumps(

@@ -27,9 +27,9 @@ from processor.adapters.screen_keys import server_public_key
 from processor.core.ctr import ctr_from_object
 from processor.core.desktop_protocol import CommandType, build_command, extract_command_id, format_instant
 from processor.desktop.capture import read_code
-from processor.desktop.faults import FAULT_ENV
+from processor.desktop.recovery_faults import FAULT_ENV
 from processor.desktop.transport import ensure_agent_queue
-from processor.simulation import build_scenario
+from processor.devtools.simulated_centre import build_scenario
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -115,7 +115,7 @@ def server(bootstrapped, aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch): 
     cli([sys.executable, "-m", "processor", "keys", "generate"])
     bucket = bootstrapped.screen_bucket  # the one bucket desktops upload to
     from processor.core.envelope import key_fingerprint
-    from processor.settings import Settings
+    from processor.platform.settings import Settings
 
     s = Settings()
     key_id, pem = server_public_key(s)
@@ -166,7 +166,7 @@ def import_contact(server, start: datetime, end: datetime) -> str:  # type: igno
     ctr["Agent"]["AfterContactWorkEndTimestamp"] = format_instant(end)
     ctr["LastUpdateTimestamp"] = format_instant(end)
     ctr["Recording"] = ctr["Recordings"] = None  # the audio side is not the point here
-    from processor.wiring import build_joiner
+    from processor.app.wiring import build_joiner
 
     build_joiner(server["settings"], server["aws"]).on_ctr(ctr_from_object(ctr), orjson.dumps(ctr))
     publish(

@@ -27,16 +27,16 @@ import av
 import orjson
 import pytest
 
+from processor.adapters.dynamodb.users_table import DynamoUserDirectory
 from processor.adapters.screen_keys import server_public_key
-from processor.adapters.users import DynamoUserDirectory
 from processor.core.ctr import ctr_from_object
 from processor.core.desktop_protocol import CommandType, build_command, extract_command_id, format_instant
 from processor.core.envelope import key_fingerprint
-from processor.core.users import QmUser
+from processor.core.user_directory import QmUser
 from processor.desktop.capture import read_code
 from processor.desktop.transport import ensure_agent_queue
-from processor.settings import Settings
-from processor.simulation import build_scenario
+from processor.devtools.simulated_centre import build_scenario
+from processor.platform.settings import Settings
 from tests.e2e.test_desktop_e2e import DESKTOP_ENV, cli, record_result_in_contact
 from tests.helpers import wait_until
 
@@ -167,7 +167,7 @@ def import_contact(env: dict[str, Any], agent: str, start: datetime, end: dateti
     ctr["Agent"]["AfterContactWorkEndTimestamp"] = format_instant(end)
     ctr["LastUpdateTimestamp"] = format_instant(end)
     ctr["Recording"] = ctr["Recordings"] = None
-    from processor.wiring import build_joiner
+    from processor.app.wiring import build_joiner
 
     build_joiner(env["settings"], env["aws"]).on_ctr(ctr_from_object(ctr), orjson.dumps(ctr))
     publish(

@@ -1,8 +1,8 @@
 """The stack's component roles, proven with IAM enforcement on (docs/deploy.md).
 
-The template (deploy/qm-ingest.yaml, from processor/stack.py and processor/roles.py) is deployed
+The template (deploy/qm-ingest.yaml, from processor/ops/stack.py and processor/ops/roles.py) is deployed
 into an embedded emulator of its own; then moto checks every request against the policies of
-the credentials it is signed with (processor/local/iam_enforcement.py). ``qm-ingest run``, the
+the credentials it is signed with (processor/devtools/emulator/iam_enforcement.py). ``qm-ingest run``, the
 real KCL daemon included, imports a simulated contact centre with the service role's
 temporary credentials: every contact is imported, no request of the service is refused, and
 what the role must not do (read quarantined payloads, write the users' console audit, forge
@@ -25,12 +25,12 @@ from typing import Any
 
 import pytest
 
-from processor.adapters.contacts import DynamoContactStore
+from processor.adapters.dynamodb.contacts import DynamoContactStore
 from processor.core.agent_queue import agent_queue_name
-from processor.local import control
-from processor.simulation import build_scenario
-from processor.simulator import publish_scenario
-from processor.stack import role_id
+from processor.devtools.emulator import control
+from processor.devtools.publish_simulation import publish_scenario
+from processor.devtools.simulated_centre import build_scenario
+from processor.ops.stack import role_id
 from tests.conftest import unique_names
 from tests.contract.test_joiner import output_records
 from tests.contract.test_stack_deploy import deploy
@@ -54,8 +54,8 @@ SERVICE_ENV = {"QM_JOIN_WINDOW_SECONDS": "15", "QM_SWEEP_INTERVAL_SECONDS": "1"}
 def deployed(iam_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The stack deployed with enforcement off; then enforcement on, the test signed as admin."""
     from processor.adapters.aws import AwsClients
-    from processor.bootstrap import bootstrap
-    from processor.settings import Settings, get_settings
+    from processor.ops.bootstrap import bootstrap
+    from processor.platform.settings import Settings, get_settings
 
     names = unique_names("iam")
     for key, value in names.items():
@@ -94,7 +94,7 @@ def deployed(iam_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def assume(deployed: dict[str, Any], component: str) -> dict[str, str]:
-    from processor import roles
+    from processor.ops import roles
 
     role = next(r for r in roles.roles(deployed["settings"]) if r.component == component)
     sts = signed_client("sts", deployed["endpoint"], deployed["admin"])
@@ -215,7 +215,7 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess
 
 def test_the_operator_replays_and_checks_with_its_role(deployed: dict[str, Any]) -> None:
     from processor.adapters.aws import AwsClients
-    from processor.adapters.kinesis import put_records
+    from processor.adapters.kinesis.put_records import put_records
 
     settings = deployed["settings"]
     endpoint = deployed["endpoint"]
@@ -266,7 +266,7 @@ def test_the_console_serves_contacts_and_saves_settings_with_its_role(deployed: 
     import httpx
 
     from processor.adapters.aws import AwsClients
-    from processor.local.control import free_port
+    from processor.devtools.emulator.control import free_port
     from tests.console_support import csrf_of, seed
 
     settings = deployed["settings"]
@@ -341,7 +341,7 @@ def test_the_console_serves_contacts_and_saves_settings_with_its_role(deployed: 
 
 def test_a_desktop_reads_its_commands_and_uploads_only_where_a_command_says(deployed: dict[str, Any]) -> None:
     from processor.adapters.aws import AwsClients
-    from processor.adapters.commands import AgentQueues
+    from processor.adapters.sqs.commands import AgentQueues
     from processor.core.desktop_protocol import UploadTarget
     from processor.desktop.transport import S3Uploader
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.kinesis import put_records
-from processor.simulation import Scenario, build_scenario
-from processor.simulator import publish_scenario
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.kinesis.put_records import put_records
+from processor.devtools.publish_simulation import publish_scenario
+from processor.devtools.simulated_centre import Scenario, build_scenario
 from tests.contract.test_joiner import output_records
 from tests.helpers import ServiceProcess, wait_until
 

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.kinesis import put_records
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.kinesis.put_records import put_records
 from processor.core.ctr_files import iter_ctr_inputs
-from processor.simulation import build_scenario
+from processor.devtools.simulated_centre import build_scenario
 from tests.faults.harness import _partition_key
 from tests.helpers import ServiceProcess, leaked_numbers, wait_until
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.kinesis import put_records
-from processor.simulation import RecordingUpload, build_scenario
-from processor.simulator import upload_recording
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.kinesis.put_records import put_records
+from processor.devtools.publish_simulation import upload_recording
+from processor.devtools.simulated_centre import RecordingUpload, build_scenario
 from tests.contract.test_joiner import output_records
 from tests.contract.test_replay import wipe_contacts
 from tests.helpers import ServiceProcess, wait_until

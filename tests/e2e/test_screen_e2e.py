@@ -14,10 +14,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processor.adapters.kinesis import put_records
+from processor.adapters.dynamodb.users_table import DynamoUserDirectory
+from processor.adapters.kinesis.put_records import put_records
 from processor.adapters.screen_keys import generate_server_key
-from processor.adapters.users import DynamoUserDirectory
-from processor.core.users import QmUser
+from processor.core.user_directory import QmUser
 from tests.contract.test_screen_control import queue_messages
 from tests.helpers import ServiceProcess, wait_until
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from processor.local.faultproxy import FaultProxy
+from processor.devtools.faultproxy import FaultProxy
 from tests.faults.harness import Figures
 from tests.helpers import ServiceProcess, descendants
 
@@ -35,7 +35,7 @@ def record_figures() -> Any:
 @pytest.fixture(scope="session")
 def kinesis_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """kinesis-mock on a free port for this session: the Kinesis that models resharding."""
-    from processor.local import control
+    from processor.devtools.emulator import control
 
     state = tmp_path_factory.mktemp("kinesis-mock")
     port = control.free_port()

@@ -21,12 +21,12 @@ from typing import Any
 
 import orjson
 
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.kinesis import put_records
-from processor.audit import run_audit
-from processor.core.audit import Expectation, ExpectedContact
-from processor.simulation import RecordingUpload, Scenario, build_scenario
-from processor.simulator import upload_recording
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.kinesis.put_records import put_records
+from processor.core.scenario_verdict import Expectation, ExpectedContact
+from processor.devtools.publish_simulation import upload_recording
+from processor.devtools.simulated_centre import RecordingUpload, Scenario, build_scenario
+from processor.ops.scenario_audit import run_audit
 from tests.helpers import ServiceProcess, descendants
 
 #: A short join window, so contacts whose recording never comes are final within the test.
@@ -99,7 +99,7 @@ def _partition_key(payload: bytes) -> str:
 
 def delivered(events: Sequence[Event]) -> dict[str, str]:
     """contact id -> newest LastUpdateTimestamp among the CTRs in ``events`` (stored form)."""
-    from processor.core.audit import canonical_instant
+    from processor.core.scenario_verdict import canonical_instant
 
     newest: dict[str, str] = {}
     for event in events:

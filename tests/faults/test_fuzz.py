@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from processor.adapters.kinesis import put_records
-from processor.exceptions import SourcePosition
-from processor.pipeline import StreamRecord
-from processor.simulation import DEFAULT_INSTANCE_ARN, RecordingUpload, Scenario
-from processor.simulator import upload_recording
+from processor.adapters.kinesis.put_records import put_records
+from processor.core.batch import StreamRecord
+from processor.devtools.publish_simulation import upload_recording
+from processor.devtools.simulated_centre import DEFAULT_INSTANCE_ARN, RecordingUpload, Scenario
+from processor.platform.exceptions import SourcePosition
 from tests.e2e.test_operations import by_name, scrape
 from tests.faults.fuzz import MAX_RECORD_BYTES, Hostile, notification_corpus, odd_but_valid, stream_corpus
 from tests.faults.harness import (
@@ -120,8 +120,8 @@ def test_fuzzed_input_through_the_ctr_path_and_the_queue(
     one_tenant: None, bootstrapped, aws, tmp_path: Path, record_figures
 ) -> None:
     """2,000 hostile records and 200 hostile notifications through the real adapters, in process."""
-    from processor.recording_events import RecordingEventConsumer
-    from processor.wiring import build_joiner, build_quarantine
+    from processor.app.recording_events import RecordingEventConsumer
+    from processor.app.wiring import build_joiner, build_quarantine
 
     started_at = time.monotonic()
     settings = bootstrapped.model_copy(update={"join_window_seconds": 2})
@@ -132,7 +132,7 @@ def test_fuzzed_input_through_the_ctr_path_and_the_queue(
     events = interleave(centre, hostile, rng)
 
     joiner = build_joiner(settings, aws, screen=False)
-    from processor.pipeline import CtrIngest
+    from processor.app.ctr_path import CtrIngest
 
     ingest = CtrIngest(
         joiner=joiner,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from processor.adapters.contacts import DynamoContactStore
+from processor.adapters.dynamodb.contacts import DynamoContactStore
 from tests.faults.harness import (
     SERVICE_ENV,
     Figures,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.kinesis import put_records
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.kinesis.put_records import put_records
 from tests.faults.harness import (
     SERVICE_ENV,
     Figures,
@@ -37,7 +37,7 @@ from tests.helpers import ServiceProcess, descendants
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
-CTR_WORKER = "processor.adapters.kcl.ctr_worker"
+CTR_WORKER = "processor.entrypoints.ctr_worker"
 DAEMON = "MultiLangDaemon"
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from processor.adapters.contacts import DynamoContactStore
-from processor.local.faultproxy import FaultProxy
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.devtools.faultproxy import FaultProxy
 from tests.faults.harness import (
     SERVICE_ENV,
     Figures,

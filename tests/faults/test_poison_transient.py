@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.adapters.contacts import DynamoContactStore
-from processor.adapters.kinesis import put_records
-from processor.local.faultproxy import (
+from processor.adapters.dynamodb.contacts import DynamoContactStore
+from processor.adapters.kinesis.put_records import put_records
+from processor.devtools.faultproxy import (
     FaultProxy,
     Injection,
     aws_json_error,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from processor.adapters.contacts import DynamoContactStore
+from processor.adapters.dynamodb.contacts import DynamoContactStore
 from tests.faults.harness import (
     SERVICE_ENV,
     Figures,

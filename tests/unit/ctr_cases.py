@@ -28,9 +28,9 @@ import orjson
 from processor.core.ctr import check_instance, parse_ctr
 from processor.core.ctr_files import iter_ctr_inputs
 from processor.core.mapping import map_contact
-from processor.core.users import QmUser
-from processor.exceptions import InvalidInput
-from processor.simulation import DEFAULT_INSTANCE_ARN, build_scenario
+from processor.core.user_directory import QmUser
+from processor.devtools.simulated_centre import DEFAULT_INSTANCE_ARN, build_scenario
+from processor.platform.exceptions import InvalidInput
 from tests.faults.fuzz import MAX_RECORD_BYTES, odd_but_valid, stream_corpus
 
 HERE = Path(__file__).resolve().parent

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.core.agent_events import AgentRecording, Intent, apply, parse_agent_event, release_before
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 
 def events(samples_dir: Path) -> list[bytes]:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from jsonschema import Draft7Validator
 
-from processor.core.audit import (
+from processor.core.scenario_verdict import (
     Expectation,
     ExpectedContact,
     OutputRecord,
@@ -19,8 +19,8 @@ from processor.core.audit import (
     parse_expectation,
 )
 from processor.core.schemas import load_schema
-from processor.exceptions import InvalidInput
-from processor.simulation import build_scenario
+from processor.devtools.simulated_centre import build_scenario
+from processor.platform.exceptions import InvalidInput
 
 T1 = "2026-03-01T09:00:00.000Z"
 T2 = "2026-03-01T09:05:00.000Z"

@@ -16,7 +16,7 @@ import pytest
 from botocore.config import Config
 
 from bench.instruments import CountingAwsClients, RequestCounter, tree_cpu_seconds
-from processor.settings import Settings
+from processor.platform.settings import Settings
 
 PAUSE_S = 0.2
 

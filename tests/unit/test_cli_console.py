@@ -4,8 +4,8 @@ import pytest
 from argon2 import PasswordHasher
 from typer.testing import CliRunner
 
-from processor.cli import app
-from processor.settings import get_settings
+from processor.entrypoints.cli import app
+from processor.platform.settings import get_settings
 
 
 def test_hash_password_prints_an_argon2id_hash() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from processor.core.connect_users import gone_users, parse_described_user, parse_user_summaries
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 from tests.connect_fixtures import load
 
 

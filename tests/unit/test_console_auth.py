@@ -12,7 +12,7 @@ from processor.console.auth import (
     csrf_matches,
     hash_password,
 )
-from processor.settings import ConsoleRole, Settings
+from processor.platform.settings import ConsoleRole, Settings
 
 
 def test_hash_is_argon2id_and_verifies() -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from processor.adapters.runtime_config import AcdConfiguration
+from processor.adapters.dynamodb.runtime_config import AcdConfiguration
 from processor.console.forms import changes, parse_acd_form
 
 ARN = "arn:aws:connect:eu-west-2:123456789012:instance/8f3c1d2e-5b6a-4c7d-9e8f-0a1b2c3d4e5f"

@@ -6,7 +6,7 @@ import pytest
 
 from processor.console import auth
 from processor.console.auth import Authenticator, ConsoleAccount, SignInThrottled, hash_password
-from processor.settings import ConsoleRole
+from processor.platform.settings import ConsoleRole
 
 PASSWORD = "correct horse battery"
 

@@ -12,7 +12,7 @@ from processor.core.contact_query import (
     encode_cursor,
     parse_filter,
 )
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 FLAGS = frozenset({"recording_missing", "user_unknown"})
 TODAY = date(2024, 6, 30)

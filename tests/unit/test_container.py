@@ -22,7 +22,7 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
-from processor.settings import Settings, env_name
+from processor.platform.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -85,7 +85,7 @@ def test_dockerfile_runs_as_non_root_with_healthcheck_and_signal_forwarding() ->
     user = by_cmd["USER"].value[0]
     assert user.split(":")[0] not in ("0", "root") and user.split(":")[0].isdigit()
     health = by_cmd["HEALTHCHECK"]
-    assert health.value == ("CMD", "python", "-m", "processor.probe", "healthz")
+    assert health.value == ("CMD", "python", "-m", "processor.entrypoints.probe", "healthz")
     assert by_cmd["ENTRYPOINT"].json and by_cmd["ENTRYPOINT"].value == ("/usr/bin/tini", "--", "qm-ingest")
     assert by_cmd["CMD"].value == ("run",)
     assert by_cmd["STOPSIGNAL"].value == ("SIGTERM",)
@@ -185,7 +185,8 @@ def test_image_build_stage_in_a_virtualenv(tmp_path: Path) -> None:
         [
             str(venv / "bin" / "python"),
             "-c",
-            "from processor.adapters.kcl.daemon import jars_dir; from processor.settings import Settings;"
+            "from processor.adapters.kcl.daemon import jars_dir;"
+            " from processor.platform.settings import Settings;"
             "import importlib.util as u; print(jars_dir(Settings()));"
             # hypercorn is a runtime dependency (it serves the QM console); moto is not.
             "print(all(u.find_spec(m) is None for m in ('moto', 'pytest', 'selenium')))",
@@ -201,7 +202,7 @@ def test_image_build_stage_in_a_virtualenv(tmp_path: Path) -> None:
     assert Path(jars).is_relative_to(venv) and any(Path(jars).glob("amazon-kinesis-client-multilang-*.jar"))
     assert dev_free == "True", "test tools would end up in the image"
     probe = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "processor.probe", "healthz"],
+        [str(venv / "bin" / "python"), "-m", "processor.entrypoints.probe", "healthz"],
         cwd=tmp_path,
         timeout=60,
         check=False,

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from processor.core.ctr import check_instance, parse_ctr
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 
 @pytest.fixture

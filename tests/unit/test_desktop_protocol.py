@@ -18,7 +18,7 @@ from processor.core.desktop_protocol import (
     parse_instant,
 )
 from processor.core.schemas import SchemaViolation
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 NOW = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from processor.core.users import normalise_os_login, parse_users
+from processor.core.user_directory import normalise_os_login, parse_users
 from processor.desktop.agent import DesktopAgent
 from processor.desktop.clock import SimulatedClock
 from processor.desktop.pc import PcDesktop, login_ref
@@ -23,7 +23,7 @@ from processor.desktop.session import (
     parse_properties,
     session_from_setting,
 )
-from processor.exceptions import InvalidInput, SessionLookupError
+from processor.platform.exceptions import InvalidInput, SessionLookupError
 
 # `loginctl show-seat seat0 --property=ActiveSession` (systemd 252, a GNOME desktop)
 SEAT_WITH_SESSION = "ActiveSession=3\n"
@@ -246,7 +246,7 @@ def test_logs_name_a_login_only_by_its_digest() -> None:
 
 
 def test_an_agent_whose_desktop_cannot_start_is_tried_again_later() -> None:
-    from processor.exceptions import ConfigurationError
+    from processor.platform.exceptions import ConfigurationError
 
     events: list[tuple[str, str]] = []
     attempts: list[str] = []

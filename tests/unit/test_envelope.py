@@ -22,7 +22,7 @@ from processor.core.envelope import (
     read_header,
     seal_truncated,
 )
-from processor.exceptions import EnvelopeError, KeyMismatch, TamperedEnvelope, TruncatedEnvelope
+from processor.platform.exceptions import EnvelopeError, KeyMismatch, TamperedEnvelope, TruncatedEnvelope
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from processor.core.frozen import builder
 from processor.core.mapping import QmContact
 from processor.core.phone import to_e164
 from processor.core.schemas import SchemaViolation, fast_check, load_schema, validate, validator
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 from tests.unit.ctr_cases import (
     DELETE,
     FIELDS,

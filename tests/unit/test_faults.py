@@ -12,7 +12,7 @@ from pathlib import Path
 
 PASS_POINT = """
 import time
-from processor.faults import fault_point
+from processor.platform.fault_points import fault_point
 for i in range({passes}):
     fault_point("after_write", "ctr")
     print(i, flush=True)

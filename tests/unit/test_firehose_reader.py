@@ -18,7 +18,7 @@ from processor.core.firehose import (
     ArchiveItem,
     read_archive_object,
 )
-from processor.simulation import build_scenario
+from processor.devtools.simulated_centre import build_scenario
 from tests.unit.test_jsonstream import chunked
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "ctr"

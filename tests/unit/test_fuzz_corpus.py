@@ -16,8 +16,8 @@ from processor.core.ctr import check_instance, parse_ctr
 from processor.core.mapping import map_contact
 from processor.core.s3_events import parse_notification
 from processor.core.schemas import load_schema
-from processor.exceptions import InvalidInput
-from processor.simulation import DEFAULT_INSTANCE_ARN, build_scenario
+from processor.devtools.simulated_centre import DEFAULT_INSTANCE_ARN, build_scenario
+from processor.platform.exceptions import InvalidInput
 from tests.faults.fuzz import MAX_RECORD_BYTES, notification_corpus, odd_but_valid, stream_corpus
 
 

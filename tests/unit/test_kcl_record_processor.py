@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from processor.adapters.kcl import record_processor
 from processor.adapters.kcl.parent_death import EXIT_PARENT_GONE
 from processor.adapters.kcl.record_processor import EXIT_BATCH_FAILED, KclRecordProcessor
-from processor.pipeline import BatchResult, StreamRecord
+from processor.core.batch import BatchResult, StreamRecord
 
 STREAM = "qm-ctr-test-rp"
 

@@ -18,34 +18,73 @@ def _layout() -> str:
 
 
 def _named_folders(layout: str) -> set[str]:
-    return set(re.findall(r"^([a-z_./]+/)\s", layout, flags=re.MULTILINE))
+    return set(re.findall(r"^([a-z0-9_./]+/)\s", layout, flags=re.MULTILINE))
 
 
 def _named_modules(layout: str) -> set[str]:
     return set(re.findall(r"\b([a-z_]+\.py)\b", layout))
 
 
-def test_every_processor_package_and_module_is_named() -> None:
+PACKAGE = ROOT / "processor"
+# The middle layers, where a newcomer looks for a service or a command: every module is named.
+MIDDLE = ("app", "ops", "platform", "devtools", "entrypoints")
+
+
+def _modules() -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if "node_modules" not in p.parts and p.name != "__init__.py"]
+
+
+def test_every_processor_package_and_middle_module_is_named() -> None:
     layout = _layout()
     folders, modules = _named_folders(layout), _named_modules(layout)
-    package = ROOT / "processor"
     missing = []
-    for entry in sorted(package.iterdir()):
-        if entry.name.startswith((".", "__pycache__")) or entry.name in {"__init__.py", "py.typed"}:
-            continue
-        if entry.is_dir() and f"processor/{entry.name}/" not in folders:
-            missing.append(f"processor/{entry.name}/")
-        elif entry.suffix == ".py" and entry.name not in modules:
-            missing.append(entry.name)
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        folder = init.parent.relative_to(ROOT).as_posix() + "/"
+        if folder != "processor/" and folder not in folders:
+            missing.append(folder)
+    for layer in MIDDLE:
+        for module in sorted((PACKAGE / layer).glob("*.py")):
+            if module.name != "__init__.py" and module.name not in modules:
+                missing.append(module.relative_to(ROOT).as_posix())
     assert missing == [], f"add to the README's Layout: {missing}"
+
+
+def test_no_two_modules_share_a_name() -> None:
+    by_name: dict[str, list[str]] = {}
+    for module in _modules():
+        by_name.setdefault(module.name, []).append(module.relative_to(ROOT).as_posix())
+    assert {name: paths for name, paths in by_name.items() if len(paths) > 1} == {}
+
+
+def _imports(layer: str) -> set[tuple[str, str]]:
+    found = set()
+    for module in (PACKAGE / layer).rglob("*.py"):
+        for target in re.findall(r"^\s*from (processor\.[\w.]+) import", module.read_text(), flags=re.M):
+            found.add((module.relative_to(ROOT).as_posix(), target))
+    return found
+
+
+def test_imports_point_inwards() -> None:
+    outward = {
+        (module, target)
+        for module, target in _imports("core")
+        if not target.startswith(("processor.core", "processor.platform.exceptions"))
+    }
+    outward |= {
+        (module, target)
+        for module, target in _imports("adapters")
+        if not target.startswith(("processor.core", "processor.adapters", "processor.platform"))
+    }
+    assert outward == set()
 
 
 def test_everything_named_exists() -> None:
     layout = _layout()
+    names = {module.name for module in _modules()}
     for folder in _named_folders(layout):
         assert (ROOT / folder).is_dir(), folder
     for module in _named_modules(layout):
-        assert (ROOT / "processor" / module).is_file(), module
+        assert module in names, module
 
 
 def test_every_top_level_folder_is_named() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from processor.core.contact_query import parse_filter
 from processor.core.local_time import shown_date_time, utc_bounds, zone
-from processor.report import contacts_table
+from processor.ops.report import contacts_table
 
 NEW_YORK = ZoneInfo("America/New_York")
 EVENING_CALL = {
@@ -48,8 +48,8 @@ def test_a_local_day_in_utc() -> None:
 
 
 def test_time_zone_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from processor.exceptions import ConfigurationError
-    from processor.settings import Settings, get_settings
+    from processor.platform.exceptions import ConfigurationError
+    from processor.platform.settings import Settings, get_settings
 
     assert str(Settings(time_zone="America/New_York").zone) == "America/New_York"
     assert zone("UTC") is UTC

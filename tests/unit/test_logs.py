@@ -6,7 +6,7 @@ import io
 
 import orjson
 
-from processor.logs import configure_logging, get_logger, mask_phone
+from processor.platform.logs import configure_logging, get_logger, mask_phone
 
 
 def test_mask_phone() -> None:
@@ -51,7 +51,7 @@ def test_the_log_scan_of_the_e2e_suite_finds_a_leak() -> None:
 
 
 def test_national_phone_formats_are_masked_in_free_text() -> None:
-    from processor.logs import _mask_text
+    from processor.platform.logs import _mask_text
 
     for text in ("call (918) 269-0528 back", "918-269-0528", "918.269.0528", "(0918) 2690 528"):
         masked = _mask_text(text)

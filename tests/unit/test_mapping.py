@@ -10,7 +10,7 @@ import pytest
 from processor.core.ctr import ctr_from_object, parse_ctr
 from processor.core.ctr_files import iter_ctr_inputs
 from processor.core.mapping import DIRECTIONS, direction_of, map_contact
-from processor.core.users import QmUser
+from processor.core.user_directory import QmUser
 
 
 def contacts_of(path: Path, users: dict[str, QmUser] | None = None) -> list[dict]:

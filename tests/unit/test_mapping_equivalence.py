@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from processor.core.ctr import ctr_from_object
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 from tests.unit.ctr_cases import SHARED_SAMPLES, all_cases, decide, load_reference
 
 

@@ -11,16 +11,16 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from processor import metrics_files
-from processor.health import ServiceCollector, render_metrics
+from processor.app.health_endpoint import ServiceCollector, render_metrics
+from processor.platform import metrics_files
 
 # One "record processor": a separate interpreter writing metrics into the shared directory.
 WORKER = textwrap.dedent(
     """
     import sys, time
     from types import SimpleNamespace
-    from processor.exceptions import InvalidInput, SourcePosition
-    from processor import metrics
+    from processor.platform.exceptions import InvalidInput, SourcePosition
+    from processor.platform import metrics
 
     shard, records, created, pending = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     m = metrics.ShardMetrics("qm-ctr", shard, clock=lambda: 1000.0)
@@ -68,7 +68,7 @@ def test_live_gauges_and_checkpoint_age_while_processors_run(tmp_path: Path) -> 
     script = textwrap.dedent(
         """
         import os, sys, time
-        from processor import metrics
+        from processor.platform import metrics
         a = metrics.ShardMetrics("qm-ctr", "shardId-000000000000", clock=lambda: 1000.0)
         a.heartbeat(millis_behind=250); a.batch_read(3); a.checkpointed()
         b = metrics.ShardMetrics("qm-ctr", "shardId-000000000001", clock=lambda: 1010.0)
@@ -108,8 +108,8 @@ def test_retries_are_counted_through_the_retry_hook() -> None:
     from botocore.exceptions import ClientError
     from prometheus_client import REGISTRY
 
-    from processor import metrics  # noqa: F401 - registers the hook
-    from processor.retry import retry_transient
+    from processor.platform import metrics  # noqa: F401 - registers the hook
+    from processor.platform.retry import retry_transient
 
     labels = {"operation": "test.op", "error": "ThrottlingException"}
     before = REGISTRY.get_sample_value("qm_retries_total", labels) or 0.0
@@ -149,7 +149,7 @@ def test_a_shard_retrying_a_failed_batch_is_seen_by_the_service(tmp_path: Path) 
     script = textwrap.dedent(
         """
         import sys
-        from processor import metrics
+        from processor.platform import metrics
         m = metrics.ShardMetrics("qm-ctr", "shardId-000000000000", clock=lambda: 1000.0)
         m.batch_failing("AccessDeniedException")
         m.batch_failing("ResourceNotFoundException")  # the cause changed: one series left
@@ -160,7 +160,7 @@ def test_a_shard_retrying_a_failed_batch_is_seen_by_the_service(tmp_path: Path) 
         sys.stdin.read()
         """
     )
-    from processor.health import FailingBatch
+    from processor.app.health_endpoint import FailingBatch
 
     env = {**os.environ, metrics_files.MULTIPROC_ENV: str(tmp_path)}
     proc = subprocess.Popen(

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from processor.adapters.aws import AwsClients
-from processor.settings import Settings
+from processor.platform.settings import Settings
 
 
 def closed_port() -> int:

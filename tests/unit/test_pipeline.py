@@ -12,9 +12,10 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from processor.adapters.memory import MemoryQuarantine
+from processor.app.ctr_path import CtrIngest
+from processor.core.batch import StreamRecord
 from processor.core.ctr import AcceptedInstances, ContactRecord
-from processor.exceptions import SourcePosition
-from processor.pipeline import CtrIngest, StreamRecord
+from processor.platform.exceptions import SourcePosition
 
 
 class Join:

@@ -16,7 +16,7 @@ from processor.core.recording_location import (
     RecordingLocations,
     flagged,
 )
-from processor.settings import Settings
+from processor.platform.settings import Settings
 
 CID = "3aec0dc9-2817-4b95-8b72-492c8f972493"
 KEY = f"connect/my-connect-instance/CallRecordings/2019/01/02/{CID}_20190102T00:07_UTC.wav"

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from processor.core.s3_events import parse_notification
-from processor.exceptions import InvalidInput
+from processor.platform.exceptions import InvalidInput
 
 CONNECT_KEY = "connect/demo/CallRecordings/2026/01/02/abc_20260102T10:05_UTC.wav"
 

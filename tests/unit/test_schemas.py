@@ -16,7 +16,7 @@ from processor.core.ctr import ctr_from_object
 from processor.core.ctr_files import iter_ctr_inputs
 from processor.core.mapping import map_contact
 from processor.core.schemas import load_schema, schema_dir
-from processor.simulation import build_scenario
+from processor.devtools.simulated_centre import build_scenario
 
 
 def strip_comments(text: str) -> str:

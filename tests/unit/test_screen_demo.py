@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 
 from processor.desktop.capture import SyntheticSource, bgra_frame
-from processor.desktop.demo import recording_report
+from processor.desktop.screen_demo import recording_report
 
 START = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from processor.exceptions import ConfigurationError
-from processor.settings import Settings, get_settings, unknown_variables
+from processor.platform.exceptions import ConfigurationError
+from processor.platform.settings import Settings, get_settings, unknown_variables
 
 SECRET = "s3cr3t-Pa55word-only-in-this-test"
 
@@ -135,7 +135,7 @@ def test_settings_command_never_prints_secrets(clean_env, tmp_path: Path) -> Non
 
 
 def test_readme_settings_table_is_current() -> None:
-    from processor.report import settings_table
+    from processor.ops.report import settings_table
 
     readme = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
     start = readme.index("<!-- settings-table:start -->") + len("<!-- settings-table:start -->")
@@ -149,7 +149,7 @@ def test_kinesis_can_have_its_own_endpoint(clean_env) -> None:
 
     clean_env.delenv("AWS_ENDPOINT_URL_KINESIS", raising=False)
     clean_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4999")
-    app = KclApplication("app", "stream", "processor.adapters.kcl.ctr_worker", "w-1")
+    app = KclApplication("app", "stream", "processor.entrypoints.ctr_worker", "w-1")
     same = Settings()
     assert "kinesisEndpoint = http://127.0.0.1:4999\n" in properties(same, app, "python")
 

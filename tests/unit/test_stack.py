@@ -9,10 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from processor import roles
-from processor.bootstrap import bucket_names, queue_specs, stream_specs, table_specs
-from processor.settings import Settings
-from processor.stack import (
+from processor.ops import roles
+from processor.ops.bootstrap import bucket_names, queue_specs, stream_specs, table_specs
+from processor.ops.stack import (
     CREATE_RECORDINGS_BUCKET,
     CREATE_STREAMS,
     ECS_STOP_TIMEOUT,
@@ -22,6 +21,7 @@ from processor.stack import (
     render,
     template,
 )
+from processor.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "deploy" / "qm-ingest.yaml"
@@ -111,7 +111,7 @@ def test_the_ecs_task_runs_the_service_as_the_image_does() -> None:
     assert container["Command"] == ["run"]
     assert container["HealthCheck"]["Command"] == HEALTH_COMMAND
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'CMD ["python", "-m", "processor.probe", "healthz"]' in dockerfile
+    assert 'CMD ["python", "-m", "processor.entrypoints.probe", "healthz"]' in dockerfile
     assert container["PortMappings"] == [{"ContainerPort": settings.health_port}]
     assert 10 < ECS_STOP_TIMEOUT <= 120  # `run` stops within 10 s (tests/e2e); Fargate allows 120
     assert task["TaskRoleArn"]["Fn::ImportValue"]["Fn::Sub"].endswith("-RoleServiceArn")
@@ -136,5 +136,5 @@ def test_the_roles_table_in_the_docs_is_current() -> None:
     text = (ROOT / "docs" / "deploy.md").read_text()
     start, end = "<!-- roles-table:start -->\n", "<!-- roles-table:end -->"
     assert text[text.index(start) + len(start) : text.index(end)] == roles.roles_table(default_settings()), (
-        "regenerate the table with processor.roles.roles_table"
+        "regenerate the table with processor.ops.roles.roles_table"
     )

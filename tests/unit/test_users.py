@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from processor.core.users import QmUser, parse_users
-from processor.exceptions import InvalidInput
+from processor.core.user_directory import QmUser, parse_users
+from processor.platform.exceptions import InvalidInput
 
 
 def test_json_and_csv_agree() -> None:

@@ -120,7 +120,7 @@ def test_fuzz_never_crashes_differently(blob: bytes) -> None:
 
 
 def test_simulator_recordings_are_what_they_claim() -> None:
-    from processor.simulation import wav_bytes
+    from processor.devtools.simulated_centre import wav_bytes
 
     blob = wav_bytes(61.25, seed=4)
     with wave.open(io.BytesIO(blob)) as w:

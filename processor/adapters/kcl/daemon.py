@@ -27,8 +27,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from processor.exceptions import ConfigurationError
-from processor.settings import Settings
+from processor.platform.exceptions import ConfigurationError
+from processor.platform.settings import Settings
 
 # The KCL's graceful shutdown often waits out its whole grace period after every record
 # processor has already checkpointed and exited (a known race, amazon-kinesis-client #542,

@@ -50,13 +50,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from processor.adapters.aws import error_code
 from processor.adapters.kcl.parent_death import EXIT_PARENT_GONE
-from processor.exceptions import SourcePosition
-from processor.faults import fault_point
-from processor.logs import bind_process_context, get_logger
-from processor.pipeline import StreamRecord
+from processor.core.batch import StreamRecord
+from processor.platform.exceptions import SourcePosition
+from processor.platform.fault_points import fault_point
+from processor.platform.logs import bind_process_context, get_logger
 
 if TYPE_CHECKING:
-    from processor.metrics import ShardMetrics
+    from processor.platform.metrics import ShardMetrics
 
 log = get_logger("processor.kcl")
 
@@ -130,7 +130,7 @@ class KclRecordProcessor:
             exit_now(EXIT_BATCH_FAILED)
 
     def _initialize(self, initialize_input: Any) -> None:
-        from processor.metrics import ShardMetrics
+        from processor.platform.metrics import ShardMetrics
 
         self._shard_id = initialize_input.shard_id
         # One process per shard: every log line of this process names its stream and shard.

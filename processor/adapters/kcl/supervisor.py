@@ -31,8 +31,8 @@ from processor.adapters.kcl.daemon import (
     processor_executable,
     properties,
 )
-from processor.logs import LOG_SOCKET_ENV, get_logger
-from processor.settings import Settings
+from processor.platform.logs import LOG_SOCKET_ENV, get_logger
+from processor.platform.settings import Settings
 
 log = get_logger("processor.kcl.daemon")
 
@@ -222,7 +222,7 @@ class KclDaemon:
             preexec_fn=die_with_run,  # noqa: PLW1509
         )
         self.started_at = time.monotonic()
-        from processor import metrics
+        from processor.platform import metrics
 
         metrics.kcl_daemon_starts.labels(application=self.app.application_name).inc()
         for stream in (self._proc.stdout, self._proc.stderr):
