@@ -37,13 +37,22 @@ from botocore.exceptions import ClientError
 
 from processor.adapters.aws import OUTPUT_PUT_MAX_S, error_code, is_transient
 from processor.adapters.dynamodb import bulk
-from processor.adapters.dynamodb.contacts import ClaimResult, DynamoContactStore, StoredContact, view_doc
+from processor.adapters.dynamodb.contacts import DynamoContactStore, StoredContact, view_doc
 from processor.adapters.dynamodb.join_store import DueItem, DynamoJoinStore, SeenObject
 from processor.adapters.dynamodb.users_table import UserDirectory
 from processor.adapters.kinesis.output import OutputStream, emission_id
 from processor.adapters.s3.call_recordings import S3Media
 from processor.adapters.s3.recording_copy import RecordingCopier
 from processor.core.ctr import ContactRecord, format_instant, parse_instant
+from processor.core.emission import (
+    BUSY_PAUSE_S,
+    CLAIM_LEASE_S,
+    FIRST_PAUSE_S,
+    Next,
+    PutWindow,
+    after_claim,
+    backoff,
+)
 from processor.core.join import (
     ContactView,
     JoinState,
@@ -65,12 +74,6 @@ log = get_logger("processor.join")
 
 Clock = Callable[[], datetime]
 MAX_CONFLICTS = 20
-#: An emission claim older than this may be taken over. Its holder stops starting puts
-#: ``OUTPUT_PUT_MAX_S + CLOCK_SKEW_S`` before that, so when another worker takes over, any
-#: put of the holder has landed or failed, and the read-back sees it: no duplicate even
-#: when the holder is slow (an outage), not dead.
-CLAIM_LEASE_S = 60.0
-CLOCK_SKEW_S = 10.0
 #: A CTR updated longer ago than this whose recording has not been seen reads the object
 #: itself: its notification should have come (a replay, a backfill, a lost notification).
 #: Younger ones wait for the notification; the sweeper reads the object at the window's end.
@@ -184,7 +187,11 @@ class Joiner:
     locations: RecordingLocations
     observer: JoinObserver = field(default_factory=_NoObserver)
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: The emission claim's lease (see :mod:`processor.core.emission`).
     claim_lease_s: float = CLAIM_LEASE_S
+    #: The monotonic clock the emission protocol's times are on, and how to wait on it.
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
     screen: ScreenHook | None = None
     #: QM's own copy of each recording, made when the recording is first read (None: off).
     copier: RecordingCopier | None = None
@@ -321,7 +328,7 @@ class Joiner:
             unstored = [c for c, r in results.items() if isinstance(r, Result) and r.state is None]
             if not unstored:
                 break
-            time.sleep(pause)
+            self.sleep(pause)
             results.update(self.reconcile_many(unstored, known=known))
         outcomes: list[Outcome | Exception] = []
         for obj in objs:
@@ -561,7 +568,7 @@ class Joiner:
                 pending = {}
                 break
             groups = [self._actions(view, current, changes[cid].raw, now) for cid, view, current in writes]
-            claimed = time.monotonic() if claimed is None else claimed
+            claimed = self.monotonic() if claimed is None else claimed
             outcomes = self.contacts.transact(groups)
             conflicts: list[str] = []
             for (contact_id, view, current), outcome in zip(writes, outcomes, strict=True):
@@ -682,7 +689,7 @@ class Joiner:
                 join_state=w.view.state.value,
             )
         if late:
-            self._wait_until_stale(claimed)
+            self._wait_until_stale(self._window(claimed))
             lapsed = self.contacts.load_many(docs[eid]["contact_id"] for eid in late)
             bulk.run_all(self.io, self._finish, list(lapsed.values()))
 
@@ -691,11 +698,11 @@ class Joiner:
         stream refused is put again alone, an answer lost is settled by one read-back for all
         the records it carried. Returns the ids not known to be on the stream when the claim's
         safe time ran out (none normally)."""
-        deadline = claimed + self.claim_lease_s - OUTPUT_PUT_MAX_S - CLOCK_SKEW_S
+        window = self._window(claimed)
         remaining = dict(docs)
-        delay = 0.2
+        pause = FIRST_PAUSE_S
         while remaining:
-            if time.monotonic() >= deadline:
+            if not window.may_put(self.monotonic()):
                 return set(remaining)
             attempt_at = self.clock()
             chunks = _put_chunks(list(remaining.values()))
@@ -710,8 +717,8 @@ class Joiner:
                         remaining.pop(doc["emission_id"], None)
             if not remaining:
                 break
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 5.0)
+            self.sleep(window.pause(self.monotonic(), pause))
+            pause = backoff(pause)
             if unknown:
                 # A put whose answer was lost may have landed: never put again before a
                 # read-back says it is not there (a read-back that fails leaves it to the
@@ -827,7 +834,7 @@ class Joiner:
         """Complete a pending emission of the stored version (ours, or a crashed or stuck
         worker's): wait while another holder's claim is fresh, then take it over, read the
         stream back from the last attempt, and publish only if the record is not there."""
-        waited_since = time.monotonic()
+        waiting_since = self.monotonic()
         while stored is not None and stored.emission_pending:
             version = stored.version
             contact_id = stored.contact_id
@@ -837,14 +844,17 @@ class Joiner:
                 ),
                 "contacts.claim_emission",
             )
-            if claim is ClaimResult.DONE:
+            step = after_claim(
+                claim, now=self.monotonic(), waiting_since=waiting_since, lease_s=self.claim_lease_s
+            )
+            if step is Next.STOP:
                 return
-            if claim is ClaimResult.BUSY:
-                if time.monotonic() - waited_since > 10 * self.claim_lease_s:
-                    raise RuntimeError(f"contact {contact_id}: emission claim never released")
-                time.sleep(0.5)
+            if step is Next.GIVE_UP:
+                raise RuntimeError(f"contact {contact_id}: emission claim never released")
+            if step is Next.WAIT:
+                self.sleep(BUSY_PAUSE_S)
                 continue
-            claimed = time.monotonic()
+            window = self._window(self.monotonic())
             now = self.clock()
             try:
                 previous = retry_transient(
@@ -863,10 +873,10 @@ class Joiner:
                         "contacts.mark_emitted",
                     )
                     return
-                self._publish(contact_id, stored.view, stored.imported_at, claimed=claimed)
+                self._publish(contact_id, stored.view, stored.imported_at, window)
                 return
             except ClaimExpiring:
-                self._wait_until_stale(claimed)
+                self._wait_until_stale(window)
                 stored = self._load(contact_id)
 
     def _already_published(self, contact_id: str, version: str, attempted_at: str) -> bool:
@@ -880,27 +890,27 @@ class Joiner:
             )
         return bool(found)
 
-    def _wait_until_stale(self, claimed: float) -> None:
+    def _window(self, claimed: float) -> PutWindow:
+        return PutWindow(claimed, self.claim_lease_s, OUTPUT_PUT_MAX_S)
+
+    def _wait_until_stale(self, window: PutWindow) -> None:
         """Our claim is about to lapse with the output stream unreachable: let it lapse, so
         that whoever takes over (possibly us) reads back after our last put could land."""
-        time.sleep(max(0.0, claimed + self.claim_lease_s + 1.0 - time.monotonic()))
+        self.sleep(window.until_stale(self.monotonic()))
 
     def _publish(
-        self, contact_id: str, view: ContactView, imported_at: str | None, *, claimed: float | None
+        self, contact_id: str, view: ContactView, imported_at: str | None, window: PutWindow
     ) -> None:
-        """Put the view on the output stream and mark it emitted. The caller holds the claim,
-        taken at ``claimed`` (monotonic): puts are only started while the claim is safely
-        ours (see ``CLAIM_LEASE_S``); past that :class:`ClaimExpiring` is raised and the
-        claim is left to lapse before anyone (with a read-back) tries again."""
+        """Put the view on the output stream and mark it emitted. The caller holds the claim:
+        puts are only started inside its ``window``; past that :class:`ClaimExpiring` is
+        raised and the claim is left to lapse before anyone (with a read-back) tries again."""
         version = view.version
         doc = view_doc(view, imported_at)
         doc["emission_id"] = emission_id(contact_id, version)
-        started = claimed if claimed is not None else time.monotonic()
-        deadline = started + self.claim_lease_s - OUTPUT_PUT_MAX_S - CLOCK_SKEW_S
         eid = doc["emission_id"]
-        delay = 0.2
+        pause = FIRST_PAUSE_S
         while True:
-            if time.monotonic() >= deadline:
+            if not window.may_put(self.monotonic()):
                 raise ClaimExpiring(contact_id)
             attempt_at = self.clock()
             try:
@@ -912,8 +922,8 @@ class Joiner:
                 log.warning("output put failed; checking whether it landed", contact_id=contact_id)
             # A put whose answer was lost may have landed: never put again before a read-back
             # says it is not there (a read-back that fails leaves it to the claim's expiry).
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 5.0)
+            self.sleep(window.pause(self.monotonic(), pause))
+            pause = backoff(pause)
             try:
                 if self.output.contains(contact_id, eid, attempt_at, timeout_s=OUTPUT_PUT_MAX_S):
                     break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from processor.adapters.dynamodb.contacts import DynamoContactStore
 from processor.adapters.dynamodb.join_store import DynamoJoinStore, SeenObject
@@ -468,3 +470,90 @@ def test_an_emitted_contact_leaves_no_marker(bootstrapped, aws) -> None:
     upload(aws, location, 60.0)
     assert joiner.on_ctr(record, raw) is Outcome.CREATED
     assert joiner.joins.count_pending() == (0, 0)
+
+
+class SimulatedTime:
+    """The emission protocol's monotonic clock and its waits, simulated: a wait advances the
+    time at once (and the join's wall clock with it, unless told not to), so a test of a
+    lease that lapses takes as long as its requests, not as long as the lease."""
+
+    def __init__(self, wall: FakeClock, *, wall_follows: bool = True) -> None:
+        self.now = 1000.0
+        self.slept = 0.0
+        self.waits: list[float] = []
+        self.wall = wall
+        self.wall_follows = wall_follows
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+        self.waits.append(seconds)
+        if self.wall_follows:
+            self.wall.advance(seconds=seconds)
+
+
+class DownUntil(OutputStream):
+    """The output stream unreachable until a simulated time: puts fail without landing."""
+
+    def __init__(self, base: OutputStream, time: SimulatedTime, until: float) -> None:
+        super().__init__(base.client, base.stream)
+        self.time, self.until, self.attempts = time, until, 0
+
+    def _down(self) -> None:
+        self.attempts += 1
+        if self.time.now < self.until:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1")
+
+    def publish(self, doc: dict[str, Any]) -> str:
+        self._down()
+        return super().publish(doc)
+
+    def put_many(self, docs: Sequence[dict[str, Any]]) -> list[bool]:
+        self._down()
+        return super().put_many(docs)
+
+
+def test_an_outage_longer_than_the_claim_s_safe_time_lets_it_lapse_then_emits_once(bootstrapped, aws) -> None:
+    """Puts fail past the claim's safe window: the worker stops putting, lets its claim lapse
+    (a wait of a whole lease, on the simulated clock), takes it again, reads back and puts:
+    one record. Without the lapse a put could land after another worker took over."""
+    clock = FakeClock()
+    sim = SimulatedTime(clock)
+    base = OutputStream(aws.kinesis, bootstrapped.output_stream)
+    lease = 22.0  # safe put time: 22 s lease - 10 s put - 10 s skew = 2 s
+    output = DownUntil(base, sim, until=sim.now + 30.0)
+    joiner = make_joiner(bootstrapped, aws, clock, output, owner="holder")
+    joiner.claim_lease_s, joiner.monotonic, joiner.sleep = lease, sim.monotonic, sim.sleep
+    record, raw, location = ctr("c-lapse", bootstrapped)
+    upload(aws, location, 60.0)
+    started = time.monotonic()
+    joiner.on_ctr(record, raw)
+    assert [r["contact_id"] for r in output_records(aws, bootstrapped.output_stream)] == ["c-lapse"]
+    stored = joiner.contacts.load("c-lapse")
+    assert stored is not None and not stored.emission_pending
+    # It waited out its own lease once: a wait longer than any pause between tries (5 s).
+    assert max(sim.waits) >= lease - 3.0
+    assert output.attempts >= 3  # tries in the first window, then again after the lapse
+    assert time.monotonic() - started < 20.0  # not the lease in real time
+
+
+def test_a_claim_never_released_fails_after_ten_leases_without_waiting_them(bootstrapped, aws) -> None:
+    """Another worker's claim that stays fresh (its wall clock does not move here) is waited
+    on, asking every half second, for ten leases; then the batch fails for a person to look."""
+    clock = FakeClock()
+    base = OutputStream(aws.kinesis, bootstrapped.output_stream)
+    dead = make_joiner(bootstrapped, aws, clock, CrashingOutput(base, after_put=False), owner="dead")
+    record, raw, location = ctr("c-held", bootstrapped)
+    upload(aws, location, 60.0)
+    with pytest.raises(KeyboardInterrupt):
+        dead.on_ctr(record, raw)
+    sim = SimulatedTime(clock, wall_follows=False)
+    other = make_joiner(bootstrapped, aws, clock, owner="other")
+    other.claim_lease_s, other.monotonic, other.sleep = 5.0, sim.monotonic, sim.sleep
+    with pytest.raises(RuntimeError, match="emission claim never released"):
+        other.on_ctr(record, raw)
+    assert 50.0 <= sim.slept <= 51.0  # ten 5 s leases, in 0.5 s steps
+    assert output_records(aws, bootstrapped.output_stream) == []

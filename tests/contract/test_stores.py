@@ -9,10 +9,11 @@ from pathlib import Path
 
 import orjson
 
-from processor.adapters.dynamodb.contacts import ClaimResult, DynamoContactStore
+from processor.adapters.dynamodb.contacts import DynamoContactStore
 from processor.adapters.dynamodb.quarantine import DynamoQuarantine
 from processor.adapters.dynamodb.users_table import DynamoUserDirectory
 from processor.core.ctr import parse_ctr
+from processor.core.emission import ClaimResult
 from processor.core.join import Tolerance, on_ctr
 from processor.core.mapping import map_contact
 from processor.core.user_directory import QmUser

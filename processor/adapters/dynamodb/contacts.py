@@ -34,6 +34,7 @@ from botocore.exceptions import ClientError
 
 from processor.adapters.dynamodb import bulk
 from processor.core.ctr import format_instant
+from processor.core.emission import ClaimResult
 from processor.core.join import ContactView, ExpectedRecording, JoinState
 from processor.core.mapping import QmContact
 
@@ -48,12 +49,6 @@ class WriteOutcome(StrEnum):
     CREATED = "created"  # first version of this contact
     UPDATED = "updated"  # a newer version or revision replaced the stored one
     UNCHANGED = "unchanged"  # same or older version: nothing written
-
-
-class ClaimResult(StrEnum):
-    CLAIMED = "claimed"
-    DONE = "done"  # already emitted (or superseded by a newer version)
-    BUSY = "busy"  # another worker holds a fresh claim
 
 
 @dataclass(frozen=True)
