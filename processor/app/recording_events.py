@@ -13,13 +13,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from processor.adapters.aws import is_transient
 from processor.adapters.dynamodb.quarantine import Quarantine
-from processor.adapters.sqs.consumer import SqsConsumer
+from processor.adapters.sqs.consumer import ConsumerStats, SqsConsumer
 from processor.app.ctr_path import Clock
 from processor.app.joiner import Joiner
-from processor.core.ctr import format_instant
-from processor.core.s3_events import ObjectCreated, parse_notification
+from processor.core.s3_events import ObjectCreated, S3Notification, parse_notification
 from processor.platform.exceptions import InvalidInput
 from processor.platform.fault_points import fault_point
 from processor.platform.logs import get_logger
@@ -31,17 +29,14 @@ log = get_logger("processor.recordings")
 
 
 @dataclass
-class ConsumerStats:
-    messages: int = 0
+class RecordingConsumerStats(ConsumerStats):
     objects: int = 0
     test_events: int = 0
     ignored_keys: int = 0
-    quarantined: int = 0
-    failures: int = 0
 
 
 @dataclass
-class RecordingEventConsumer(SqsConsumer):
+class RecordingEventConsumer(SqsConsumer[S3Notification]):
     sqs: SQSClient
     queue_url: str
     dlq_url: str | None
@@ -50,8 +45,10 @@ class RecordingEventConsumer(SqsConsumer):
     quarantine: Quarantine
     clock: Clock
     wait_seconds: int = 5  # long poll; short enough for SIGTERM to stop within 10 s
-    stats: ConsumerStats = field(default_factory=ConsumerStats)
+    stats: RecordingConsumerStats = field(default_factory=RecordingConsumerStats)
     label: ClassVar[str] = "recordings"
+    noun: ClassVar[str] = "recording notification"
+    fault_before_delete: ClassVar[bool] = True
     attribute_names: ClassVar[tuple[str, ...]] = ("ApproximateReceiveCount",)
 
     def handle_batch(self, messages: list[dict[str, Any]]) -> None:
@@ -63,25 +60,16 @@ class RecordingEventConsumer(SqsConsumer):
         for message in messages:
             self.stats.messages += 1
             try:
-                notification = parse_notification(message.get("Body", ""))
+                notification = self.parse(message.get("Body", ""))
             except InvalidInput as exc:
-                self._reject(message, exc)
+                self.reject(message, exc)
                 continue
-            if notification.test_event:
-                self.stats.test_events += 1
-            self.stats.ignored_keys += notification.ignored
             parsed.append((message, list(notification.objects)))
         objects = [obj for _, objs in parsed for obj in objs]
         try:
             outcomes = self.joiner.on_objects(objects) if objects else []
         except Exception as exc:
-            self.stats.failures += len(parsed)
-            log.error(
-                "recording notifications failed; left in the queue for redelivery",
-                messages=len(parsed),
-                error=type(exc).__name__,
-                transient=is_transient(exc),
-            )
+            self.failed([m for m, _ in parsed], exc)
             return
         done: list[dict[str, Any]] = []
         position = 0
@@ -90,57 +78,24 @@ class RecordingEventConsumer(SqsConsumer):
             position += len(objs)
             failed = [r for r in results if isinstance(r, Exception)]
             if failed:
-                self.stats.failures += 1
-                log.error(
-                    "recording notification failed; left in the queue for redelivery",
-                    message_id=message.get("MessageId"),
-                    error=type(failed[0]).__name__,
-                    transient=is_transient(failed[0]),
-                )
+                self.failed([message], failed[0])
                 continue
             self.stats.objects += len(objs)
             done.append(message)
         fault_point("before_delete", "sqs")  # the effects are durable; the messages are still in the queue
         self._delete_many(done)
 
-    def handle(self, message: dict[str, Any]) -> bool:
-        """Handle one message; True when it was deleted (done or quarantined)."""
-        self.stats.messages += 1
-        body = message.get("Body", "")
-        try:
-            notification = parse_notification(body)
-        except InvalidInput as exc:
-            self._reject(message, exc)
-            return True
+    def parse(self, body: str) -> S3Notification:
+        notification = parse_notification(body)
         if notification.test_event:
             self.stats.test_events += 1
         self.stats.ignored_keys += notification.ignored
-        try:
-            for obj in notification.objects:
-                self.joiner.on_object(obj)
-                self.stats.objects += 1
-        except Exception as exc:
-            self.stats.failures += 1
-            log.error(
-                "recording notification failed; left in the queue for redelivery",
-                message_id=message.get("MessageId"),
-                error=type(exc).__name__,
-                transient=is_transient(exc),
-            )
-            return False
-        fault_point("before_delete", "sqs")  # the effect is durable; the message is still in the queue
-        self._delete(message)
-        return True
+        return notification
 
-    def _reject(self, message: dict[str, Any], error: InvalidInput) -> None:
-        self._set_aside(message, error, format_instant(self.clock()), self.dlq_url)
-        self.stats.quarantined += 1
-        log.warning(
-            "recording notification quarantined and dead-lettered",
-            reason=error.reason,
-            detail=error.detail,
-            message_id=message.get("MessageId"),
-        )
+    def apply(self, parsed: S3Notification, message: dict[str, Any]) -> None:
+        for obj in parsed.objects:
+            self.joiner.on_object(obj)
+            self.stats.objects += 1
 
 
 def run_sweeper(joiner: Joiner, interval: float, stop: threading.Event) -> None:

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from processor.adapters.aws import fails_the_batch
 from processor.adapters.dynamodb.quarantine import Quarantine
 from processor.adapters.dynamodb.runtime_config import RuntimeConfigReader
 from processor.adapters.sqs.commands import AgentStates, CommandPublisher, CommandStore
+from processor.app.intake import Intake, each
 from processor.core.agent_events import AgentEvent, Intent, apply, parse_agent_event, release_before
 from processor.core.batch import BatchResult, StreamRecord
 from processor.core.ctr import AcceptedInstances, format_instant
@@ -317,34 +317,16 @@ class AgentEventIngest:
     def process(self, records: Sequence[StreamRecord]) -> BatchResult:
         result = BatchResult(read=len(records))
         accepted = self.control.instances() if self.control.instances is not None else None
-        for record in records:
-            try:
-                event = parse_agent_event(record.data)
-                if accepted is not None and not accepted.accepts(event.instance_arn):
-                    raise InvalidInput("foreign_instance", f"agent event of instance {event.instance_arn}")
-            except InvalidInput as exc:
-                located = exc.at(record.position, record.data)
-                at = format_instant(self.clock())
-                retry_transient(lambda e=located, a=at: self.quarantine.put(e, a), "quarantine.put")  # type: ignore[misc]
-                result.count_quarantined(exc.reason)
-                log.warning(
-                    "agent event quarantined",
-                    reason=exc.reason,
-                    detail=exc.detail,
-                    **record.position.as_dict(),
-                )
-                continue
-            try:
-                outcome = self.control.on_agent_event(event)
-            except Exception as exc:
-                if fails_the_batch(exc):
-                    raise
-                failed = InvalidInput.processing_error(exc, record.data, record.position)
-                at = format_instant(self.clock())
-                retry_transient(lambda e=failed, a=at: self.quarantine.put(e, a), "quarantine.put")  # type: ignore[misc]
-                result.quarantined += 1
-                log.error("agent event could not be processed; quarantined", error=type(exc).__name__)
-                continue
+
+        def parse(record: StreamRecord) -> AgentEvent:
+            event = parse_agent_event(record.data)
+            if accepted is not None and not accepted.accepts(event.instance_arn):
+                raise InvalidInput("foreign_instance", f"agent event of instance {event.instance_arn}")
+            return event
+
+        intake = Intake(self.quarantine, self.clock, noun="agent event")
+        events = intake.parse_all(records, parse, result)
+        for _event, outcome in intake.settle(events, each(self.control.on_agent_event, events), result):
             if outcome.startswith("ignored"):
                 result.unchanged += 1
             else:

@@ -19,10 +19,9 @@ import orjson
 
 from processor.adapters.dynamodb.quarantine import Quarantine
 from processor.adapters.sqs.commands import CommandRecord, CommandStore
-from processor.adapters.sqs.consumer import SqsConsumer
+from processor.adapters.sqs.consumer import ConsumerStats, SqsConsumer
 from processor.app.joiner import Joiner
 from processor.app.screen_control import ScreenControl
-from processor.core.ctr import format_instant
 from processor.core.desktop_protocol import RESULT_SCHEMA, CommandType, ResultType, parse_instant
 from processor.core.schemas import SchemaViolation, validate
 from processor.platform.exceptions import InvalidInput
@@ -56,7 +55,7 @@ def parse_result(body: str | bytes) -> dict[str, Any]:
 
 
 @dataclass
-class ScreenResultConsumer(SqsConsumer):
+class ScreenResultConsumer(SqsConsumer[dict[str, Any]]):
     sqs: SQSClient
     queue_url: str
     queue_name: str
@@ -66,32 +65,20 @@ class ScreenResultConsumer(SqsConsumer):
     users: DynamoUserAdmin
     quarantine: Quarantine
     wait_seconds: int = 5
+    dlq_url: str | None = None  # set aside into the quarantine only
     handled: dict[str, int] = field(default_factory=dict)
+    stats: ConsumerStats = field(default_factory=ConsumerStats)
     label: ClassVar[str] = "results"
+    noun: ClassVar[str] = "desktop result"
 
-    def handle(self, message: dict[str, Any]) -> bool:
-        body = message.get("Body", "")
-        try:
-            doc = parse_result(body)
-        except InvalidInput as exc:
-            self._set_aside(message, exc, format_instant(self.joiner.clock()), dlq_url=None)
-            log.warning("desktop result quarantined", reason=exc.reason, detail=exc.detail)
-            return True
-        try:
-            self._apply(doc)
-        except InvalidInput as exc:
-            self._set_aside(message, exc, format_instant(self.joiner.clock()), dlq_url=None)
-            log.warning(
-                "desktop result quarantined", reason=exc.reason, detail=exc.detail, agent=doc.get("agent")
-            )
-            return True
-        except Exception as exc:
-            log.error(
-                "desktop result failed; left for redelivery", error=type(exc).__name__, type=doc.get("type")
-            )
-            return False
-        self._delete(message)
-        return True
+    def clock(self) -> datetime:
+        return self.joiner.clock()
+
+    def parse(self, body: str) -> dict[str, Any]:
+        return parse_result(body)
+
+    def apply(self, parsed: dict[str, Any], message: dict[str, Any]) -> None:
+        self._apply(parsed)
 
     def _check_answers_a_command(self, doc: dict[str, Any], agent: str) -> None:
         command_id = doc.get("command_id")

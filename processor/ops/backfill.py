@@ -40,14 +40,14 @@ from processor.adapters.s3.archive import (
     list_archive,
     read_object,
 )
-from processor.adapters.sqs.consumer import SqsConsumer
+from processor.adapters.sqs.consumer import ConsumerStats, SqsConsumer
 from processor.app.ctr_path import Clock, CtrIngest, utc_now
 from processor.core.archive_layout import HOUR, ArchiveLocation, object_hour
 from processor.core.batch import BatchResult, StreamRecord
-from processor.core.ctr import AcceptedInstances, format_instant, parse_ctr
+from processor.core.ctr import AcceptedInstances, parse_ctr
 from processor.core.firehose import read_archive_object
 from processor.core.reconcile import GapReport, NewestVersions, compare
-from processor.core.s3_events import ObjectCreated, parse_notification
+from processor.core.s3_events import ObjectCreated, S3Notification, parse_notification
 from processor.platform.exceptions import InvalidInput, SourcePosition
 from processor.platform.fault_points import fault_point
 from processor.platform.logs import get_logger
@@ -352,17 +352,14 @@ def archive_key_filter(prefix: str) -> Callable[[str], bool]:
 
 
 @dataclass
-class ArchiveConsumerStats:
-    messages: int = 0
+class ArchiveConsumerStats(ConsumerStats):
     objects: int = 0
     skipped: int = 0
     ignored_keys: int = 0
-    quarantined: int = 0
-    failures: int = 0
 
 
 @dataclass
-class ArchiveEventConsumer(SqsConsumer):
+class ArchiveEventConsumer(SqsConsumer[S3Notification]):
     """Follow mode: S3 ObjectCreated notifications of new Firehose objects, from SQS.
 
     A message is deleted only after every object it names is imported (or was already:
@@ -384,36 +381,20 @@ class ArchiveEventConsumer(SqsConsumer):
     wait_seconds: int = 5  # long poll; short enough for SIGTERM to stop within 10 s
     stats: ArchiveConsumerStats = field(default_factory=ArchiveConsumerStats)
     label: ClassVar[str] = "archive"
+    noun: ClassVar[str] = "archive notification"
 
-    def handle(self, message: dict[str, Any]) -> bool:
-        """Handle one message; True when it was deleted (done or quarantined)."""
-        self.stats.messages += 1
-        body = message.get("Body", "")
-        try:
-            notification = parse_notification(body, accept=archive_key_filter(self.prefix))
-        except InvalidInput as exc:
-            self._reject(message, exc)
-            return True
+    def parse(self, body: str) -> S3Notification:
+        notification = parse_notification(body, accept=archive_key_filter(self.prefix))
         foreign = sorted({o.bucket for o in notification.objects if o.bucket != self.bucket})
         if foreign:
             detail = f"names bucket {foreign[0][:63]!r}, not the archive bucket {self.bucket!r}"
-            self._reject(message, InvalidInput("foreign_bucket", detail))
-            return True
+            raise InvalidInput("foreign_bucket", detail)
         self.stats.ignored_keys += notification.ignored
-        try:
-            for created in notification.objects:
-                self._import(created)
-        except Exception as exc:
-            self.stats.failures += 1
-            log.error(
-                "archive notification failed; left in the queue for redelivery",
-                message_id=message.get("MessageId"),
-                error=type(exc).__name__,
-                transient=is_transient(exc),
-            )
-            return False
-        self._delete(message)
-        return True
+        return notification
+
+    def apply(self, parsed: S3Notification, message: dict[str, Any]) -> None:
+        for created in parsed.objects:
+            self._import(created)
 
     def _import(self, created: ObjectCreated) -> None:
         obj = head_object(self.importer.s3, created.bucket, created.key)
@@ -426,16 +407,6 @@ class ArchiveEventConsumer(SqsConsumer):
             return
         self.importer.import_current(obj)
         self.stats.objects += 1
-
-    def _reject(self, message: dict[str, Any], error: InvalidInput) -> None:
-        self._set_aside(message, error, format_instant(self.clock()), self.dlq_url)
-        self.stats.quarantined += 1
-        log.warning(
-            "archive notification quarantined and dead-lettered",
-            reason=error.reason,
-            detail=error.detail,
-            message_id=message.get("MessageId"),
-        )
 
 
 def archive_followers(settings: Settings, aws: AwsClients, stop: threading.Event) -> list[threading.Thread]:
