@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -306,20 +306,15 @@ def test_lost_put_answers_never_duplicate(bootstrapped, aws) -> None:
 
 
 class DownOutput(OutputStream):
-    """The output stream unreachable for a while: puts fail without landing."""
+    """The output stream unreachable while ``down()``: puts fail without landing."""
 
-    def __init__(self, base: OutputStream, seconds: float) -> None:
+    def __init__(self, base: OutputStream, down: Callable[[], bool]) -> None:
         super().__init__(base.client, base.stream)
-        import time
-
-        self.until = time.monotonic() + seconds
+        self.down, self.attempts = down, 0
 
     def _down(self) -> None:
-        import time
-
-        if time.monotonic() < self.until:
-            from botocore.exceptions import EndpointConnectionError
-
+        self.attempts += 1
+        if self.down():
             raise EndpointConnectionError(endpoint_url="http://127.0.0.1")
 
     def publish(self, doc: dict[str, Any]) -> str:
@@ -335,12 +330,12 @@ def test_a_stuck_holder_and_a_second_worker_emit_once(bootstrapped, aws) -> None
     """The holder's puts fail longer than its claim is safe; it lets the claim lapse; a
     second worker waiting on the same pending emission takes over after the lapse. One
     record, whoever wins."""
-    import time
-
     clock = FakeClock()
     base = OutputStream(aws.kinesis, bootstrapped.output_stream)
     lease = 22.0  # safe put time: lease - 10 s put - 10 s skew = 2 s
-    holder = make_joiner(bootstrapped, aws, clock, DownOutput(base, seconds=4.0), owner="holder")
+    up_at = time.monotonic() + 4.0
+    output = DownOutput(base, lambda: time.monotonic() < up_at)
+    holder = make_joiner(bootstrapped, aws, clock, output, owner="holder")
     holder.claim_lease_s = lease
     other = make_joiner(bootstrapped, aws, clock, owner="other")
     other.claim_lease_s = lease
@@ -495,27 +490,6 @@ class SimulatedTime:
             self.wall.advance(seconds=seconds)
 
 
-class DownUntil(OutputStream):
-    """The output stream unreachable until a simulated time: puts fail without landing."""
-
-    def __init__(self, base: OutputStream, time: SimulatedTime, until: float) -> None:
-        super().__init__(base.client, base.stream)
-        self.time, self.until, self.attempts = time, until, 0
-
-    def _down(self) -> None:
-        self.attempts += 1
-        if self.time.now < self.until:
-            raise EndpointConnectionError(endpoint_url="http://127.0.0.1")
-
-    def publish(self, doc: dict[str, Any]) -> str:
-        self._down()
-        return super().publish(doc)
-
-    def put_many(self, docs: Sequence[dict[str, Any]]) -> list[bool]:
-        self._down()
-        return super().put_many(docs)
-
-
 def test_an_outage_longer_than_the_claim_s_safe_time_lets_it_lapse_then_emits_once(bootstrapped, aws) -> None:
     """Puts fail past the claim's safe window: the worker stops putting, lets its claim lapse
     (a wait of a whole lease, on the simulated clock), takes it again, reads back and puts:
@@ -524,7 +498,8 @@ def test_an_outage_longer_than_the_claim_s_safe_time_lets_it_lapse_then_emits_on
     sim = SimulatedTime(clock)
     base = OutputStream(aws.kinesis, bootstrapped.output_stream)
     lease = 22.0  # safe put time: 22 s lease - 10 s put - 10 s skew = 2 s
-    output = DownUntil(base, sim, until=sim.now + 30.0)
+    up_at = sim.now + 30.0
+    output = DownOutput(base, lambda: sim.now < up_at)
     joiner = make_joiner(bootstrapped, aws, clock, output, owner="holder")
     joiner.claim_lease_s, joiner.monotonic, joiner.sleep = lease, sim.monotonic, sim.sleep
     record, raw, location = ctr("c-lapse", bootstrapped)
