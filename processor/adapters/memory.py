@@ -3,21 +3,24 @@
 Each keeps the contract of its DynamoDB-backed counterpart, which one contract suite checks
 against both (``tests/contract/test_ports.py``): the quarantine is idempotent per position and
 payload and keeps the payload whole; the archive cursor counts an object as done only at the
-ETag it was imported at; the audit log keeps every entry, a day's newest first. They are
-thread-safe, as the services call them from pools.
+ETag it was imported at; the audit log keeps every entry, a day's newest first; the output
+stream keeps every record with its arrival time and finds them back from a time on. They
+are thread-safe, as the services call them from pools.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
 from processor.adapters.dynamodb.console_audit_log import AuditEntry
 from processor.adapters.dynamodb.quarantine import MAX_DETAIL, QuarantineEntry, entry_id
+from processor.adapters.kinesis.output import READ_BACK_SKEW
 from processor.adapters.s3.archive import ArchiveObject, ObjectOutcome
 from processor.platform.exceptions import InvalidInput
 
@@ -98,3 +101,39 @@ class MemoryAuditLog:
         with self._lock:
             of_day = [e for e in self._entries if e.at[:10] == day]
         return sorted(of_day, key=lambda e: e.at, reverse=True)[:limit]
+
+
+class MemoryOutput:
+    """:class:`processor.app.ports.OutputPort` in a list: each record with its arrival time
+    (from ``clock``), found back from ``since`` less the same skew the stream's read-back allows."""
+
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._clock = clock
+        self._records: list[tuple[datetime, bytes]] = []
+        self._lock = threading.Lock()
+
+    def publish(self, doc: dict[str, Any]) -> str:
+        data = orjson.dumps(doc)
+        with self._lock:
+            self._records.append((self._clock(), data))
+            return str(len(self._records))
+
+    def put_many(self, docs: Sequence[dict[str, Any]]) -> list[bool]:
+        for doc in docs:
+            self.publish(doc)
+        return [True] * len(docs)
+
+    def find(self, wanted: Mapping[str, str], since: datetime, timeout_s: float = 30.0) -> set[str]:
+        start = since - READ_BACK_SKEW
+        with self._lock:
+            arrived = [data for at, data in self._records if at >= start]
+        return {eid for eid in wanted if any(f'"emission_id":"{eid}"'.encode() in data for data in arrived)}
+
+    def contains(self, contact_id: str, emission: str, since: datetime, timeout_s: float = 30.0) -> bool:
+        return bool(self.find({emission: contact_id}, since, timeout_s))
+
+    def records(self, *, timeout_s: float = 120.0) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            snapshot = [data for _, data in self._records]
+        for data in snapshot:
+            yield orjson.loads(data)

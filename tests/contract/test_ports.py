@@ -5,14 +5,15 @@ rely on exactly what these tests hold for both."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from processor.adapters.dynamodb.console_audit_log import AuditEntry, DynamoAuditLog
 from processor.adapters.dynamodb.quarantine import DynamoQuarantine
-from processor.adapters.memory import MemoryArchiveCursor, MemoryAuditLog, MemoryQuarantine
+from processor.adapters.kinesis.output import OutputStream, emission_id
+from processor.adapters.memory import MemoryArchiveCursor, MemoryAuditLog, MemoryOutput, MemoryQuarantine
 from processor.adapters.s3.archive import ArchiveObject, DynamoArchiveCursor, ObjectOutcome
 from processor.platform.exceptions import InvalidInput, SourcePosition
 
@@ -135,3 +136,40 @@ def test_the_audit_log_keeps_every_entry_and_lists_a_day_newest_first(audit_log:
     assert day[0].detail == {"field": "role"}
     assert [e.action for e in audit_log.recent("2026-06-01", limit=2)] == ["user.update", "user.update"]
     assert [e.action for e in audit_log.recent("2026-06-02")] == ["user.create"]
+
+
+@pytest.fixture(params=["kinesis", "memory"])
+def output(request: pytest.FixtureRequest) -> Any:
+    return _port(request, MemoryOutput, lambda s, aws: OutputStream(aws.kinesis, s.output_stream))
+
+
+def _doc(contact_id: str, version: str) -> dict[str, Any]:
+    return {"contact_id": contact_id, "version": version, "emission_id": emission_id(contact_id, version)}
+
+
+def test_output_finds_what_arrived_since_a_time_and_nothing_else(output: Any) -> None:
+    """The read-back the emission protocol relies on: a record put is found from a time
+    before its put on, a record never put is not, and nothing is found from a time after
+    every put (less the allowed skew)."""
+    before = datetime.now(UTC)
+    assert output.put_many([_doc("c-1", "v1"), _doc("c-2", "v1")]) == [True, True]
+    output.publish(_doc("c-1", "v2"))
+    wanted = {
+        emission_id("c-1", "v1"): "c-1",
+        emission_id("c-1", "v2"): "c-1",
+        emission_id("c-3", "v1"): "c-3",
+    }
+    assert output.find(wanted, before) == {emission_id("c-1", "v1"), emission_id("c-1", "v2")}
+    assert output.contains("c-2", emission_id("c-2", "v1"), before)
+    assert not output.contains("c-2", emission_id("c-2", "v2"), before)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert output.find(wanted, later) == set()
+    assert output.put_many([]) == []
+    records = list(output.records(timeout_s=60))
+    assert [(r["contact_id"], r["version"]) for r in records if r["contact_id"] == "c-1"] == [
+        ("c-1", "v1"),
+        ("c-1", "v2"),
+    ]
+    assert sorted(r["emission_id"] for r in records) == sorted(
+        [emission_id("c-1", "v1"), emission_id("c-1", "v2"), emission_id("c-2", "v1")]
+    )
