@@ -4,7 +4,8 @@ Each keeps the contract of its DynamoDB-backed counterpart, which one contract s
 against both (``tests/contract/test_ports.py``): the quarantine is idempotent per position and
 payload and keeps the payload whole; the archive cursor counts an object as done only at the
 ETag it was imported at; the audit log keeps every entry, a day's newest first; the output
-stream keeps every record with its arrival time and finds them back from a time on. They
+stream keeps every record with its arrival time and finds them back from a time on; the user directory answers
+the known users of a lookup. They
 are thread-safe, as the services call them from pools.
 """
 
@@ -22,6 +23,7 @@ from processor.adapters.dynamodb.console_audit_log import AuditEntry
 from processor.adapters.dynamodb.quarantine import MAX_DETAIL, QuarantineEntry, entry_id
 from processor.adapters.kinesis.output import READ_BACK_SKEW
 from processor.adapters.s3.archive import ArchiveObject, ObjectOutcome
+from processor.core.user_directory import QmUser
 from processor.platform.exceptions import InvalidInput
 
 
@@ -137,3 +139,19 @@ class MemoryOutput:
             snapshot = [data for _, data in self._records]
         for data in snapshot:
             yield orjson.loads(data)
+
+
+class MemoryUserDirectory:
+    """:class:`processor.app.ports.UserDirectory` in a dict, with ``put`` as the users table's."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, QmUser] = {}
+        self._lock = threading.Lock()
+
+    def put(self, user: QmUser, synced_at: str | None = None) -> None:
+        with self._lock:
+            self._users[user.username] = user
+
+    def get_many(self, usernames: Iterable[str]) -> dict[str, QmUser]:
+        with self._lock:
+            return {name: self._users[name] for name in usernames if name in self._users}

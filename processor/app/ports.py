@@ -6,9 +6,11 @@ Each has an emulator-backed adapter under :mod:`processor.adapters` and an in-me
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
+
+from processor.core.user_directory import QmUser
 
 
 class OutputPort(Protocol):
@@ -36,4 +38,12 @@ class OutputPort(Protocol):
 
     def records(self, *, timeout_s: float = 120.0) -> Iterator[dict[str, Any]]:
         """Every record on the stream, each contact's in the order they arrived."""
+        ...
+
+
+class UserDirectory(Protocol):
+    """QM users by username (= ACD ID): the first and last name a contact gets."""
+
+    def get_many(self, usernames: Iterable[str]) -> dict[str, QmUser]:
+        """The known users among ``usernames`` (unknown ones are absent)."""
         ...

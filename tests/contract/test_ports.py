@@ -12,9 +12,17 @@ import pytest
 
 from processor.adapters.dynamodb.console_audit_log import AuditEntry, DynamoAuditLog
 from processor.adapters.dynamodb.quarantine import DynamoQuarantine
+from processor.adapters.dynamodb.users_table import DynamoUserDirectory
 from processor.adapters.kinesis.output import OutputStream, emission_id
-from processor.adapters.memory import MemoryArchiveCursor, MemoryAuditLog, MemoryOutput, MemoryQuarantine
+from processor.adapters.memory import (
+    MemoryArchiveCursor,
+    MemoryAuditLog,
+    MemoryOutput,
+    MemoryQuarantine,
+    MemoryUserDirectory,
+)
 from processor.adapters.s3.archive import ArchiveObject, DynamoArchiveCursor, ObjectOutcome
+from processor.core.user_directory import QmUser
 from processor.platform.exceptions import InvalidInput, SourcePosition
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -173,3 +181,25 @@ def test_output_finds_what_arrived_since_a_time_and_nothing_else(output: Any) ->
     assert sorted(r["emission_id"] for r in records) == sorted(
         [emission_id("c-1", "v1"), emission_id("c-1", "v2"), emission_id("c-2", "v1")]
     )
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def users(request: pytest.FixtureRequest) -> Any:
+    return _port(
+        request,
+        MemoryUserDirectory,
+        lambda s, aws: DynamoUserDirectory(aws.dynamodb, s.users_table, cache_seconds=0),
+    )
+
+
+def test_user_directory_answers_the_known_users_of_a_lookup(users: Any) -> None:
+    ann = QmUser("ann.lee", "Ann", "Lee", agent_arn="arn:aws:connect:us-east-1:1:instance/x/agent/a")
+    users.put(ann)
+    users.put(QmUser("bo", "Bo", None))
+    assert users.get_many([]) == {}
+    found = users.get_many(["ann.lee", "nobody", "bo"])
+    assert set(found) == {"ann.lee", "bo"}
+    assert (found["ann.lee"].first_name, found["ann.lee"].last_name) == ("Ann", "Lee")
+    assert found["bo"].last_name is None
+    users.put(QmUser("ann.lee", "Anne", "Lee"))  # a sync renames her
+    assert users.get_many(["ann.lee"])["ann.lee"].first_name == "Anne"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -14,12 +14,6 @@ from processor.platform.exceptions import OsLoginTaken
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-
-class UserDirectory(Protocol):
-    def get_many(self, usernames: Iterable[str]) -> dict[str, QmUser]:
-        """The known users among ``usernames`` (unknown ones are absent)."""
-        ...
 
 
 def _item(user: QmUser, synced_at: str | None) -> dict[str, Any]:
