@@ -73,6 +73,18 @@ def make_joiner(
     )
 
 
+def crash_around_the_put(settings, aws, clock: FakeClock, contact_id: str, *, after_put: bool, owner: str):
+    """A worker that wrote a contact's view and its emission claim, then died before or
+    after its put: the contact is left with a pending emission. Its CTR, to replay."""
+    base = OutputStream(aws.kinesis, settings.output_stream)
+    crashing = make_joiner(settings, aws, clock, CrashingOutput(base, after_put=after_put), owner=owner)
+    record, raw, location = ctr(contact_id, settings)
+    upload(aws, location, 60.0)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.on_ctr(record, raw)
+    return record, raw
+
+
 def output_records(aws, stream: str) -> list[dict]:
     records = []
     for shard in aws.kinesis.list_shards(StreamName=stream)["Shards"]:
@@ -241,13 +253,8 @@ def test_a_notification_landing_mid_ctr_still_gives_one_version_with_its_duratio
 @pytest.mark.parametrize("after_put", [False, True])
 def test_crash_around_the_output_put_emits_exactly_once(bootstrapped, aws, after_put: bool) -> None:
     clock = FakeClock()
-    base = OutputStream(aws.kinesis, bootstrapped.output_stream)
-    crashing = make_joiner(bootstrapped, aws, clock, CrashingOutput(base, after_put=after_put), owner="dead")
-    record, raw, location = ctr("c-crash", bootstrapped)
-    upload(aws, location, 60.0)
-    with pytest.raises(KeyboardInterrupt):
-        crashing.on_ctr(record, raw)
-    stored = crashing.contacts.load("c-crash")
+    record, raw = crash_around_the_put(bootstrapped, aws, clock, "c-crash", after_put=after_put, owner="dead")
+    stored = make_joiner(bootstrapped, aws, clock).contacts.load("c-crash")
     assert stored is not None and stored.emission_pending
     clock.advance(seconds=61)  # the dead worker's claim (60 s lease) is stale
     survivor = make_joiner(bootstrapped, aws, clock, owner="survivor")
@@ -443,12 +450,7 @@ def test_an_emission_its_writer_never_finished_is_completed_by_the_sweeper(
 ) -> None:
     """No replay, no redelivery: the writer stopped between its view write and the mark."""
     clock = FakeClock()
-    base = OutputStream(aws.kinesis, bootstrapped.output_stream)
-    crashing = make_joiner(bootstrapped, aws, clock, CrashingOutput(base, after_put=after_put), owner="gone")
-    record, raw, location = ctr("c-orphan-emission", bootstrapped)
-    upload(aws, location, 60.0)
-    with pytest.raises(KeyboardInterrupt):
-        crashing.on_ctr(record, raw)
+    crash_around_the_put(bootstrapped, aws, clock, "c-orphan-emission", after_put=after_put, owner="gone")
     sweeper = make_joiner(bootstrapped, aws, clock, owner="sweeper")
     assert sweeper.sweep().reconciled == 0  # the writer's claim is still fresh: nothing due yet
     clock.advance(seconds=62)
@@ -519,12 +521,7 @@ def test_a_claim_never_released_fails_after_ten_leases_without_waiting_them(boot
     """Another worker's claim that stays fresh (its wall clock does not move here) is waited
     on, asking every half second, for ten leases; then the batch fails for a person to look."""
     clock = FakeClock()
-    base = OutputStream(aws.kinesis, bootstrapped.output_stream)
-    dead = make_joiner(bootstrapped, aws, clock, CrashingOutput(base, after_put=False), owner="dead")
-    record, raw, location = ctr("c-held", bootstrapped)
-    upload(aws, location, 60.0)
-    with pytest.raises(KeyboardInterrupt):
-        dead.on_ctr(record, raw)
+    record, raw = crash_around_the_put(bootstrapped, aws, clock, "c-held", after_put=False, owner="dead")
     sim = SimulatedTime(clock, wall_follows=False)
     other = make_joiner(bootstrapped, aws, clock, owner="other")
     other.claim_lease_s, other.monotonic, other.sleep = 5.0, sim.monotonic, sim.sleep
