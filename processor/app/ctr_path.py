@@ -49,6 +49,7 @@ class CtrIngest:
         self._quarantine = quarantine
         self._instances = instances if callable(instances) else (lambda: instances)
         self._max_bytes = max_record_bytes
+        self._clock = clock
         self._intake = Intake(
             quarantine, clock, noun="CTR", describe=lambda parsed: {"contact_id": parsed.contact_id}
         )

@@ -664,8 +664,7 @@ class Joiner:
             doc = view_doc(w.view, w.imported_at)
             doc["emission_id"] = emission_id(w.view.contact_id, w.view.version)
             docs[doc["emission_id"]] = doc
-        window = self._window(claimed)
-        late = self._put_all(docs, window)
+        late = self._put_all(docs, claimed)
         fault_point("after_output_put")
         done = [
             (w.view.contact_id, w.view.version)
@@ -690,15 +689,16 @@ class Joiner:
                 join_state=w.view.state.value,
             )
         if late:
-            self._wait_until_stale(window)
+            self._wait_until_stale(self._window(claimed))
             lapsed = self.contacts.load_many(docs[eid]["contact_id"] for eid in late)
             bulk.run_all(self.io, self._finish, list(lapsed.values()))
 
-    def _put_all(self, docs: dict[str, dict[str, Any]], window: PutWindow) -> set[str]:
+    def _put_all(self, docs: dict[str, dict[str, Any]], claimed: float) -> set[str]:
         """Put ``docs`` (by emission id) with as few PutRecords as fit them; a record the
         stream refused is put again alone, an answer lost is settled by one read-back for all
         the records it carried. Returns the ids not known to be on the stream when the claim's
         safe time ran out (none normally)."""
+        window = self._window(claimed)
         remaining = dict(docs)
         pause = FIRST_PAUSE_S
         while remaining:
