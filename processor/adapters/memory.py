@@ -5,7 +5,8 @@ against both (``tests/contract/test_ports.py``): the quarantine is idempotent pe
 payload and keeps the payload whole; the archive cursor counts an object as done only at the
 ETag it was imported at; the audit log keeps every entry, a day's newest first; the output
 stream keeps every record with its arrival time and finds them back from a time on; the user directory answers
-the known users of a lookup. They
+the known users of a lookup; the join store keeps each recording's halves and markers until
+they expire, and reports an orphan to one caller only. They
 are thread-safe, as the services call them from pools.
 """
 
@@ -14,15 +15,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from processor.adapters.dynamodb.console_audit_log import AuditEntry
+from processor.adapters.dynamodb.join_store import DueItem, RecordingHalves, SeenObject
 from processor.adapters.dynamodb.quarantine import MAX_DETAIL, QuarantineEntry, entry_id
 from processor.adapters.kinesis.output import READ_BACK_SKEW
 from processor.adapters.s3.archive import ArchiveObject, ObjectOutcome
+from processor.core.join import RecordingObject
 from processor.core.user_directory import QmUser
 from processor.platform.exceptions import InvalidInput
 
@@ -155,3 +158,114 @@ class MemoryUserDirectory:
     def get_many(self, usernames: Iterable[str]) -> dict[str, QmUser]:
         with self._lock:
             return {name: self._users[name] for name in usernames if name in self._users}
+
+
+class MemoryJoinStore:
+    """:class:`processor.app.ports.JoinStore` in a dict: ``link#``, ``obj#``, ``orphan#`` and
+    ``ctr#`` entries as the join table's items, each with the instant it expires at (entries
+    past it are absent, as the table's reads ignore expired items).
+
+    Its transaction actions (``waiting_put``, ``waiting_delete``) are applied by
+    :meth:`apply`, which the in-memory contact store calls inside its own transactions."""
+
+    def __init__(self, retention: timedelta = timedelta(days=7)) -> None:
+        self._retention = retention
+        # pk -> (expires at, value): a contact id, a RecordingObject, or a due time
+        self._items: dict[str, tuple[datetime, Any]] = {}
+        self._lock = threading.RLock()
+
+    def _live(self, pk: str, now: datetime) -> Any:
+        entry = self._items.get(pk)
+        if entry is None or entry[0] < now:
+            return None
+        return entry[1]
+
+    def link_requests(
+        self, links: Iterable[tuple[str, str]], now: datetime
+    ) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            ("put", {"pk": f"link#{loc}", "value": cid, "expires": now + self._retention})
+            for loc, cid in links
+        ]
+
+    def object_requests(
+        self, seen: Iterable[tuple[SeenObject, datetime | None]], now: datetime
+    ) -> list[tuple[str, dict[str, Any]]]:
+        requests: list[tuple[str, dict[str, Any]]] = []
+        for item, orphan_due in seen:
+            obj = item.obj
+            if obj.duration_seconds is not None:  # stored rounded, as the table stores it
+                obj = replace(obj, duration_seconds=round(obj.duration_seconds, 6))
+            requests.append(
+                ("put", {"pk": f"obj#{obj.location}", "value": obj, "expires": now + self._retention})
+            )
+            if orphan_due is not None:
+                requests.append(
+                    (
+                        "put",
+                        {
+                            "pk": f"orphan#{obj.location}",
+                            "value": orphan_due,
+                            "expires": max(orphan_due, now) + self._retention,
+                        },
+                    )
+                )
+        return requests
+
+    def write(self, requests: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        with self._lock:
+            for op, request in requests:
+                if op == "put":
+                    self._items[request["pk"]] = (request["expires"], request["value"])
+                else:
+                    self._items.pop(request["pk"], None)
+
+    def read_halves(
+        self, locations: Iterable[str], now: datetime, *, links: bool = True, objects: bool = True
+    ) -> dict[str, RecordingHalves]:
+        with self._lock:
+            result: dict[str, RecordingHalves] = {}
+            for loc in dict.fromkeys(locations):
+                link = self._live(f"link#{loc}", now) if links else None
+                obj: RecordingObject | None = self._live(f"obj#{loc}", now) if objects else None
+                result[loc] = RecordingHalves(loc, link, obj)
+            return result
+
+    def waiting_put(self, contact_id: str, deadline: datetime, now: datetime) -> dict[str, Any]:
+        expires = max(deadline, now) + self._retention
+        return {"MemoryJoin": ("put", {"pk": f"ctr#{contact_id}", "value": deadline, "expires": expires})}
+
+    def waiting_delete(self, contact_id: str) -> dict[str, Any]:
+        return {"MemoryJoin": ("delete", {"pk": f"ctr#{contact_id}"})}
+
+    def apply(self, actions: Iterable[dict[str, Any]]) -> None:
+        """Apply this store's transaction actions (those of ``waiting_put``/``waiting_delete``)."""
+        self.write([action["MemoryJoin"] for action in actions])
+
+    def clear_waiting(self, contact_ids: Iterable[str]) -> None:
+        self.write([("delete", {"pk": f"ctr#{c}"}) for c in contact_ids])
+
+    def settle_orphans(self, locations: Sequence[str], now: datetime) -> list[str]:
+        reported: list[str] = []
+        with self._lock:
+            for loc in locations:
+                claimed = self._live(f"link#{loc}", now) is not None
+                if self._items.pop(f"orphan#{loc}", None) is not None and not claimed:
+                    reported.append(loc)
+        return reported
+
+    def due(self, now: datetime, limit: int = 500) -> Iterator[DueItem]:
+        with self._lock:
+            due = [
+                DueItem("contact" if kind == "ctr" else "recording", key, at)
+                for pk, (_, at) in self._items.items()
+                for kind, _, key in [pk.partition("#")]
+                if kind in ("ctr", "orphan") and at <= now
+            ]
+        return iter(due)
+
+    def count_pending(self) -> tuple[int, int]:
+        with self._lock:
+            contacts = sum(1 for pk in self._items if pk.startswith("ctr#"))
+            recordings = sum(1 for pk in self._items if pk.startswith("orphan#"))
+        return contacts, recordings

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from processor.adapters.dynamodb.join_store import DueItem, RecordingHalves, SeenObject
 from processor.core.user_directory import QmUser
+
+#: A write a store prepared for its own ``write`` (opaque to the application).
+StoreWrite = tuple[str, dict[str, Any]]
+#: One action of an atomic group the contact store writes (opaque to the application): the
+#: contact store's and the join store's of one deployment go together.
+TransactAction = dict[str, Any]
 
 
 class OutputPort(Protocol):
@@ -47,3 +54,61 @@ class UserDirectory(Protocol):
     def get_many(self, usernames: Iterable[str]) -> dict[str, QmUser]:
         """The known users among ``usernames`` (unknown ones are absent)."""
         ...
+
+
+class JoinStore(Protocol):
+    """The join's recording halves (the CTR's link, the object's facts), the orphan markers
+    of objects no CTR claimed, and the sweeper's work list. Expired items are absent."""
+
+    def link_requests(self, links: Iterable[tuple[str, str]], now: datetime) -> list[StoreWrite]:
+        """The writes of the CTR halves ((location, contact id) pairs), for :meth:`write`."""
+        ...
+
+    def object_requests(
+        self, seen: Iterable[tuple[SeenObject, datetime | None]], now: datetime
+    ) -> list[StoreWrite]:
+        """The writes of object halves, each with its orphan marker due at the time given."""
+        ...
+
+    def write(self, requests: Sequence[StoreWrite]) -> None:
+        """Write prepared halves and markers; durable on return (the last writer wins)."""
+        ...
+
+    def read_halves(
+        self, locations: Iterable[str], now: datetime, *, links: bool = True, objects: bool = True
+    ) -> dict[str, RecordingHalves]:
+        """Both halves of each location (a write before is seen); an entry for every location."""
+        ...
+
+    def waiting_put(self, contact_id: str, deadline: datetime, now: datetime) -> TransactAction:
+        """The action (in the contact's transaction) that marks it waiting, due at ``deadline``."""
+        ...
+
+    def waiting_delete(self, contact_id: str) -> TransactAction:
+        """The action (in the contact's transaction) that removes its waiting marker."""
+        ...
+
+    def clear_waiting(self, contact_ids: Iterable[str]) -> None:
+        """Remove the waiting markers of these contacts."""
+        ...
+
+    def settle_orphans(self, locations: Sequence[str], now: datetime) -> list[str]:
+        """Of these orphan candidates, those no CTR claimed: each reported to one caller only
+        (its marker removed); the claimed ones lose their marker unreported."""
+        ...
+
+    def due(self, now: datetime, limit: int = 500) -> Iterator[DueItem]:
+        """The waiting contacts and orphan markers due at ``now``."""
+        ...
+
+    def count_pending(self) -> tuple[int, int]:
+        """(waiting contacts, orphan markers) scheduled, due or not."""
+        ...
+
+
+if TYPE_CHECKING:  # mypy holds each in-memory port to its Protocol, as the wiring does the adapters
+    from processor.adapters import memory
+
+    _output: OutputPort = memory.MemoryOutput()
+    _users: UserDirectory = memory.MemoryUserDirectory()
+    _joins: JoinStore = memory.MemoryJoinStore()

@@ -10,18 +10,22 @@ from typing import Any
 
 import pytest
 
+from processor.adapters.dynamodb import bulk
 from processor.adapters.dynamodb.console_audit_log import AuditEntry, DynamoAuditLog
+from processor.adapters.dynamodb.join_store import DynamoJoinStore, SeenObject
 from processor.adapters.dynamodb.quarantine import DynamoQuarantine
 from processor.adapters.dynamodb.users_table import DynamoUserDirectory
 from processor.adapters.kinesis.output import OutputStream, emission_id
 from processor.adapters.memory import (
     MemoryArchiveCursor,
     MemoryAuditLog,
+    MemoryJoinStore,
     MemoryOutput,
     MemoryQuarantine,
     MemoryUserDirectory,
 )
 from processor.adapters.s3.archive import ArchiveObject, DynamoArchiveCursor, ObjectOutcome
+from processor.core.join import RecordingObject
 from processor.core.user_directory import QmUser
 from processor.platform.exceptions import InvalidInput, SourcePosition
 
@@ -203,3 +207,93 @@ def test_user_directory_answers_the_known_users_of_a_lookup(users: Any) -> None:
     assert found["bo"].last_name is None
     users.put(QmUser("ann.lee", "Anne", "Lee"))  # a sync renames her
     assert users.get_many(["ann.lee"])["ann.lee"].first_name == "Anne"
+
+
+Transact = Callable[[list[dict[str, Any]]], None]
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def joins(request: pytest.FixtureRequest) -> tuple[Any, Transact]:
+    """The join store, and how a contact's transaction applies the store's actions."""
+    if request.param == "memory":
+        memory = MemoryJoinStore(retention=timedelta(days=7))
+        return memory, memory.apply
+    settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
+    store = DynamoJoinStore(aws.dynamodb, settings.join_table, timedelta(days=7))
+
+    def transact(actions: list[dict[str, Any]]) -> None:
+        assert [o.written for o in bulk.transact_groups(aws.dynamodb, [actions])] == [True]
+
+    return store, transact
+
+
+def _seen(location: str, size: int = 960_044, duration: float | None = 30.0) -> SeenObject:
+    return SeenObject(RecordingObject(location, size, NOW, duration, "header", "both"), f"etag-{size}")
+
+
+def test_join_store_reads_back_each_half_written_and_absent_ones_as_absent(
+    joins: tuple[Any, Transact],
+) -> None:
+    store, _ = joins
+    a, b, c = "rec/connect/a.wav", "rec/connect/b.wav", "rec/connect/c.wav"
+    assert store.read_halves([], NOW) == {}
+    store.write(store.link_requests([(a, "c-1"), (b, "c-2")], NOW))
+    store.write(store.object_requests([(_seen(a), None), (_seen(c, duration=12.3456789), None)], NOW))
+    halves = store.read_halves([a, b, c, "rec/none.wav", a], NOW)
+    assert list(halves) == [a, b, c, "rec/none.wav"]
+    assert (halves[a].contact_id, halves[b].contact_id, halves[c].contact_id) == ("c-1", "c-2", None)
+    assert halves[a].obj == _seen(a).obj
+    assert halves[b].obj is None and halves["rec/none.wav"] == type(halves[a])("rec/none.wav", None, None)
+    assert halves[c].obj is not None and halves[c].obj.duration_seconds == 12.345679
+    only_objects = store.read_halves([a], NOW, links=False)[a]
+    assert (only_objects.contact_id, only_objects.obj) == (None, _seen(a).obj)
+    assert store.read_halves([a], NOW, objects=False)[a].obj is None
+    store.write(store.object_requests([(_seen(a, size=2_000_044, duration=62.5), None)], NOW))  # overwritten
+    assert store.read_halves([a], NOW)[a].obj == _seen(a, size=2_000_044, duration=62.5).obj
+    expired = NOW + timedelta(days=8)  # past the retention: absent, whether or not deleted yet
+    assert store.read_halves([a, b], expired) == {
+        a: type(halves[a])(a, None, None),
+        b: type(halves[a])(b, None, None),
+    }
+
+
+def test_join_store_lists_due_waiting_contacts_until_their_marker_is_removed(
+    joins: tuple[Any, Transact],
+) -> None:
+    store, transact = joins
+    transact([store.waiting_put("c-due", NOW + timedelta(minutes=5), NOW)])
+    transact([store.waiting_put("c-later", NOW + timedelta(hours=1), NOW)])
+    transact([store.waiting_put("c-gone", NOW + timedelta(minutes=1), NOW)])
+    transact([store.waiting_delete("c-gone")])
+    assert store.count_pending() == (2, 0)
+    assert list(store.due(NOW)) == []
+    due = list(store.due(NOW + timedelta(minutes=10)))
+    assert [(d.kind, d.key, d.due_at) for d in due] == [("contact", "c-due", NOW + timedelta(minutes=5))]
+    transact([store.waiting_put("c-due", NOW + timedelta(minutes=20), NOW)])  # its window moved
+    assert list(store.due(NOW + timedelta(minutes=10))) == []
+    store.clear_waiting(["c-due", "c-later", "c-never-waited"])
+    assert store.count_pending() == (0, 0)
+    assert list(store.due(NOW + timedelta(days=1))) == []
+
+
+def test_join_store_reports_an_unclaimed_orphan_once_and_a_claimed_one_never(
+    joins: tuple[Any, Transact],
+) -> None:
+    store, _ = joins
+    lone, claimed = "rec/connect/lone.wav", "rec/connect/claimed.wav"
+    due_at = NOW + timedelta(minutes=5)
+    store.write(store.object_requests([(_seen(lone), due_at), (_seen(claimed), due_at)], NOW))
+    assert store.count_pending() == (0, 2)
+    assert list(store.due(NOW)) == []
+    assert sorted((d.kind, d.key, d.due_at) for d in store.due(due_at)) == [
+        ("recording", claimed, due_at),
+        ("recording", lone, due_at),
+    ]
+    store.write(store.link_requests([(claimed, "c-1")], NOW))  # its CTR came within the window
+    assert store.settle_orphans([lone, claimed], due_at) == [lone]
+    assert (
+        store.settle_orphans([lone, claimed], due_at) == []
+    )  # reported once: a second sweeper is told nothing
+    assert store.count_pending() == (0, 0)
+    assert list(store.due(due_at)) == []
+    assert store.read_halves([lone], due_at)[lone].obj == _seen(lone).obj  # the object half stays
