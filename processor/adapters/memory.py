@@ -6,7 +6,9 @@ payload and keeps the payload whole; the archive cursor counts an object as done
 ETag it was imported at; the audit log keeps every entry, a day's newest first; the output
 stream keeps every record with its arrival time and finds them back from a time on; the user directory answers
 the known users of a lookup; the join store keeps each recording's halves and markers until
-they expire, and reports an orphan to one caller only. They
+they expire, and reports an orphan to one caller only; the contact store writes a view only
+over the version it was decided from (or an older CTR version), each transaction's group all
+or nothing, and lets one holder at a time claim a pending emission. They
 are thread-safe, as the services call them from pools.
 """
 
@@ -19,13 +21,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from botocore.exceptions import ClientError
 
+from processor.adapters.dynamodb.bulk import CONDITION_FAILED, GroupOutcome
 from processor.adapters.dynamodb.console_audit_log import AuditEntry
+from processor.adapters.dynamodb.contacts import StoredContact, contact_item, stored_contact
 from processor.adapters.dynamodb.join_store import DueItem, RecordingHalves, SeenObject
 from processor.adapters.dynamodb.quarantine import MAX_DETAIL, QuarantineEntry, entry_id
 from processor.adapters.kinesis.output import READ_BACK_SKEW
 from processor.adapters.s3.archive import ArchiveObject, ObjectOutcome
-from processor.core.join import RecordingObject
+from processor.core.ctr import format_instant
+from processor.core.emission import ClaimResult
+from processor.core.join import ContactView, RecordingObject
 from processor.core.user_directory import QmUser
 from processor.platform.exceptions import InvalidInput
 
@@ -269,3 +276,135 @@ class MemoryJoinStore:
             contacts = sum(1 for pk in self._items if pk.startswith("ctr#"))
             recordings = sum(1 for pk in self._items if pk.startswith("orphan#"))
         return contacts, recordings
+
+
+def _text(item: dict[str, Any] | None, name: str) -> str | None:
+    value = (item or {}).get(name, {}).get("S")
+    return str(value) if value is not None else None
+
+
+class MemoryContactStore:
+    """:class:`processor.app.ports.ContactStore` in a dict of the items the contacts table
+    holds (built and read as :mod:`processor.adapters.dynamodb.contacts` builds and reads
+    them), with its conditions checked here. A transaction's group may hold ``joins``'s
+    actions too (a contact's sweeper marker): applied with the group, or not at all."""
+
+    def __init__(self, joins: MemoryJoinStore | None = None) -> None:
+        self._joins = joins
+        self._items: dict[str, dict[str, Any]] = {}
+        self._lock = threading.RLock()
+
+    def load(self, contact_id: str) -> StoredContact | None:
+        with self._lock:
+            item = self._items.get(contact_id)
+            return stored_contact(item) if item is not None else None
+
+    def load_many(self, contact_ids: Iterable[str]) -> dict[str, StoredContact]:
+        with self._lock:
+            return {c: stored_contact(self._items[c]) for c in dict.fromkeys(contact_ids) if c in self._items}
+
+    def contact_ids_of_agent(self, acd_id: str) -> Iterator[str]:
+        with self._lock:
+            ids = [c for c, item in self._items.items() if _text(item, "acd_id") == acd_id]
+        return iter(ids)
+
+    def put_action(
+        self,
+        view: ContactView,
+        *,
+        replaces: StoredContact | None,
+        raw_ctr: bytes | None,
+        now: datetime,
+        claim_owner: str | None = None,
+        create_only: bool = False,
+    ) -> dict[str, Any]:
+        item = contact_item(view, replaces=replaces, raw_ctr=raw_ctr, now=now, claim_owner=claim_owner)
+        if create_only:
+            guard: tuple[str, str | None] = ("absent", None)
+        elif replaces is None or replaces.last_update < view.contact.last_update:
+            guard = ("older", view.contact.last_update)
+        else:
+            guard = ("version", replaces.version)
+        return {"MemoryContacts": ("put", view.contact_id, item, guard)}
+
+    def emitted_action(self, contact_id: str, version: str) -> dict[str, Any]:
+        return {"MemoryContacts": ("emitted", contact_id, version)}
+
+    def _holds(self, action: tuple[Any, ...]) -> bool:
+        current = self._items.get(action[1])
+        if action[0] == "emitted":
+            return current is not None and _text(current, "emit_version") == action[2]
+        kind, value = action[3]
+        if kind == "absent":
+            return current is None
+        if kind == "older":
+            return current is None or str(_text(current, "last_update")) < value
+        return current is not None and _text(current, "version") == value
+
+    def _apply(self, action: tuple[Any, ...]) -> None:
+        if action[0] == "put":
+            self._items[action[1]] = dict(action[2])
+            return
+        item = dict(self._items[action[1]])
+        item["emit_state"] = {"S": "done"}
+        for name in ("emit_claim", "emit_claimed_at", "emit_attempted_at"):
+            item.pop(name, None)
+        self._items[action[1]] = item
+
+    def transact(self, groups: Sequence[Sequence[dict[str, Any]]]) -> list[GroupOutcome]:
+        outcomes: list[GroupOutcome] = []
+        with self._lock:
+            for group in groups:
+                own = [a["MemoryContacts"] for a in group if "MemoryContacts" in a]
+                others = [a for a in group if "MemoryContacts" not in a]
+                if others and self._joins is None:
+                    raise ValueError("an action of another store, and no join store to apply it")
+                if not all(self._holds(a) for a in own):
+                    outcomes.append(GroupOutcome(written=False, reason=CONDITION_FAILED))
+                    continue
+                for action in own:
+                    self._apply(action)
+                if others and self._joins is not None:
+                    self._joins.apply(others)
+                outcomes.append(GroupOutcome(written=True))
+        return outcomes
+
+    def claim_emission(
+        self, contact_id: str, version: str, owner: str, now: datetime, lease_s: float
+    ) -> ClaimResult:
+        stale = format_instant(datetime.fromtimestamp(now.timestamp() - lease_s, UTC))
+        with self._lock:
+            item = self._items.get(contact_id)
+            if (
+                item is None
+                or _text(item, "emit_version") != version
+                or _text(item, "emit_state") != "pending"
+            ):
+                return ClaimResult.DONE
+            claimed_at = _text(item, "emit_claimed_at")
+            if "emit_claim" in item and (claimed_at is None or claimed_at >= stale):
+                return ClaimResult.BUSY
+            self._items[contact_id] = {
+                **item,
+                "emit_claim": {"S": owner},
+                "emit_claimed_at": {"S": format_instant(now)},
+            }
+            return ClaimResult.CLAIMED
+
+    def note_attempt(self, contact_id: str, version: str, owner: str, now: datetime) -> str | None:
+        """As the table's: a version replaced or a claim taken over is a failed condition."""
+        with self._lock:
+            item = self._items.get(contact_id)
+            if item is None or _text(item, "emit_version") != version or _text(item, "emit_claim") != owner:
+                raise ClientError(
+                    {"Error": {"Code": "ConditionalCheckFailedException", "Message": "claim not held"}},
+                    "UpdateItem",
+                )
+            self._items[contact_id] = {**item, "emit_attempted_at": {"S": format_instant(now)}}
+            return _text(item, "emit_attempted_at")
+
+    def mark_emitted(self, contact_id: str, version: str) -> None:
+        with self._lock:
+            action = ("emitted", contact_id, version)
+            if self._holds(action):
+                self._apply(action)

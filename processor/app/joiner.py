@@ -37,12 +37,12 @@ from botocore.exceptions import ClientError
 
 from processor.adapters.aws import OUTPUT_PUT_MAX_S, error_code, is_transient
 from processor.adapters.dynamodb import bulk
-from processor.adapters.dynamodb.contacts import DynamoContactStore, StoredContact, view_doc
+from processor.adapters.dynamodb.contacts import StoredContact, view_doc
 from processor.adapters.dynamodb.join_store import DueItem, SeenObject
 from processor.adapters.kinesis.output import emission_id
 from processor.adapters.s3.call_recordings import S3Media
 from processor.adapters.s3.recording_copy import RecordingCopier
-from processor.app.ports import JoinStore, OutputPort, UserDirectory
+from processor.app.ports import ContactStore, JoinStore, OutputPort, UserDirectory
 from processor.core.ctr import ContactRecord, format_instant, parse_instant
 from processor.core.emission import (
     BUSY_PAUSE_S,
@@ -174,7 +174,7 @@ def _pool(threads: int, name: str) -> ThreadPoolExecutor:
 
 @dataclass
 class Joiner:
-    contacts: DynamoContactStore
+    contacts: ContactStore
     joins: JoinStore
     media: S3Media
     output: OutputPort

@@ -10,7 +10,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from processor.adapters.dynamodb.bulk import GroupOutcome
+from processor.adapters.dynamodb.contacts import StoredContact
 from processor.adapters.dynamodb.join_store import DueItem, RecordingHalves, SeenObject
+from processor.core.emission import ClaimResult
+from processor.core.join import ContactView
 from processor.core.user_directory import QmUser
 
 #: A write a store prepared for its own ``write`` (opaque to the application).
@@ -106,9 +110,67 @@ class JoinStore(Protocol):
         ...
 
 
+class ContactStore(Protocol):
+    """The current view of every contact with its emission outbox. Every write is guarded:
+    a view replaces only the version it was decided from, or an older CTR version."""
+
+    def load(self, contact_id: str) -> StoredContact | None:
+        """The stored contact (a write before is seen); None: absent."""
+        ...
+
+    def load_many(self, contact_ids: Iterable[str]) -> dict[str, StoredContact]:
+        """The stored contacts among ``contact_ids`` (absent ones are left out)."""
+        ...
+
+    def contact_ids_of_agent(self, acd_id: str) -> Iterator[str]:
+        """The contacts of the agent with this ACD id."""
+        ...
+
+    def put_action(
+        self,
+        view: ContactView,
+        *,
+        replaces: StoredContact | None,
+        raw_ctr: bytes | None,
+        now: datetime,
+        claim_owner: str | None = None,
+        create_only: bool = False,
+    ) -> TransactAction:
+        """The guarded write of ``view``: it applies only if the stored contact is still
+        ``replaces`` (or an older CTR version; ``create_only``: only if there is none). A
+        final view is written with its emission pending, claimed by ``claim_owner``."""
+        ...
+
+    def emitted_action(self, contact_id: str, version: str) -> TransactAction:
+        """The write that marks ``version`` emitted (refused once a newer one replaced it)."""
+        ...
+
+    def transact(self, groups: Sequence[Sequence[TransactAction]]) -> list[GroupOutcome]:
+        """Write each group all or nothing; one outcome per group (a refused guard:
+        ``reason == CONDITION_FAILED``, the others of the call are not held back by it)."""
+        ...
+
+    def claim_emission(
+        self, contact_id: str, version: str, owner: str, now: datetime, lease_s: float
+    ) -> ClaimResult:
+        """The right to publish ``version``: one holder at a time, a claim older than
+        ``lease_s`` is taken over; DONE when nothing of ``version`` is pending."""
+        ...
+
+    def note_attempt(self, contact_id: str, version: str, owner: str, now: datetime) -> str | None:
+        """Note that ``owner``, holding the claim, is about to publish; the previous attempt's
+        time. A claim not held raises ``ConditionalCheckFailedException`` (a ClientError)."""
+        ...
+
+    def mark_emitted(self, contact_id: str, version: str) -> None:
+        """Mark ``version`` emitted (nothing when a newer version replaced it)."""
+        ...
+
+
 if TYPE_CHECKING:  # mypy holds each in-memory port to its Protocol, as the wiring does the adapters
     from processor.adapters import memory
 
     _output: OutputPort = memory.MemoryOutput()
     _users: UserDirectory = memory.MemoryUserDirectory()
     _joins: JoinStore = memory.MemoryJoinStore()
+    _contacts: ContactStore = memory.MemoryContactStore()

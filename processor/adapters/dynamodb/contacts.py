@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from botocore.exceptions import ClientError
@@ -78,32 +78,6 @@ class StoredContact:
         return self.emit_state == "pending" and self.emit_version == self.version
 
 
-class ContactStore(Protocol):
-    def load(self, contact_id: str) -> StoredContact | None: ...
-
-    def write(
-        self,
-        view: ContactView,
-        *,
-        replaces: StoredContact | None,
-        raw_ctr: bytes | None,
-        now: datetime,
-        claim_owner: str | None = None,
-    ) -> bool:
-        """Write ``view`` if the stored item is still ``replaces`` (or older); durable on return.
-        With ``claim_owner``, a final view's emission is claimed (and its attempt noted) in
-        the same write. ``create_only`` writes only if the contact does not exist at all."""
-        ...
-
-    def claim_emission(
-        self, contact_id: str, version: str, owner: str, now: datetime, lease_s: float
-    ) -> ClaimResult: ...
-
-    def mark_emitted(self, contact_id: str, version: str) -> None: ...
-
-    def scan(self) -> Iterator[StoredContact]: ...
-
-
 def view_doc(view: ContactView, imported_at: str | None) -> dict[str, Any]:
     doc = view.contact.to_dict()
     doc["recording_durations"] = dict(view.recording_durations)
@@ -152,6 +126,57 @@ def _contact_from_doc(doc: dict[str, Any]) -> QmContact:
     return QmContact(**fields)
 
 
+def contact_item(
+    view: ContactView,
+    *,
+    replaces: StoredContact | None,
+    raw_ctr: bytes | None,
+    now: datetime,
+    claim_owner: str | None = None,
+) -> dict[str, Any]:
+    """The item :meth:`DynamoContactStore.put_action` writes for ``view`` (see the module)."""
+    now_text = format_instant(now)
+    imported_at = replaces.imported_at if replaces and replaces.imported_at else now_text
+    contact = view.contact
+    item: dict[str, Any] = {
+        "contact_id": {"S": contact.contact_id},
+        "last_update": {"S": contact.last_update},
+        "revision": {"N": str(view.revision)},
+        "version": {"S": view.version},
+        "doc": {"S": orjson.dumps(view_doc(view, imported_at)).decode()},
+        "state": {"S": view.state.value},
+        "first_seen": {"S": format_instant(view.first_seen)},
+        "expected": {"S": _expected_to_json(view.expected).decode()},
+        "imported_at": {"S": imported_at},
+        "direction": {"S": contact.direction},
+    }
+    if view.deadline is not None:
+        item["deadline"] = {"S": format_instant(view.deadline)}
+    if view.expected_media_seconds is not None:
+        item["expected_media_seconds"] = {"N": repr(view.expected_media_seconds)}
+    if contact.acd_id:
+        item["acd_id"] = {"S": contact.acd_id}
+    if contact.date and contact.connected_at:
+        # Keys of the by_date / by_agent indexes (listing and filtering in the console).
+        item["contact_date"] = {"S": contact.date}
+        item["connected_at"] = {"S": contact.connected_at}
+    ctr = raw_ctr if raw_ctr is not None else (replaces.ctr if replaces else None)
+    if ctr is not None:
+        packed = zlib.compress(ctr, 6)
+        if len(packed) <= MAX_INLINE_CTR_BYTES:
+            item["ctr"] = {"B": packed}
+    if view.emittable:
+        item["emit_version"] = {"S": view.version}
+        item["emit_state"] = {"S": "pending"}
+        if claim_owner is not None:
+            # The writer publishes next: its claim and attempt ride on this write, so a
+            # crash before the put is recovered by a read-back from this instant.
+            item["emit_claim"] = {"S": claim_owner}
+            item["emit_claimed_at"] = {"S": now_text}
+            item["emit_attempted_at"] = {"S": now_text}
+    return item
+
+
 class DynamoContactStore:
     def __init__(self, client: DynamoDBClient, table: str, pool: ThreadPoolExecutor | None = None) -> None:
         self._ddb = client
@@ -167,7 +192,7 @@ class DynamoContactStore:
         """The stored contacts among ``contact_ids`` (strongly consistent), in one wave."""
         keys = [(self._table, {"contact_id": {"S": c}}) for c in dict.fromkeys(contact_ids)]
         found = bulk.batch_get(self._ddb, keys, pool=self._pool) if keys else {}
-        return {item["contact_id"]["S"]: _stored(item) for item in found.values()}
+        return {item["contact_id"]["S"]: stored_contact(item) for item in found.values()}
 
     # --- reads -------------------------------------------------------------------------
     def load(self, contact_id: str) -> StoredContact | None:
@@ -175,7 +200,7 @@ class DynamoContactStore:
             TableName=self._table, Key={"contact_id": {"S": contact_id}}, ConsistentRead=True
         )
         item = response.get("Item")
-        return _stored(item) if item else None
+        return stored_contact(item) if item else None
 
     def get(self, contact_id: str) -> StoredContact | None:
         return self.load(contact_id)
@@ -184,7 +209,7 @@ class DynamoContactStore:
         paginator = self._ddb.get_paginator("scan")
         for page in paginator.paginate(TableName=self._table):
             for item in page.get("Items", []):
-                yield _stored(item)
+                yield stored_contact(item)
 
     # --- writes ------------------------------------------------------------------------
     def put_action(
@@ -201,45 +226,8 @@ class DynamoContactStore:
         only if the stored item is still ``replaces`` (or older). With ``claim_owner``, a final
         view's emission is claimed (and its attempt noted) in the same write; ``create_only``
         writes only if the contact does not exist at all."""
-        now_text = format_instant(now)
-        imported_at = replaces.imported_at if replaces and replaces.imported_at else now_text
+        item = contact_item(view, replaces=replaces, raw_ctr=raw_ctr, now=now, claim_owner=claim_owner)
         contact = view.contact
-        item: dict[str, Any] = {
-            "contact_id": {"S": contact.contact_id},
-            "last_update": {"S": contact.last_update},
-            "revision": {"N": str(view.revision)},
-            "version": {"S": view.version},
-            "doc": {"S": orjson.dumps(view_doc(view, imported_at)).decode()},
-            "state": {"S": view.state.value},
-            "first_seen": {"S": format_instant(view.first_seen)},
-            "expected": {"S": _expected_to_json(view.expected).decode()},
-            "imported_at": {"S": imported_at},
-            "direction": {"S": contact.direction},
-        }
-        if view.deadline is not None:
-            item["deadline"] = {"S": format_instant(view.deadline)}
-        if view.expected_media_seconds is not None:
-            item["expected_media_seconds"] = {"N": repr(view.expected_media_seconds)}
-        if contact.acd_id:
-            item["acd_id"] = {"S": contact.acd_id}
-        if contact.date and contact.connected_at:
-            # Keys of the by_date / by_agent indexes (listing and filtering in the console).
-            item["contact_date"] = {"S": contact.date}
-            item["connected_at"] = {"S": contact.connected_at}
-        ctr = raw_ctr if raw_ctr is not None else (replaces.ctr if replaces else None)
-        if ctr is not None:
-            packed = zlib.compress(ctr, 6)
-            if len(packed) <= MAX_INLINE_CTR_BYTES:
-                item["ctr"] = {"B": packed}
-        if view.emittable:
-            item["emit_version"] = {"S": view.version}
-            item["emit_state"] = {"S": "pending"}
-            if claim_owner is not None:
-                # The writer publishes next: its claim and attempt ride on this write, so a
-                # crash before the put is recovered by a read-back from this instant.
-                item["emit_claim"] = {"S": claim_owner}
-                item["emit_claimed_at"] = {"S": now_text}
-                item["emit_attempted_at"] = {"S": now_text}
         values: dict[str, Any] = {}
         if create_only:
             condition = "attribute_not_exists(contact_id)"
@@ -377,7 +365,7 @@ class DynamoContactStore:
                 yield item["contact_id"]["S"]
 
 
-def _stored(item: dict[str, Any]) -> StoredContact:
+def stored_contact(item: dict[str, Any]) -> StoredContact:
     ctr = item.get("ctr", {}).get("B")
     doc = orjson.loads(item["doc"]["S"])
     durations = doc.get("recording_durations") or {}
