@@ -8,8 +8,9 @@ stream keeps every record with its arrival time and finds them back from a time 
 the known users of a lookup; the join store keeps each recording's halves and markers until
 they expire, and reports an orphan to one caller only; the contact store writes a view only
 over the version it was decided from (or an older CTR version), each transaction's group all
-or nothing, and lets one holder at a time claim a pending emission. They
-are thread-safe, as the services call them from pools.
+or nothing, and lets one holder at a time claim a pending emission; the lease table moves a
+checkpoint only over the lease as it was read. They are thread-safe, as the services call
+them from pools.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from processor.adapters.dynamodb.join_store import DueItem, RecordingHalves, See
 from processor.adapters.dynamodb.quarantine import MAX_DETAIL, QuarantineEntry, entry_id
 from processor.adapters.kinesis.output import READ_BACK_SKEW
 from processor.adapters.s3.archive import ArchiveObject, ObjectOutcome
+from processor.core.checkpoints import Checkpoint, LeaseState
 from processor.core.ctr import format_instant
 from processor.core.emission import ClaimResult
 from processor.core.join import ContactView, RecordingObject
@@ -408,3 +410,40 @@ class MemoryContactStore:
             action = ("emitted", contact_id, version)
             if self._holds(action):
                 self._apply(action)
+
+
+class MemoryLeaseTable:
+    """:class:`processor.app.ports.LeaseTable` in a dict; ``put`` is the KCL's side (a
+    worker taking, renewing or checkpointing a lease)."""
+
+    def __init__(self, leases: Iterable[LeaseState] = (), *, exists: bool = True) -> None:
+        self._exists = exists
+        self._leases = {lease.shard_id: lease for lease in leases}
+        self._lock = threading.Lock()
+
+    def put(self, lease: LeaseState) -> None:
+        with self._lock:
+            self._exists = True
+            self._leases[lease.shard_id] = lease
+
+    def exists(self) -> bool:
+        return self._exists
+
+    def read(self) -> dict[str, LeaseState]:
+        with self._lock:
+            return dict(self._leases)
+
+    def move(self, lease: LeaseState, target: Checkpoint) -> bool:
+        with self._lock:
+            current = self._leases.get(lease.shard_id)
+            if (
+                current is None
+                or current.counter != lease.counter
+                or current.checkpoint.sequence_number != lease.checkpoint.sequence_number
+                or current.checkpoint_owner is not None
+            ):
+                return False
+            self._leases[lease.shard_id] = replace(
+                current, checkpoint=target, owner=None, counter=current.counter + 1
+            )
+            return True

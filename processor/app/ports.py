@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from processor.adapters.dynamodb.bulk import GroupOutcome
 from processor.adapters.dynamodb.contacts import StoredContact
 from processor.adapters.dynamodb.join_store import DueItem, RecordingHalves, SeenObject
+from processor.core.checkpoints import Checkpoint, LeaseState
 from processor.core.emission import ClaimResult
 from processor.core.join import ContactView
 from processor.core.user_directory import QmUser
@@ -167,6 +168,23 @@ class ContactStore(Protocol):
         ...
 
 
+class LeaseTable(Protocol):
+    """The KCL application's shard leases, as replay reads and moves them."""
+
+    def exists(self) -> bool:
+        """Whether the table exists (the KCL application has run)."""
+        ...
+
+    def read(self) -> dict[str, LeaseState]:
+        """Every shard lease (a write before is seen), by shard id."""
+        ...
+
+    def move(self, lease: LeaseState, target: Checkpoint) -> bool:
+        """Set the checkpoint of ``lease`` to ``target`` and release it, if the lease is as
+        read (counter, checkpoint) and no hand-off is under way; False: read it again."""
+        ...
+
+
 if TYPE_CHECKING:  # mypy holds each in-memory port to its Protocol, as the wiring does the adapters
     from processor.adapters import memory
 
@@ -174,3 +192,4 @@ if TYPE_CHECKING:  # mypy holds each in-memory port to its Protocol, as the wiri
     _users: UserDirectory = memory.MemoryUserDirectory()
     _joins: JoinStore = memory.MemoryJoinStore()
     _contacts: ContactStore = memory.MemoryContactStore()
+    _leases: LeaseTable = memory.MemoryLeaseTable()

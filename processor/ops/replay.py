@@ -47,6 +47,7 @@ from processor.adapters.kinesis.stream_reader import (
     start_after,
 )
 from processor.app.ctr_path import CtrIngest
+from processor.app.ports import LeaseTable
 from processor.core.batch import BatchResult, StreamRecord
 from processor.core.checkpoints import (
     SHARD_END,
@@ -414,7 +415,7 @@ def default_save_path(settings: Settings, now: datetime) -> Path:
 
 
 def observe_holders(
-    table: KclLeaseTable, first: dict[str, LeaseState], wait_s: float, sleep: Callable[[float], None]
+    table: LeaseTable, first: dict[str, LeaseState], wait_s: float, sleep: Callable[[float], None]
 ) -> dict[str, str]:
     """Leases held by live workers: read again after ``wait_s`` and compare."""
     if not any(lease.owner for lease in first.values()):
@@ -537,7 +538,7 @@ def replay_leases(
     return result
 
 
-def _move(table: KclLeaseTable, plan: ShardPlan, frm: ReplayFrom) -> bool:
+def _move(table: LeaseTable, plan: ShardPlan, frm: ReplayFrom) -> bool:
     """Conditional write, re-read on a conflict (a renewal, a checkpoint, a hand-off)."""
     target = plan.target
     for attempt in range(MOVE_ATTEMPTS):

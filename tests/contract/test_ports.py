@@ -18,6 +18,7 @@ from processor.adapters.dynamodb import bulk
 from processor.adapters.dynamodb.console_audit_log import AuditEntry, DynamoAuditLog
 from processor.adapters.dynamodb.contacts import DynamoContactStore
 from processor.adapters.dynamodb.join_store import DynamoJoinStore, SeenObject
+from processor.adapters.dynamodb.leases import KclLeaseTable
 from processor.adapters.dynamodb.quarantine import DynamoQuarantine
 from processor.adapters.dynamodb.users_table import DynamoUserDirectory
 from processor.adapters.kinesis.output import OutputStream, emission_id
@@ -26,11 +27,13 @@ from processor.adapters.memory import (
     MemoryAuditLog,
     MemoryContactStore,
     MemoryJoinStore,
+    MemoryLeaseTable,
     MemoryOutput,
     MemoryQuarantine,
     MemoryUserDirectory,
 )
 from processor.adapters.s3.archive import ArchiveObject, DynamoArchiveCursor, ObjectOutcome
+from processor.core.checkpoints import Checkpoint, LeaseState
 from processor.core.emission import ClaimResult
 from processor.core.join import RecordingObject
 from processor.core.user_directory import QmUser
@@ -450,3 +453,64 @@ def test_contact_store_lets_one_of_concurrent_creators_win(
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(create, range(16))).count(True) == 1
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def leases(request: pytest.FixtureRequest) -> tuple[Any, Callable[[LeaseState], None]]:
+    """The lease table, and how the KCL writes a lease (take, renew, checkpoint, hand-off)."""
+    if request.param == "memory":
+        memory = MemoryLeaseTable(exists=False)
+        return memory, memory.put
+    settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
+    table = f"{settings.application_name}-leases-contract"
+
+    def put(lease: LeaseState) -> None:
+        if not KclLeaseTable(aws.dynamodb, table).exists():
+            aws.dynamodb.create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        item: dict[str, Any] = {
+            "leaseKey": {"S": lease.shard_id},
+            "checkpoint": {"S": lease.checkpoint.sequence_number},
+            "checkpointSubSequenceNumber": {"N": str(lease.checkpoint.sub_sequence_number)},
+            "leaseCounter": {"N": str(lease.counter)},
+            "ownerSwitchesSinceCheckpoint": {"N": "0"},
+        }
+        if lease.owner:
+            item["leaseOwner"] = {"S": lease.owner}
+        if lease.checkpoint_owner:
+            item["checkpointOwner"] = {"S": lease.checkpoint_owner}
+        aws.dynamodb.put_item(TableName=table, Item=item)
+
+    return KclLeaseTable(aws.dynamodb, table), put
+
+
+def test_lease_table_moves_a_checkpoint_only_over_the_lease_as_read(
+    leases: tuple[Any, Callable[[LeaseState], None]],
+) -> None:
+    table, put = leases
+    assert not table.exists()
+    put(LeaseState("shardId-000000000000", Checkpoint("100"), "w1", 5))
+    put(LeaseState("shardId-000000000001", Checkpoint("200", 3), None, 7))
+    put(LeaseState("shardId-000000000002", Checkpoint("300"), "w1", 2, checkpoint_owner="w2"))  # a hand-off
+    assert table.exists()
+    read = table.read()
+    assert sorted(read) == ["shardId-000000000000", "shardId-000000000001", "shardId-000000000002"]
+    assert read["shardId-000000000001"] == LeaseState("shardId-000000000001", Checkpoint("200", 3), None, 7)
+    assert read["shardId-000000000002"].checkpoint_owner == "w2"
+    first = read["shardId-000000000000"]
+    put(LeaseState(first.shard_id, first.checkpoint, "w1", 6))  # the worker renewed since the read
+    assert not table.move(first, Checkpoint("TRIM_HORIZON"))
+    renewed = table.read()[first.shard_id]
+    assert table.move(renewed, Checkpoint("TRIM_HORIZON"))
+    moved = table.read()[first.shard_id]
+    assert (moved.checkpoint, moved.owner, moved.counter) == (Checkpoint("TRIM_HORIZON"), None, 7)  # released
+    assert not table.move(renewed, Checkpoint("50"))  # the move itself changed the lease
+    assert not table.move(read["shardId-000000000002"], Checkpoint("TRIM_HORIZON"))  # never during a hand-off
+    assert table.read()["shardId-000000000002"].checkpoint == Checkpoint("300")
+    assert not table.move(
+        LeaseState("shardId-000000000009", Checkpoint("1"), None, 0), Checkpoint("TRIM_HORIZON")
+    )
