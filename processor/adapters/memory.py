@@ -9,7 +9,9 @@ the known users of a lookup; the join store keeps each recording's halves and ma
 they expire, and reports an orphan to one caller only; the contact store writes a view only
 over the version it was decided from (or an older CTR version), each transaction's group all
 or nothing, and lets one holder at a time claim a pending emission; the lease table moves a
-checkpoint only over the lease as it was read. They are thread-safe, as the services call
+checkpoint only over the lease as it was read; the commands are recorded and sent once per
+command id, a result recorded once; an agent's state is saved only over the last event read.
+They are thread-safe, as the services call
 them from pools.
 """
 
@@ -31,6 +33,8 @@ from processor.adapters.dynamodb.join_store import DueItem, RecordingHalves, See
 from processor.adapters.dynamodb.quarantine import MAX_DETAIL, QuarantineEntry, entry_id
 from processor.adapters.kinesis.output import READ_BACK_SKEW
 from processor.adapters.s3.archive import ArchiveObject, ObjectOutcome
+from processor.adapters.sqs.commands import CommandRecord
+from processor.core.agent_events import AgentRecording
 from processor.core.checkpoints import Checkpoint, LeaseState
 from processor.core.ctr import format_instant
 from processor.core.emission import ClaimResult
@@ -446,4 +450,115 @@ class MemoryLeaseTable:
             self._leases[lease.shard_id] = replace(
                 current, checkpoint=target, owner=None, counter=current.counter + 1
             )
+            return True
+
+
+class MemoryCommands:
+    """The commands table and the publisher in one (:class:`processor.app.ports.CommandLog`
+    and ``CommandSender``): each command recorded once, sent, then marked sent; ``sent``
+    holds, per agent, every message sent, in order."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, CommandRecord] = {}
+        self.sent: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, body: dict[str, Any]) -> CommandRecord:
+        with self._lock:
+            existing = self._records.get(body["command_id"])
+            if existing is not None:
+                return existing
+            record = CommandRecord(
+                command_id=body["command_id"],
+                agent=body["agent"],
+                type=body["type"],
+                issued_at=body["issued_at"],
+                body=orjson.loads(orjson.dumps(body)),
+                state="pending",
+                contact_id=body.get("contact_id") or None,
+                result=None,
+            )
+            self._records[record.command_id] = record
+            return record
+
+    def get(self, command_id: str) -> CommandRecord | None:
+        with self._lock:
+            return self._records.get(command_id)
+
+    def mark_sent(self, command_id: str) -> None:
+        with self._lock:
+            self._records[command_id] = replace(self._records[command_id], state="sent")
+
+    def mark_result(self, command_id: str, result: str, at: datetime) -> bool:
+        with self._lock:
+            record = self._records.get(command_id)
+            if record is None or record.result == result:
+                return False
+            self._records[command_id] = replace(record, result=result)
+            return True
+
+    def of_agent(self, agent: str, since: datetime, type_: str | None = None) -> list[CommandRecord]:
+        start = format_instant(since)
+        with self._lock:
+            found = [r for r in self._records.values() if r.agent == agent and r.issued_at >= start]
+        found.sort(key=lambda r: r.issued_at)
+        return [r for r in found if type_ is None or r.type == type_]
+
+    def publish(self, body: dict[str, Any], *, resend: bool = False, resend_tag: str | None = None) -> bool:
+        stored = self.record(body)
+        if stored.state == "sent" and not resend:
+            return False
+        message = stored.body if stored.state == "sent" else body
+        with self._lock:
+            self.sent.setdefault(message["agent"], []).append(orjson.loads(orjson.dumps(message)))
+        self.mark_sent(message["command_id"])
+        return True
+
+
+class MemoryAgentStates:
+    """:class:`processor.app.ports.AgentStateStore` in a dict, instants kept as the agents
+    table keeps them (milliseconds)."""
+
+    def __init__(self) -> None:
+        # agent -> (state, last event text, released before text)
+        self._states: dict[str, tuple[AgentRecording, str | None, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def load(self, agent: str) -> tuple[AgentRecording, str | None, str | None]:
+        with self._lock:
+            return self._states.get(agent, (AgentRecording(), None, None))
+
+    def save(self, agent: str, state: AgentRecording, expected_last: str | None) -> bool:
+        def ms(value: datetime) -> datetime:
+            return datetime.fromisoformat(format_instant(value).replace("Z", "+00:00"))
+
+        with self._lock:
+            _, last, released = self._states.get(agent, (AgentRecording(), None, None))
+            if last != expected_last:
+                return False
+            if state.last_event_at is not None:
+                last = format_instant(state.last_event_at)
+            kept = AgentRecording(
+                recording=state.recording,
+                last_event_at=ms(datetime.fromisoformat(last.replace("Z", "+00:00"))) if last else None,
+                recent_contacts=tuple((ms(a), ms(b)) for a, b in state.recent_contacts),
+            )
+            self._states[agent] = (kept, last, released)
+            return True
+
+    def agents(self) -> list[str]:
+        with self._lock:
+            return sorted(self._states)
+
+    def recording_agents(self) -> list[str]:
+        with self._lock:
+            return sorted(a for a, (state, _, _) in self._states.items() if state.recording)
+
+    def set_released(self, agent: str, before: datetime) -> bool:
+        value = format_instant(before)
+        with self._lock:
+            state, last, released = self._states.get(agent, (AgentRecording(), None, None))
+            if released is not None and released >= value:
+                return False
+            self._states[agent] = (state, last, value)
             return True

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from processor.adapters.dynamodb.bulk import GroupOutcome
 from processor.adapters.dynamodb.contacts import StoredContact
 from processor.adapters.dynamodb.join_store import DueItem, RecordingHalves, SeenObject
+from processor.adapters.sqs.commands import CommandRecord
+from processor.core.agent_events import AgentRecording
 from processor.core.checkpoints import Checkpoint, LeaseState
 from processor.core.emission import ClaimResult
 from processor.core.join import ContactView
@@ -185,6 +187,55 @@ class LeaseTable(Protocol):
         ...
 
 
+class CommandLog(Protocol):
+    """The record of every command sent to a desktop, by its (deterministic) command id."""
+
+    def get(self, command_id: str) -> CommandRecord | None:
+        """The recorded command; None: never published."""
+        ...
+
+    def mark_result(self, command_id: str, result: str, at: datetime) -> bool:
+        """Record the desktop's result; False when it was already recorded (or no such command)."""
+        ...
+
+    def of_agent(self, agent: str, since: datetime, type_: str | None = None) -> list[CommandRecord]:
+        """The agent's commands issued since ``since`` (of ``type_``), oldest first."""
+        ...
+
+
+class CommandSender(Protocol):
+    """Publishing a command to its agent's desktop, once per command id."""
+
+    def publish(self, body: dict[str, Any], *, resend: bool = False, resend_tag: str | None = None) -> bool:
+        """Record and send ``body``; True when sent now, False when it was sent before.
+        ``resend`` sends a recorded command again (recovery)."""
+        ...
+
+
+class AgentStateStore(Protocol):
+    """Per agent, what the server last told the desktop, guarded by the last event applied."""
+
+    def load(self, agent: str) -> tuple[AgentRecording, str | None, str | None]:
+        """(state, its last event's time to guard the next save with, last release published)."""
+        ...
+
+    def save(self, agent: str, state: AgentRecording, expected_last: str | None) -> bool:
+        """Save if the stored last event is still ``expected_last`` (None: none); False otherwise."""
+        ...
+
+    def agents(self) -> list[str]:
+        """Every agent with a state, sorted."""
+        ...
+
+    def recording_agents(self) -> list[str]:
+        """The agents last told to record, sorted."""
+        ...
+
+    def set_released(self, agent: str, before: datetime) -> bool:
+        """Advance the release watermark; False when it would go backwards (or stay)."""
+        ...
+
+
 if TYPE_CHECKING:  # mypy holds each in-memory port to its Protocol, as the wiring does the adapters
     from processor.adapters import memory
 
@@ -193,3 +244,6 @@ if TYPE_CHECKING:  # mypy holds each in-memory port to its Protocol, as the wiri
     _joins: JoinStore = memory.MemoryJoinStore()
     _contacts: ContactStore = memory.MemoryContactStore()
     _leases: LeaseTable = memory.MemoryLeaseTable()
+    _command_log: CommandLog = memory.MemoryCommands()
+    _sender: CommandSender = memory.MemoryCommands()
+    _states: AgentStateStore = memory.MemoryAgentStates()

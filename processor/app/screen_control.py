@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from processor.adapters.dynamodb.quarantine import Quarantine
 from processor.adapters.dynamodb.runtime_config import RuntimeConfigReader
-from processor.adapters.sqs.commands import AgentStates, CommandPublisher, CommandStore
 from processor.app.intake import Intake, each
+from processor.app.ports import AgentStateStore, CommandLog, CommandSender
 from processor.core.agent_events import AgentEvent, Intent, apply, parse_agent_event, release_before
 from processor.core.batch import BatchResult, StreamRecord
 from processor.core.ctr import AcceptedInstances, format_instant
@@ -56,9 +56,9 @@ def _instant(value: str | None) -> datetime | None:
 class ScreenControl:
     users: UserLookup
     config: RuntimeConfigReader
-    publisher: CommandPublisher
-    commands: CommandStore
-    states: AgentStates
+    publisher: CommandSender
+    commands: CommandLog
+    states: AgentStateStore
     s3: S3Client
     bucket: str
     server_key: Callable[[], tuple[str, str] | None]

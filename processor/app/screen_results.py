@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 
 from processor.adapters.dynamodb.quarantine import Quarantine
-from processor.adapters.sqs.commands import CommandRecord, CommandStore
+from processor.adapters.sqs.commands import CommandRecord
 from processor.adapters.sqs.consumer import ConsumerStats, SqsConsumer
 from processor.app.joiner import Joiner
+from processor.app.ports import CommandLog
 from processor.app.screen_control import ScreenControl
 from processor.core.desktop_protocol import RESULT_SCHEMA, CommandType, ResultType, parse_instant
 from processor.core.schemas import SchemaViolation, validate
@@ -61,7 +62,7 @@ class ScreenResultConsumer(SqsConsumer[dict[str, Any]]):
     queue_name: str
     joiner: Joiner
     control: ScreenControl
-    commands: CommandStore
+    commands: CommandLog
     users: DynamoUserAdmin
     quarantine: Quarantine
     wait_seconds: int = 5

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from botocore.exceptions import ClientError
 
@@ -23,8 +24,10 @@ from processor.adapters.dynamodb.quarantine import DynamoQuarantine
 from processor.adapters.dynamodb.users_table import DynamoUserDirectory
 from processor.adapters.kinesis.output import OutputStream, emission_id
 from processor.adapters.memory import (
+    MemoryAgentStates,
     MemoryArchiveCursor,
     MemoryAuditLog,
+    MemoryCommands,
     MemoryContactStore,
     MemoryJoinStore,
     MemoryLeaseTable,
@@ -33,6 +36,8 @@ from processor.adapters.memory import (
     MemoryUserDirectory,
 )
 from processor.adapters.s3.archive import ArchiveObject, DynamoArchiveCursor, ObjectOutcome
+from processor.adapters.sqs.commands import AgentQueues, AgentStates, CommandPublisher, CommandStore
+from processor.core.agent_events import AgentRecording
 from processor.core.checkpoints import Checkpoint, LeaseState
 from processor.core.emission import ClaimResult
 from processor.core.join import RecordingObject
@@ -514,3 +519,110 @@ def test_lease_table_moves_a_checkpoint_only_over_the_lease_as_read(
     assert not table.move(
         LeaseState("shardId-000000000009", Checkpoint("1"), None, 0), Checkpoint("TRIM_HORIZON")
     )
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def commands(request: pytest.FixtureRequest) -> tuple[Any, Any, Callable[[str], list[dict[str, Any]]]]:
+    """The command log, the sender, and what reached an agent's desktop queue."""
+    if request.param == "memory":
+        memory = MemoryCommands()
+        return memory, memory, lambda agent: memory.sent.get(agent, [])
+    settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
+    store = CommandStore(aws.dynamodb, settings.commands_table)
+    queues = AgentQueues(aws.sqs)
+
+    def sent(agent: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            page = aws.sqs.receive_message(
+                QueueUrl=queues.url(agent), MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            if not page.get("Messages"):
+                return out
+            for message in page["Messages"]:
+                out.append(orjson.loads(message["Body"]))
+                aws.sqs.delete_message(QueueUrl=queues.url(agent), ReceiptHandle=message["ReceiptHandle"])
+
+    return store, CommandPublisher(store, queues, aws.sqs), sent
+
+
+def _command(
+    n: int, agent: str = "ann", type_: str = "extract_screen", at: str = "12:00:00"
+) -> dict[str, Any]:
+    return {
+        "command_id": f"cmd-{agent}-{n}",
+        "agent": agent,
+        "type": type_,
+        "issued_at": f"2026-06-01T{at}.000Z",
+        "contact_id": f"c-{n}",
+    }
+
+
+def test_commands_are_recorded_and_sent_once_per_command_id(commands: Any) -> None:
+    log, sender, sent = commands
+    assert log.get("cmd-ann-1") is None
+    assert sender.publish(_command(1)) is True
+    assert sender.publish(_command(1)) is False  # published again (a retried batch): nothing sent
+    assert sender.publish(_command(2, at="12:00:05")) is True
+    assert sender.publish(_command(1), resend=True, resend_tag="sync-1") is True  # recovery: sent again
+    assert [m["command_id"] for m in sent("ann")] == ["cmd-ann-1", "cmd-ann-2", "cmd-ann-1"]
+    record = log.get("cmd-ann-1")
+    assert record is not None
+    assert (record.agent, record.type, record.state, record.contact_id, record.result) == (
+        "ann",
+        "extract_screen",
+        "sent",
+        "c-1",
+        None,
+    )
+    assert record.body == _command(1)
+
+
+def test_command_results_are_recorded_once_and_listed_per_agent(commands: Any) -> None:
+    log, sender, _ = commands
+    sender.publish(_command(2, at="12:00:05"))
+    sender.publish(_command(1, at="12:00:01"))
+    sender.publish(_command(3, type_="stop_recording", at="12:00:09"))
+    sender.publish(_command(1, agent="bo", at="12:00:02"))
+    assert log.mark_result("cmd-ann-1", "screen_uploaded", NOW) is True
+    assert log.mark_result("cmd-ann-1", "screen_uploaded", NOW) is False  # a redelivered result
+    assert log.mark_result("cmd-ann-1", "screen_failed", NOW) is True
+    assert log.mark_result("cmd-nobody", "screen_failed", NOW) is False
+    assert log.get("cmd-ann-1").result == "screen_failed"  # type: ignore[union-attr]
+    since = datetime(2026, 6, 1, 12, 0, 1, tzinfo=UTC)
+    assert [r.command_id for r in log.of_agent("ann", since)] == ["cmd-ann-1", "cmd-ann-2", "cmd-ann-3"]
+    assert [r.command_id for r in log.of_agent("ann", since, "extract_screen")] == ["cmd-ann-1", "cmd-ann-2"]
+    assert [r.command_id for r in log.of_agent("ann", since + timedelta(seconds=1))] == [
+        "cmd-ann-2",
+        "cmd-ann-3",
+    ]
+    assert [r.command_id for r in log.of_agent("bo", since)] == ["cmd-bo-1"]
+    assert log.of_agent("cy", since) == []
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def agent_states(request: pytest.FixtureRequest) -> Any:
+    return _port(request, MemoryAgentStates, lambda s, aws: AgentStates(aws.dynamodb, s.agents_table))
+
+
+def test_agent_state_is_saved_only_over_the_last_event_read(agent_states: Any) -> None:
+    assert agent_states.load("ann") == (AgentRecording(), None, None)
+    assert agent_states.agents() == []
+    t1, t2 = NOW, NOW + timedelta(seconds=5)
+    recording = AgentRecording(recording=True, last_event_at=t1, recent_contacts=((t1, t1),))
+    assert agent_states.save("ann", recording, None)
+    assert not agent_states.save("ann", recording, None)  # another worker applied an event first
+    state, last, released = agent_states.load("ann")
+    assert (state, last, released) == (recording, "2026-06-01T12:00:00.000Z", None)
+    stopped = AgentRecording(recording=False, last_event_at=t2)
+    assert not agent_states.save("ann", stopped, "2026-06-01T11:59:00.000Z")  # stale
+    assert agent_states.save("ann", stopped, last)
+    assert agent_states.load("ann")[0] == stopped
+    assert agent_states.save("bo", AgentRecording(recording=True, last_event_at=t2), None)
+    assert agent_states.agents() == ["ann", "bo"]
+    assert agent_states.recording_agents() == ["bo"]
+    assert agent_states.set_released("ann", t2)
+    assert not agent_states.set_released("ann", t1)  # never backwards
+    assert not agent_states.set_released("ann", t2)
+    assert agent_states.load("ann")[2] == "2026-06-01T12:00:05.000Z"
+    assert agent_states.load("ann")[1] == "2026-06-01T12:00:05.000Z"  # the state kept its guard
