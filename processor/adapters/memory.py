@@ -10,9 +10,9 @@ they expire, and reports an orphan to one caller only; the contact store writes 
 over the version it was decided from (or an older CTR version), each transaction's group all
 or nothing, and lets one holder at a time claim a pending emission; the lease table moves a
 checkpoint only over the lease as it was read; the commands are recorded and sent once per
-command id, a result recorded once; an agent's state is saved only over the last event read.
-They are thread-safe, as the services call
-them from pools.
+command id, a result recorded once; an agent's state is saved only over the last event read;
+the stream's progress is the minimum of its open shards' notes, none while one has none. They
+are thread-safe, as the services call them from pools.
 """
 
 from __future__ import annotations
@@ -562,3 +562,33 @@ class MemoryAgentStates:
                 return False
             self._states[agent] = (state, last, value)
             return True
+
+
+class MemoryProgress:
+    """:class:`processor.app.ports.StreamProgress` in a dict: ``note`` and ``forget`` as the
+    record processors call them (without the table's write throttle); the open shards are
+    ``open_shards`` (the Kinesis client given to :meth:`consumed_until` is not asked)."""
+
+    def __init__(self, open_shards: Iterable[str]) -> None:
+        self.open_shards = list(open_shards)
+        self._notes: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def note(self, shard_id: str, millis_behind_latest: int | None, now: datetime) -> None:
+        if millis_behind_latest is None:
+            return
+        consumed = format_instant(now - timedelta(milliseconds=max(millis_behind_latest, 0)))
+        with self._lock:
+            if shard_id not in self._notes or self._notes[shard_id] < consumed:
+                self._notes[shard_id] = consumed
+
+    def forget(self, shard_id: str) -> None:
+        with self._lock:
+            self._notes.pop(shard_id, None)
+
+    def consumed_until(self, kinesis: Any, stream: str) -> datetime | None:
+        with self._lock:
+            if not self.open_shards or any(s not in self._notes for s in self.open_shards):
+                return None
+            earliest = min(self._notes[s] for s in self.open_shards)
+        return datetime.fromisoformat(earliest.replace("Z", "+00:00")).astimezone(UTC)

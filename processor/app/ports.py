@@ -20,6 +20,9 @@ from processor.core.emission import ClaimResult
 from processor.core.join import ContactView
 from processor.core.user_directory import QmUser
 
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+
 #: A write a store prepared for its own ``write`` (opaque to the application).
 StoreWrite = tuple[str, dict[str, Any]]
 #: One action of an atomic group the contact store writes (opaque to the application): the
@@ -236,6 +239,15 @@ class AgentStateStore(Protocol):
         ...
 
 
+class StreamProgress(Protocol):
+    """How far the CTR stream is consumed (the basis of segment release)."""
+
+    def consumed_until(self, kinesis: KinesisClient, stream: str) -> datetime | None:
+        """The instant before which every record of ``stream``'s open shards was handled: the
+        minimum of their notes; None while an open shard has none."""
+        ...
+
+
 if TYPE_CHECKING:  # mypy holds each in-memory port to its Protocol, as the wiring does the adapters
     from processor.adapters import memory
 
@@ -247,3 +259,4 @@ if TYPE_CHECKING:  # mypy holds each in-memory port to its Protocol, as the wiri
     _command_log: CommandLog = memory.MemoryCommands()
     _sender: CommandSender = memory.MemoryCommands()
     _states: AgentStateStore = memory.MemoryAgentStates()
+    _progress: StreamProgress = memory.MemoryProgress(["shardId-000000000000"])

@@ -181,6 +181,7 @@ class Service:
         from processor.adapters.dynamodb.progress import ShardProgress
         from processor.adapters.dynamodb.users_table import DynamoUserAdmin
         from processor.adapters.sqs.commands import CommandStore
+        from processor.app.ports import StreamProgress
         from processor.app.screen_control import run_recording_guard
         from processor.app.screen_results import ScreenResultConsumer, run_releaser
         from processor.app.wiring import build_quarantine, build_screen_control
@@ -207,7 +208,7 @@ class Service:
                         target=consumer.run, args=(self.stop_event,), name=f"results-{index}", daemon=True
                     )
                 )
-        progress = ShardProgress(aws.dynamodb, settings.join_table, settings.application_name)
+        progress: StreamProgress = ShardProgress(aws.dynamodb, settings.join_table, settings.application_name)
         threads.append(
             threading.Thread(
                 target=run_releaser,

@@ -20,6 +20,7 @@ from processor.adapters.dynamodb.console_audit_log import AuditEntry, DynamoAudi
 from processor.adapters.dynamodb.contacts import DynamoContactStore
 from processor.adapters.dynamodb.join_store import DynamoJoinStore, SeenObject
 from processor.adapters.dynamodb.leases import KclLeaseTable
+from processor.adapters.dynamodb.progress import ShardProgress
 from processor.adapters.dynamodb.quarantine import DynamoQuarantine
 from processor.adapters.dynamodb.users_table import DynamoUserDirectory
 from processor.adapters.kinesis.output import OutputStream, emission_id
@@ -32,6 +33,7 @@ from processor.adapters.memory import (
     MemoryJoinStore,
     MemoryLeaseTable,
     MemoryOutput,
+    MemoryProgress,
     MemoryQuarantine,
     MemoryUserDirectory,
 )
@@ -626,3 +628,49 @@ def test_agent_state_is_saved_only_over_the_last_event_read(agent_states: Any) -
     assert not agent_states.set_released("ann", t2)
     assert agent_states.load("ann")[2] == "2026-06-01T12:00:05.000Z"
     assert agent_states.load("ann")[1] == "2026-06-01T12:00:05.000Z"  # the state kept its guard
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def progress(
+    request: pytest.FixtureRequest,
+) -> tuple[Any, Callable[[str, int | None, datetime], None], Any, str, list[str]]:
+    """The stream's progress; how a shard's record processor notes and forgets (a fresh
+    processor each time, so the table's write throttle lets every note through); the Kinesis
+    client and stream to ask; the stream's open shards."""
+    if request.param == "memory":
+        shards = ["shardId-000000000000", "shardId-000000000001"]
+        memory = MemoryProgress(shards)
+        return memory, memory.note, memory.forget, None, "ctr", shards
+    settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
+
+    def fresh() -> ShardProgress:
+        return ShardProgress(aws.dynamodb, settings.join_table, settings.application_name)
+
+    shards = [s["ShardId"] for s in aws.kinesis.list_shards(StreamName=settings.ctr_stream)["Shards"]]
+    return (
+        fresh(),
+        lambda shard, behind, now: fresh().note(shard, behind, now),
+        lambda shard: fresh().forget(shard),
+        aws.kinesis,
+        settings.ctr_stream,
+        shards,
+    )
+
+
+def test_progress_is_the_earliest_open_shard_note_and_never_goes_back(progress: Any) -> None:
+    store, note, forget, kinesis, stream, shards = progress
+    assert store.consumed_until(kinesis, stream) is None
+    for index, shard in enumerate(shards[:-1]):
+        note(shard, 1000 * index, NOW)
+    assert store.consumed_until(kinesis, stream) is None  # a shard without a note holds everything back
+    note(shards[-1], None, NOW)  # nothing known of its lag: no note
+    assert store.consumed_until(kinesis, stream) is None
+    note(shards[-1], 60_000, NOW)
+    assert store.consumed_until(kinesis, stream) == NOW - timedelta(minutes=1)
+    note(shards[-1], 120_000, NOW)  # a note behind the last: ignored
+    assert store.consumed_until(kinesis, stream) == NOW - timedelta(minutes=1)
+    for shard in shards:
+        note(shard, -5, NOW + timedelta(minutes=2))  # ahead of latest counts as caught up
+    assert store.consumed_until(kinesis, stream) == NOW + timedelta(minutes=2)
+    forget(shards[0])  # forgotten while still open: held back again
+    assert store.consumed_until(kinesis, stream) is None
