@@ -11,12 +11,14 @@ over the version it was decided from (or an older CTR version), each transaction
 or nothing, and lets one holder at a time claim a pending emission; the lease table moves a
 checkpoint only over the lease as it was read; the commands are recorded and sent once per
 command id, a result recorded once; an agent's state is saved only over the last event read;
-the stream's progress is the minimum of its open shards' notes, none while one has none. They
+the stream's progress is the minimum of its open shards' notes, none while one has none; the
+media read a recording's header and opening as the S3 one reads them. They
 are thread-safe, as the services call them from pools.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -33,6 +35,7 @@ from processor.adapters.dynamodb.join_store import DueItem, RecordingHalves, See
 from processor.adapters.dynamodb.quarantine import MAX_DETAIL, QuarantineEntry, entry_id
 from processor.adapters.kinesis.output import READ_BACK_SKEW
 from processor.adapters.s3.archive import ArchiveObject, ObjectOutcome
+from processor.adapters.s3.call_recordings import PROBE_READ, Duration, ObjectInfo, measure
 from processor.adapters.sqs.commands import CommandRecord
 from processor.core.agent_events import AgentRecording
 from processor.core.checkpoints import Checkpoint, LeaseState
@@ -592,3 +595,30 @@ class MemoryProgress:
                 return None
             earliest = min(self._notes[s] for s in self.open_shards)
         return datetime.fromisoformat(earliest.replace("Z", "+00:00")).astimezone(UTC)
+
+
+class MemoryMedia:
+    """:class:`processor.app.ports.RecordingMedia` over recordings held in a dict (``put``),
+    read as :class:`processor.adapters.s3.call_recordings.S3Media` reads them."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self.bytes_read = 0
+
+    def put(self, location: str, body: bytes) -> str:
+        """Store a recording (``bucket/key``); its eTag, as S3 gives a single-part upload."""
+        with self._lock:
+            self._objects[location] = body
+        return hashlib.md5(body).hexdigest()  # noqa: S324 - S3's eTag, not a security use
+
+    def probe(self, location: str) -> tuple[ObjectInfo, Duration] | None:
+        with self._lock:
+            body = self._objects.get(location)
+        if body is None:
+            return None
+        info = ObjectInfo(size=len(body), etag=hashlib.md5(body).hexdigest())  # noqa: S324 - as S3's
+        duration = measure(location, len(body), body[:PROBE_READ], lambda start, end: body[start : end + 1])
+        with self._lock:
+            self.bytes_read += duration.bytes_read
+        return info, duration

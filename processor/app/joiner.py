@@ -40,9 +40,8 @@ from processor.adapters.dynamodb import bulk
 from processor.adapters.dynamodb.contacts import StoredContact, view_doc
 from processor.adapters.dynamodb.join_store import DueItem, SeenObject
 from processor.adapters.kinesis.output import emission_id
-from processor.adapters.s3.call_recordings import S3Media
 from processor.adapters.s3.recording_copy import RecordingCopier
-from processor.app.ports import ContactStore, JoinStore, OutputPort, UserDirectory
+from processor.app.ports import ContactStore, JoinStore, OutputPort, RecordingMedia, UserDirectory
 from processor.core.ctr import ContactRecord, format_instant, parse_instant
 from processor.core.emission import (
     BUSY_PAUSE_S,
@@ -176,7 +175,7 @@ def _pool(threads: int, name: str) -> ThreadPoolExecutor:
 class Joiner:
     contacts: ContactStore
     joins: JoinStore
-    media: S3Media
+    media: RecordingMedia
     output: OutputPort
     users: UserDirectory
     window: Callable[[], timedelta]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from processor.adapters.dynamodb.bulk import GroupOutcome
 from processor.adapters.dynamodb.contacts import StoredContact
 from processor.adapters.dynamodb.join_store import DueItem, RecordingHalves, SeenObject
+from processor.adapters.s3.call_recordings import Duration, ObjectInfo
 from processor.adapters.sqs.commands import CommandRecord
 from processor.core.agent_events import AgentRecording
 from processor.core.checkpoints import Checkpoint, LeaseState
@@ -248,6 +249,14 @@ class StreamProgress(Protocol):
         ...
 
 
+class RecordingMedia(Protocol):
+    """The call recordings, as the join reads them: the header and the call's opening."""
+
+    def probe(self, location: str) -> tuple[ObjectInfo, Duration] | None:
+        """Size, eTag, duration and recorded parties of the recording; None: not there."""
+        ...
+
+
 if TYPE_CHECKING:  # mypy holds each in-memory port to its Protocol, as the wiring does the adapters
     from processor.adapters import memory
 
@@ -259,4 +268,5 @@ if TYPE_CHECKING:  # mypy holds each in-memory port to its Protocol, as the wiri
     _command_log: CommandLog = memory.MemoryCommands()
     _sender: CommandSender = memory.MemoryCommands()
     _states: AgentStateStore = memory.MemoryAgentStates()
+    _media: RecordingMedia = memory.MemoryMedia()
     _progress: StreamProgress = memory.MemoryProgress(["shardId-000000000000"])

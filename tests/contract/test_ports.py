@@ -32,18 +32,21 @@ from processor.adapters.memory import (
     MemoryContactStore,
     MemoryJoinStore,
     MemoryLeaseTable,
+    MemoryMedia,
     MemoryOutput,
     MemoryProgress,
     MemoryQuarantine,
     MemoryUserDirectory,
 )
 from processor.adapters.s3.archive import ArchiveObject, DynamoArchiveCursor, ObjectOutcome
+from processor.adapters.s3.call_recordings import PROBE_READ, S3Media
 from processor.adapters.sqs.commands import AgentQueues, AgentStates, CommandPublisher, CommandStore
 from processor.core.agent_events import AgentRecording
 from processor.core.checkpoints import Checkpoint, LeaseState
 from processor.core.emission import ClaimResult
 from processor.core.join import RecordingObject
 from processor.core.user_directory import QmUser
+from processor.devtools.simulated_centre import wav_bytes
 from processor.platform.exceptions import InvalidInput, SourcePosition
 from tests.contract.test_stores import view_of
 
@@ -631,9 +634,7 @@ def test_agent_state_is_saved_only_over_the_last_event_read(agent_states: Any) -
 
 
 @pytest.fixture(params=["dynamodb", "memory"])
-def progress(
-    request: pytest.FixtureRequest,
-) -> tuple[Any, Callable[[str, int | None, datetime], None], Any, str, list[str]]:
+def progress(request: pytest.FixtureRequest) -> tuple[Any, ...]:
     """The stream's progress; how a shard's record processor notes and forgets (a fresh
     processor each time, so the table's write throttle lets every note through); the Kinesis
     client and stream to ask; the stream's open shards."""
@@ -674,3 +675,46 @@ def test_progress_is_the_earliest_open_shard_note_and_never_goes_back(progress: 
     assert store.consumed_until(kinesis, stream) == NOW + timedelta(minutes=2)
     forget(shards[0])  # forgotten while still open: held back again
     assert store.consumed_until(kinesis, stream) is None
+
+
+@pytest.fixture(params=["s3", "memory"])
+def media(request: pytest.FixtureRequest) -> tuple[Any, Callable[[str, bytes], str], str]:
+    """The call recordings, how one is uploaded (its eTag), and the recordings bucket."""
+    if request.param == "memory":
+        memory = MemoryMedia()
+        return memory, memory.put, "recordings"
+    settings, aws = request.getfixturevalue("bootstrapped"), request.getfixturevalue("aws")
+
+    def upload(location: str, body: bytes) -> str:
+        bucket, _, key = location.partition("/")
+        return str(aws.s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"'))
+
+    bucket = settings.recordings_bucket
+    return S3Media(aws.s3, own_buckets=[bucket]), upload, bucket
+
+
+def test_media_probes_a_recording_from_its_header_and_opening_and_absent_ones_as_absent(
+    media: tuple[Any, Callable[[str, bytes], str], str],
+) -> None:
+    recordings, upload, bucket = media
+    call, broken, missing = (
+        f"{bucket}/connect/call.wav",
+        f"{bucket}/connect/broken.wav",
+        f"{bucket}/connect/no.wav",
+    )
+    body = wav_bytes(30.0)
+    etag = upload(call, body)
+    assert recordings.probe(missing) is None
+    probed = recordings.probe(call)
+    assert probed is not None
+    info, duration = probed
+    assert (info.size, info.etag) == (len(body), etag)
+    assert (round(duration.seconds, 3), duration.source) == (30.0, "header")
+    assert PROBE_READ <= duration.bytes_read < len(body)  # the opening, never the file
+    assert duration.parties is not None and duration.parties.parties.value == "both"
+    bad = wav_bytes(30.0, corrupt_header=True)
+    upload(broken, bad)
+    probed = recordings.probe(broken)
+    assert probed is not None
+    assert probed[1].source == "size" and probed[1].seconds > 0  # unreadable header: from the size
+    assert probed[1].parties is not None and probed[1].parties.parties.value == "unknown"

@@ -107,49 +107,55 @@ class S3Media:
         of the first 4 KiB, more only if the header is longer); never the whole file. Falls
         back to the size when unreadable. With ``first``, the recorded parties too."""
         bucket, key = split_location(location)
-        read_bytes = len(first) if first is not None else 0
 
-        def read(offset: int, length: int) -> bytes:
-            nonlocal read_bytes
-            if offset >= size:
-                return b""
-            end = min(offset + length, size) - 1
-            body = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-{end}")["Body"].read()
-            read_bytes += len(body)
-            return body[:length]
+        def read_range(offset: int, end: int) -> bytes:
+            return self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-{end}")["Body"].read()
 
-        try:
-            info = read_wav_info(read, size, first)
-        except WavHeaderError as exc:
-            parties = (
-                PartiesReport(RecordedParties.UNKNOWN, None, None, 0, 0, f"unreadable header: {exc}")
-                if first is not None
-                else None
-            )
-            result = Duration(duration_from_size(size), "size", read_bytes, parties)
-        else:
-            parties = self._parties(location, read, info, first) if first is not None else None
-            result = Duration(
-                info.duration_seconds, "size" if info.size_from_object else "header", read_bytes, parties
-            )
+        result = measure(location, size, first, read_range)
         self.bytes_read += result.bytes_read
         return result
 
-    @staticmethod
-    def _parties(
-        location: str, read: Callable[[int, int], bytes], info: WavInfo, first: bytes
-    ) -> PartiesReport:
-        """The recorded parties; a recording that cannot say (odd format, a read refused or
-        gone) is ``unknown`` and never fails the contact. Transient errors are raised (the
-        probe is retried as a whole)."""
-        try:
-            return import_parties(read, info, first)
-        except ClientError as exc:
-            if is_transient(exc):
-                raise
-            code = exc.response["Error"]["Code"]
-            log.warning("recorded parties unknown: confirming read refused", location=location, error=code)
-            return PartiesReport(RecordedParties.UNKNOWN, None, None, 0, 0, f"confirming read: {code}")
+
+def measure(
+    location: str, size: int, first: bytes | None, read_range: Callable[[int, int], bytes]
+) -> Duration:
+    """What :class:`S3Media` reads of a recording of ``size`` bytes (``first``: its opening,
+    already read), with ``read_range(first byte, last byte)`` for ranged reads."""
+    read_bytes = len(first) if first is not None else 0
+
+    def read(offset: int, length: int) -> bytes:
+        nonlocal read_bytes
+        if offset >= size:
+            return b""
+        body = read_range(offset, min(offset + length, size) - 1)
+        read_bytes += len(body)
+        return body[:length]
+
+    try:
+        info = read_wav_info(read, size, first)
+    except WavHeaderError as exc:
+        parties = (
+            PartiesReport(RecordedParties.UNKNOWN, None, None, 0, 0, f"unreadable header: {exc}")
+            if first is not None
+            else None
+        )
+        return Duration(duration_from_size(size), "size", read_bytes, parties)
+    found = _parties(location, read, info, first) if first is not None else None
+    return Duration(info.duration_seconds, "size" if info.size_from_object else "header", read_bytes, found)
 
 
-__all__ = ["FIRST_READ", "PROBE_READ", "Duration", "ObjectInfo", "S3Media", "split_location"]
+def _parties(location: str, read: Callable[[int, int], bytes], info: WavInfo, first: bytes) -> PartiesReport:
+    """The recorded parties; a recording that cannot say (odd format, a read refused or
+    gone) is ``unknown`` and never fails the contact. Transient errors are raised (the
+    probe is retried as a whole)."""
+    try:
+        return import_parties(read, info, first)
+    except ClientError as exc:
+        if is_transient(exc):
+            raise
+        code = exc.response["Error"]["Code"]
+        log.warning("recorded parties unknown: confirming read refused", location=location, error=code)
+        return PartiesReport(RecordedParties.UNKNOWN, None, None, 0, 0, f"confirming read: {code}")
+
+
+__all__ = ["FIRST_READ", "PROBE_READ", "Duration", "ObjectInfo", "S3Media", "measure", "split_location"]
