@@ -1,19 +1,19 @@
 """In-memory implementations of the ports, for application tests and tools that need no AWS.
 
-Each keeps the contract of its DynamoDB-backed counterpart, which one contract suite checks
-against both (``tests/contract/test_ports.py``): the quarantine is idempotent per position and
-payload and keeps the payload whole; the archive cursor counts an object as done only at the
-ETag it was imported at; the audit log keeps every entry, a day's newest first; the output
-stream keeps every record with its arrival time and finds them back from a time on; the user directory answers
-the known users of a lookup; the join store keeps each recording's halves and markers until
-they expire, and reports an orphan to one caller only; the contact store writes a view only
-over the version it was decided from (or an older CTR version), each transaction's group all
-or nothing, and lets one holder at a time claim a pending emission; the lease table moves a
-checkpoint only over the lease as it was read; the commands are recorded and sent once per
-command id, a result recorded once; an agent's state is saved only over the last event read;
-the stream's progress is the minimum of its open shards' notes, none while one has none; the
-media read a recording's header and opening as the S3 one reads them. They
-are thread-safe, as the services call them from pools.
+Each keeps the contract of its AWS-backed counterpart, which one contract suite checks against
+both (``tests/contract/test_ports.py``, ``test_port_stores.py``): the quarantine is idempotent
+per position and payload and keeps the payload whole; the archive cursor counts an object as
+done only at the ETag it was imported at; the audit log keeps every entry, a day's newest
+first; the output stream keeps every record with its arrival time and finds them back from a
+time on; the user directory answers the known users of a lookup; the join store keeps each
+recording's halves and markers until they expire, and reports an orphan to one caller only; the
+contact store writes a view only over the version it was decided from (or an older CTR
+version), each transaction's group all or nothing, and lets one holder at a time claim a
+pending emission; the lease table moves a checkpoint only over the lease as it was read; the
+commands are recorded and sent once per command id, a result recorded once; an agent's state is
+saved only over the last event read; the stream's progress is the minimum of its open shards'
+notes, none while one has none; the media read a recording's header and opening as the S3 one
+reads them. They are thread-safe, as the services call them from pools.
 """
 
 from __future__ import annotations
