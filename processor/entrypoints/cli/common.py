@@ -3,9 +3,11 @@ global options, settings, logs, clients and input files."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -72,6 +74,29 @@ def global_options(
 def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"qm-ingest: {message}", err=True)
     raise typer.Exit(code)
+
+
+#: What each optional install brings: the modules a missing one leaves out.
+EXTRA_MODULES = {
+    "desktop": ("av", "mss", "PIL", "processor.desktop"),
+    "local": ("moto", "processor.devtools"),
+}
+
+
+def import_extra(module: str, extra: str, command: str, program: str = "qm-ingest") -> ModuleType:
+    """``module`` of an optional install (desktop, local), imported when its command runs; without
+    the extra: one line naming it, exit 1 (the server image has neither)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        roots = EXTRA_MODULES[extra]
+        if not any(missing == root or missing.startswith(root + ".") for root in roots):
+            raise
+        typer.echo(
+            f"{program}: {command} needs the {extra} extra: pip install 'qm-ingest[{extra}]'", err=True
+        )
+        raise typer.Exit(1) from None
 
 
 def settings() -> Settings:

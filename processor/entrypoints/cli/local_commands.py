@@ -14,6 +14,7 @@ from processor.entrypoints.cli.common import (
     app,
     clients,
     fail,
+    import_extra,
     local_app,
     read_bytes,
     settings,
@@ -30,8 +31,7 @@ from processor.platform.exceptions import (
 @local_app.command("up")
 def local_up(port: PortOption = 4566) -> None:
     """Start the embedded emulator (or use what already listens on the port)."""
-    from processor.devtools.emulator import control
-
+    control = import_extra("processor.devtools.emulator.control", "local", "local up")
     s = settings()
     try:
         status = control.up(port, Path(s.state_dir))
@@ -44,8 +44,7 @@ def local_up(port: PortOption = 4566) -> None:
 @local_app.command("down")
 def local_down(port: PortOption = 4566) -> None:
     """Stop the embedded emulator started by `local up` (never a LocalStack)."""
-    from processor.devtools.emulator import control
-
+    control = import_extra("processor.devtools.emulator.control", "local", "local down")
     s = settings()
     stopped = control.down(port, Path(s.state_dir))
     typer.echo("stopped" if stopped else f"no emulator started by qm-ingest on port {port}")
@@ -54,8 +53,7 @@ def local_down(port: PortOption = 4566) -> None:
 @local_app.command("status")
 def local_status(port: PortOption = 4566) -> None:
     """Say what answers on the port."""
-    from processor.devtools.emulator import control
-
+    control = import_extra("processor.devtools.emulator.control", "local", "local status")
     s = settings()
     status = control.status(port, Path(s.state_dir))
     typer.echo(status.describe())
@@ -77,11 +75,10 @@ def simulate(
     ] = None,
 ) -> None:
     """Send a simulated contact centre's CTRs (and its users) to the emulator/AWS."""
-    from processor.devtools.publish_simulation import publish_scenario
-
+    simulation = import_extra("processor.devtools.publish_simulation", "local", "simulate")
     s = settings()
     setup_logs(s)
-    result = publish_scenario(s, clients(s), contacts=contacts, seed=seed)
+    result = simulation.publish_scenario(s, clients(s), contacts=contacts, seed=seed)
     if expect_file:
         expect_file.write_bytes(
             orjson.dumps(result.scenario.expectation().to_dict(), option=orjson.OPT_INDENT_2)
@@ -139,10 +136,9 @@ def demo(
 ) -> None:
     """Emulator + bootstrap + service + simulated contact centre -> prints the QM contacts,
     then the console's address and a login."""
-    from processor.devtools.demo import run_demo
-
+    demo_module = import_extra("processor.devtools.demo", "local", "demo")
     try:
-        code = run_demo(contacts=contacts, port=port, console_seconds=console_seconds)
+        code = demo_module.run_demo(contacts=contacts, port=port, console_seconds=console_seconds)
     except QmIngestError as exc:
         fail(str(exc))
     raise typer.Exit(code)

@@ -13,6 +13,7 @@ from processor.entrypoints.cli.common import (
     app,
     clients,
     fail,
+    import_extra,
     keys_app,
     screen_app,
     settings,
@@ -46,17 +47,20 @@ def desktop(
     ] = None,
 ) -> None:
     """qm-desktop: record this PC's screen and serve extractions (until SIGTERM)."""
-    from processor.desktop.main import run_desktop, run_pc_desktop
-
+    desktop_module = import_extra("processor.desktop.main", "desktop", "desktop")
     s = settings()
     setup_logs(s)
     if agent is None:
-        raise typer.Exit(run_pc_desktop(s, folder))
-    raise typer.Exit(run_desktop(s, agent, folder))
+        raise typer.Exit(desktop_module.run_pc_desktop(s, folder))
+    raise typer.Exit(desktop_module.run_desktop(s, agent, folder))
 
 
 def desktop_main() -> None:
     """The ``qm-desktop`` console script: ``qm-desktop`` (per PC) or ``qm-desktop --agent USER``."""
+    try:
+        import_extra("processor.desktop.main", "desktop", "qm-desktop", program="qm-desktop")
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
     command = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     command.command()(desktop)
     try:
@@ -133,7 +137,6 @@ def screen_get(
     """Download a contact's screen recording and decrypt it with the server key."""
     from processor.adapters.s3.screen_recordings import download_recording
     from processor.adapters.screen_keys import load_server_key
-    from processor.desktop.splice import probe_duration
     from processor.platform.exceptions import EnvelopeError
 
     s = settings()
@@ -156,8 +159,14 @@ def screen_get(
         fail(str(exc), 2)
     except Exception as exc:
         fail(f"cannot download {location}: {exc}")
-    duration = probe_duration(output.read_bytes())
-    typer.echo(f"{output}  {size} bytes  {duration:.3f} s  (contact {contact_id}, from {location})")
+    # The duration needs the desktop extra's decoder (av); the server image prints without it.
+    try:
+        from processor.desktop.splice import probe_duration
+    except ModuleNotFoundError:
+        length = ""
+    else:
+        length = f"  {probe_duration(output.read_bytes()):.3f} s"
+    typer.echo(f"{output}  {size} bytes{length}  (contact {contact_id}, from {location})")
 
 
 @screen_app.command("demo")
@@ -168,6 +177,5 @@ def screen_demo(
     ] = "synthetic",
 ) -> None:
     """A contact with its screen recording, end to end, on the embedded emulator."""
-    from processor.desktop.screen_demo import run_screen_demo
-
-    raise typer.Exit(run_screen_demo(port=port, source=source))
+    screen_demo_module = import_extra("processor.desktop.screen_demo", "desktop", "screen demo")
+    raise typer.Exit(screen_demo_module.run_screen_demo(port=port, source=source))
