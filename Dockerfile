@@ -17,7 +17,10 @@ COPY processor ./processor
 # The runtime dependencies only (no moto, no test tools), each at its locked version and
 # hash, the build tools too: the builds run without isolation, so nothing unhashed is
 # fetched. The jars land in /opt/qm-ingest/lib/python3.11/site-packages/amazon_kclpy/jars.
-RUN /opt/qm-ingest/bin/pip install --require-hashes -r requirements.lock \
+# The server only: qm-desktop (the agent PC's recorder) and the development tools (the
+# embedded emulator, the simulator, the demo, the fault proxy) are left out of the image.
+RUN rm -rf processor/desktop processor/devtools \
+    && /opt/qm-ingest/bin/pip install --require-hashes -r requirements.lock \
     && /opt/qm-ingest/bin/pip install --no-deps --no-build-isolation . \
     && /opt/qm-ingest/bin/python -c "from processor.adapters.kcl.daemon import jars_dir; \
 from processor.platform.settings import Settings; print('KCL jars:', jars_dir(Settings()))"

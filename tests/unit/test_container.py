@@ -79,6 +79,20 @@ def test_dockerfile_is_multi_stage_slim_python_with_java() -> None:
     assert any("requirements.lock" in value for value in copied)
 
 
+def test_the_image_installs_the_server_only() -> None:
+    """qm-desktop and the development tools are removed from the copied tree before the project
+    is installed, and the image's lock holds none of their libraries."""
+    build, _ = stages()
+    runs = [c.value[0] for c in build if c.cmd == "RUN"]
+    install = next(r for r in runs if "pip install --no-deps --no-build-isolation ." in r)
+    removal = "rm -rf processor/desktop processor/devtools"
+    assert removal in install and install.index(removal) < install.index("--no-build-isolation ."), install
+    locked = {
+        line.split("==", 1)[0].lower() for line in (ROOT / "requirements.lock").read_text().splitlines()
+    }
+    assert not locked & {"av", "mss", "pillow", "moto"}, "desktop or emulator libraries in the image's lock"
+
+
 def test_dockerfile_runs_as_non_root_with_healthcheck_and_signal_forwarding() -> None:
     runtime = stages()[-1]
     by_cmd = {c.cmd: c for c in runtime}
