@@ -12,7 +12,6 @@ from collections.abc import Callable
 from processor.adapters.aws import AwsClients
 from processor.console.auth import ConsoleAccount, accounts_from_settings, hash_password
 from processor.console.server import ConsoleServer, start_console
-from processor.devtools.emulator import control
 from processor.platform.exceptions import ConfigurationError
 from processor.platform.settings import ConsoleRole, Settings
 
@@ -24,6 +23,8 @@ def demo_console(
     seconds: float | None = None,
 ) -> None:
     """Start the console, print where and how to sign in, serve, stop."""
+    from processor.devtools.emulator import control  # the demo's only: the local extra
+
     accounts = accounts_from_settings(settings)
     login = "as configured (QM_CONSOLE_USERS / QM_CONSOLE_PASSWORD)"
     if not accounts:

@@ -37,6 +37,7 @@ SERVER_MODULES = (
     "processor.app.service",
     "processor.app.wiring",
     "processor.console.server",
+    "processor.console.demo_session",
     "processor.ops.doctor",
 )
 
