@@ -24,7 +24,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from processor.platform.settings import Settings
+from processor.platform.settings import CommonSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -98,7 +98,7 @@ def error_code(exc: BaseException) -> str:
 class AwsClients:
     """Lazily built boto3 clients sharing one session and one retry policy."""
 
-    settings: Settings
+    settings: CommonSettings
     #: Seconds to connect and to wait for an answer; probes that must answer quickly use less.
     connect_timeout: float = 5.0
     read_timeout: float = 30.0

@@ -1,4 +1,5 @@
-"""Wiring of qm-desktop from the settings (what ``qm-ingest desktop`` and ``qm-desktop`` run)."""
+"""Wiring of qm-desktop from its settings (``DesktopSettings``; what ``qm-ingest desktop`` and
+``qm-desktop`` run)."""
 
 from __future__ import annotations
 
@@ -15,29 +16,29 @@ from processor.core.desktop_trust import LOOPBACK, CommandTrust
 from processor.desktop.agent import DesktopAgent, DesktopConfig, default_base_dir, user_folder
 from processor.desktop.capture import FrameSource, ScreenSource, SyntheticSource
 from processor.desktop.clock import Clock, SystemClock
+from processor.desktop.desktop_settings import DesktopSettings, DesktopSource
 from processor.desktop.pc import PcDesktop
 from processor.desktop.segments import EncoderSettings
 from processor.desktop.session import DynamoLoginDirectory, SessionUser, session_from_setting
 from processor.desktop.transport import S3Uploader, SqsCommandQueue, SqsResultSink
-from processor.platform.settings import DesktopSource, Settings
 
 
-def base_folder(settings: Settings) -> Path:
+def base_folder(settings: DesktopSettings) -> Path:
     return Path(settings.desktop_dir) if settings.desktop_dir else default_base_dir()
 
 
-def agent_folder(settings: Settings, agent: str, base: Path | None = None) -> Path:
+def agent_folder(settings: DesktopSettings, agent: str, base: Path | None = None) -> Path:
     return user_folder(base or base_folder(settings), agent)
 
 
-def frame_source(settings: Settings) -> FrameSource:
+def frame_source(settings: DesktopSettings) -> FrameSource:
     if settings.desktop_source is DesktopSource.SYNTHETIC:
         width, height = (int(v) for v in settings.desktop_synthetic_size.split("x"))
         return SyntheticSource(width, height)
     return ScreenSource(settings.desktop_monitor)
 
 
-def desktop_config(settings: Settings, agent: str, folder: Path | None = None) -> DesktopConfig:
+def desktop_config(settings: DesktopSettings, agent: str, folder: Path | None = None) -> DesktopConfig:
     return DesktopConfig(
         agent=agent,
         folder=folder or agent_folder(settings, agent),
@@ -56,7 +57,7 @@ def desktop_config(settings: Settings, agent: str, folder: Path | None = None) -
     )
 
 
-def command_trust(settings: Settings) -> CommandTrust:
+def command_trust(settings: DesktopSettings) -> CommandTrust:
     """What this desktop's configuration lets a command ask (see ``core.desktop_trust``)."""
     endpoint = settings.endpoint_for("s3")
     loopback = endpoint is not None and (urlsplit(endpoint).hostname or "") in LOOPBACK
@@ -69,7 +70,7 @@ def command_trust(settings: Settings) -> CommandTrust:
 
 
 def build_agent(
-    settings: Settings,
+    settings: DesktopSettings,
     agent: str,
     *,
     folder: Path | None = None,
@@ -98,7 +99,7 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def run_desktop(settings: Settings, agent: str, folder: Path | None = None) -> int:
+def run_desktop(settings: DesktopSettings, agent: str, folder: Path | None = None) -> int:
     """Run until SIGTERM or SIGINT; the current segment is finished before exiting."""
     stop = stop_on_signals()
     build_agent(settings, agent, folder=folder).run(stop)
@@ -106,7 +107,7 @@ def run_desktop(settings: Settings, agent: str, folder: Path | None = None) -> i
 
 
 def build_pc_desktop(
-    settings: Settings,
+    settings: DesktopSettings,
     *,
     base: Path | None = None,
     session: SessionUser | None = None,
@@ -128,7 +129,7 @@ def build_pc_desktop(
     )
 
 
-def run_pc_desktop(settings: Settings, base: Path | None = None) -> int:
+def run_pc_desktop(settings: DesktopSettings, base: Path | None = None) -> int:
     """Follow the PC's console session until SIGTERM or SIGINT."""
     stop = stop_on_signals()
     build_pc_desktop(settings, base=base).run(stop)

@@ -37,13 +37,14 @@ from processor.core.desktop_protocol import CommandType, build_command, extract_
 from processor.core.envelope import key_fingerprint
 from processor.core.user_directory import QmUser
 from processor.desktop.capture import read_code
+from processor.desktop.desktop_settings import DesktopSettings
 from processor.desktop.transport import ensure_agent_queue
 from processor.devtools.emulator import control
 from processor.devtools.simulated_centre import build_scenario
 from processor.ops.bootstrap import bootstrap, wait_for_endpoint
 from processor.ops.report import print_contacts
 from processor.platform.exceptions import QmIngestError
-from processor.platform.settings import Settings
+from processor.platform.settings import Settings, env_name
 
 AGENT = "demo.agent"
 SEGMENT_SECONDS = 10
@@ -62,7 +63,7 @@ def run_screen_demo(*, port: int, source: str = "synthetic") -> int:  # noqa: PL
         ("AWS_SECRET_ACCESS_KEY", "test"),
     ):
         os.environ.setdefault(name, value)
-    settings = Settings()
+    settings = Settings()  # the server's part; the desktop child reads its DesktopSettings
     aws = AwsClients(settings)
     desktop: subprocess.Popen[bytes] | None = None
     try:
@@ -79,15 +80,7 @@ def run_screen_demo(*, port: int, source: str = "synthetic") -> int:  # noqa: PL
         aws.sqs.purge_queue(QueueUrl=results)
 
         folder = state / "demo-desktop" / uuid.uuid4().hex[:8]
-        env = {
-            **os.environ,
-            "QM_DESKTOP_SOURCE": source,
-            "QM_DESKTOP_SEGMENT_SECONDS": str(SEGMENT_SECONDS),
-            "QM_DESKTOP_POLL_SECONDS": "1",
-            # The desktop encrypts only to the server key it is configured with.
-            "QM_DESKTOP_SERVER_KEY_SHA256": key_fingerprint(key.public_key_pem),
-            "QM_LOG_LEVEL": "WARNING",
-        }
+        env = {**os.environ, **desktop_environment(source, key_fingerprint(key.public_key_pem))}
         log = open(state / "demo-desktop.log", "ab")  # noqa: SIM115 - the child owns it
         desktop = subprocess.Popen(
             [sys.executable, "-m", "processor", "desktop", "--agent", AGENT, "--folder", str(folder)],
@@ -188,6 +181,19 @@ def recording_report(path: Path, *, source: str, start: datetime, end: datetime)
     lines.append(f"  first frame captured {format_instant(first)}  (contact start {format_instant(start)})")
     lines.append(f"  last frame captured  {format_instant(last)}  (contact end   {format_instant(end)})")
     return lines
+
+
+def desktop_environment(source: str, server_key_sha256: str) -> dict[str, str]:
+    """The desktop child's settings (``DesktopSettings``) as its environment variables."""
+    values: dict[str, object] = {
+        "desktop_source": source,
+        "desktop_segment_seconds": SEGMENT_SECONDS,
+        "desktop_poll_seconds": 1,
+        # The desktop encrypts only to the server key it is configured with.
+        "desktop_server_key_sha256": server_key_sha256,
+        "log_level": "WARNING",
+    }
+    return {env_name(name, DesktopSettings): str(value) for name, value in values.items()}
 
 
 def demo_user(settings: Settings, aws: AwsClients) -> QmUser:

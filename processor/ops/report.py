@@ -12,7 +12,7 @@ from rich.table import Table
 
 from processor.core.local_time import shown_date_time
 from processor.platform.logs import mask_phone
-from processor.platform.settings import Settings
+from processor.platform.settings import CommonSettings
 
 
 def _number(value: str | None, show: bool) -> str:
@@ -80,9 +80,10 @@ def _env_name(name: str, field: Any) -> str:
     return f"QM_{name.upper()}"
 
 
-def settings_table(settings: Settings, *, markdown: bool = False) -> str:
+def settings_table(settings: CommonSettings, *, markdown: bool = False) -> str:
+    """Every setting of ``settings``' class (the server's or the desktop's) with its variable."""
     rows = []
-    for name, field in Settings.model_fields.items():
+    for name, field in type(settings).model_fields.items():
         default = field.default
         current = getattr(settings, name)
         if isinstance(current, SecretStr) or "password" in name:

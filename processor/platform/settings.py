@@ -2,7 +2,9 @@
 
 Every setting has a default that works against the embedded emulator, so a fresh clone
 runs with no configuration; production overrides them with environment variables.
-The settings table in docs/settings.md is generated from this class (``qm-ingest settings``).
+``CommonSettings`` holds what the server and qm-desktop both read; ``Settings`` adds the
+server's, ``processor.desktop.desktop_settings.DesktopSettings`` the desktop's. The settings
+tables in docs/settings.md are generated from them (``qm-ingest settings [--desktop]``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import tzinfo
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -39,11 +41,6 @@ class InitialPosition(StrEnum):
 class CtrSource(StrEnum):
     KINESIS = "kinesis"
     FIREHOSE_S3 = "firehose-s3"
-
-
-class DesktopSource(StrEnum):
-    SCREEN = "screen"
-    SYNTHETIC = "synthetic"
 
 
 class ConsoleRole(StrEnum):
@@ -78,8 +75,10 @@ def _alias(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class Settings(BaseSettings):
-    """Typed, validated settings. Environment variable names are given per field."""
+class CommonSettings(BaseSettings):
+    """What the server and qm-desktop both read: AWS, the resources they share, logs.
+    Environment variable names are given per field; a settings file (``QM_SETTINGS_FILE``)
+    may hold the same names."""
 
     model_config = SettingsConfigDict(
         env_prefix="QM_",
@@ -112,6 +111,69 @@ class Settings(BaseSettings):
     aws_max_attempts: Annotated[
         int, Field(ge=1, le=20, description="Attempts per AWS call (botocore standard retry mode)")
     ] = 8
+
+    # --- resources the server and the desktops share ---------------------------------------
+    screen_bucket: Annotated[
+        str, Field(description="S3 bucket where desktops upload encrypted screen recordings")
+    ] = "qm-screen-recordings"
+    screen_results_queue: Annotated[
+        str, Field(description="SQS queue on which desktops report screen-recording results")
+    ] = "qm-screen-results"
+    users_table: Annotated[str, Field(description="DynamoDB table of QM users")] = "qm-users"
+
+    # --- logs ---------------------------------------------------------------------------
+    log_level: Annotated[str, Field(description="DEBUG, INFO, WARNING or ERROR")] = "INFO"
+    log_format: Annotated[LogFormat, Field(description="json (default, for machines) or console")] = (
+        LogFormat.JSON
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file is named at construction time (not import time), and a named file that
+        # does not exist is an error, not silently "no settings".
+        path = os.environ.get(SETTINGS_FILE_ENV)
+        if not path:
+            return init_settings, env_settings, file_secret_settings
+        if not Path(path).is_file():
+            raise ConfigurationError(f"{SETTINGS_FILE_ENV}: {path} is not a readable file")
+        dotenv = DotEnvSettingsSource(settings_cls, env_file=path, env_file_encoding="utf-8")
+        # Environment variables win over the file.
+        return init_settings, env_settings, dotenv, file_secret_settings
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return upper
+
+    @field_validator("aws_endpoint_url", "aws_endpoint_url_kinesis")
+    @classmethod
+    def _endpoint_is_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    def endpoint_for(self, service: str) -> str | None:
+        """The endpoint of one AWS service: its own override, else the common one."""
+        if service == "kinesis" and self.aws_endpoint_url_kinesis:
+            return self.aws_endpoint_url_kinesis
+        return self.aws_endpoint_url
+
+
+class Settings(CommonSettings):
+    """Typed, validated settings of the server, the console and the operator commands."""
 
     # --- Amazon Connect ----------------------------------------------------------------
     instance_arn: Annotated[
@@ -184,7 +246,6 @@ class Settings(BaseSettings):
     quarantine_bucket: Annotated[
         str, Field(description="S3 bucket for quarantined payloads too large for a table item")
     ] = "qm-ingest-quarantine"
-    users_table: Annotated[str, Field(description="DynamoDB table of QM users")] = "qm-users"
     join_table: Annotated[str, Field(description="DynamoDB table of the CTR/recording join")] = "qm-join"
     config_table: Annotated[
         str,
@@ -214,17 +275,11 @@ class Settings(BaseSettings):
             "follow mode skip them)"
         ),
     ] = "qm-archive-cursor"
-    screen_results_queue: Annotated[
-        str, Field(description="SQS queue on which desktops report screen-recording results")
-    ] = "qm-screen-results"
 
     # --- screen recording (server side) -----------------------------------------------------
     agent_application_name: Annotated[
         str, Field(description="KCL application name of the agent-event consumer (also its lease table)")
     ] = "qm-ingest-agent-events"
-    screen_bucket: Annotated[
-        str, Field(description="S3 bucket where desktops upload encrypted screen recordings")
-    ] = "qm-screen-recordings"
     screen_upload_url_days: Annotated[
         int,
         Field(
@@ -261,59 +316,6 @@ class Settings(BaseSettings):
             "generate`); unset = <QM_STATE_DIR>/screen-private-key.pem"
         ),
     ] = None
-
-    # --- qm-desktop (agent PC) ---------------------------------------------------------------
-    desktop_dir: Annotated[
-        str | None,
-        Field(
-            description="Base folder of qm-desktop's per-user folders; unset = platform default "
-            "(Windows: C:\\Program Files (x86)\\Common Files\\Calabrio ONE\\Desktop)"
-        ),
-    ] = None
-    desktop_source: Annotated[
-        DesktopSource, Field(description="screen (the real display, via mss) or synthetic (test pattern)")
-    ] = DesktopSource.SCREEN
-    desktop_monitor: Annotated[
-        int, Field(ge=0, description="mss monitor to record: 0 = all, 1 = primary")
-    ] = 1
-    desktop_synthetic_size: Annotated[
-        str, Field(pattern=r"^[0-9]{2,5}x[0-9]{2,5}$", description="Frame size of the synthetic source")
-    ] = "1280x720"
-    desktop_server_key_sha256: Annotated[
-        str | None,
-        Field(
-            description="qm-desktop: the server key recordings may be encrypted to (its SHA-256, from"
-            " `qm-ingest keys show`); extraction commands naming another key are refused"
-        ),
-    ] = None
-    desktop_fps: Annotated[float, Field(gt=0, le=30, description="Screen frames per second")] = 5.0
-    desktop_segment_seconds: Annotated[
-        int, Field(ge=5, le=3600, description="Length of one screen segment on the agent PC")
-    ] = 600
-    desktop_crf: Annotated[
-        int, Field(ge=0, le=51, description="H.264 quality (x264 CRF; lower = better)")
-    ] = 28
-    desktop_preset: Annotated[str, Field(description="x264 preset (CPU against size)")] = "veryfast"
-    desktop_quota_mb: Annotated[
-        int, Field(ge=1, description="Disk quota of the segments on the agent PC (MiB)")
-    ] = 4096
-    desktop_quota_warn_percent: Annotated[
-        int, Field(ge=1, le=100, description="Warn when segments use this share of the quota")
-    ] = 80
-    desktop_poll_seconds: Annotated[
-        int, Field(ge=0, le=20, description="SQS long-poll wait of the desktop's command queue")
-    ] = 5
-    desktop_session: Annotated[
-        str,
-        Field(
-            pattern=r"^(loginctl|file:.+)$",
-            description="qm-desktop without --agent: how it learns who holds the PC's console session"
-            " (loginctl = systemd-logind's seat0; file:PATH = the login written in a file)",
-        ),
-    ] = "loginctl"
-    desktop_fsync: Annotated[
-        bool, Field(description="fsync every sealed fragment (survives a power-off; off only for tests)")
-    ] = True
 
     # --- KCL ---------------------------------------------------------------------------
     application_name: Annotated[
@@ -388,12 +390,6 @@ class Settings(BaseSettings):
     max_record_bytes: Annotated[
         int, Field(ge=1024, description="Records larger than this are quarantined (Kinesis maximum: 1 MiB)")
     ] = 1_048_576
-
-    # --- logs ---------------------------------------------------------------------------
-    log_level: Annotated[str, Field(description="DEBUG, INFO, WARNING or ERROR")] = "INFO"
-    log_format: Annotated[LogFormat, Field(description="json (default, for machines) or console")] = (
-        LogFormat.JSON
-    )
 
     # --- operations ----------------------------------------------------------------------
     health_host: Annotated[
@@ -499,34 +495,6 @@ class Settings(BaseSettings):
         ),
     ] = "UTC"
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file is named at construction time (not import time), and a named file that
-        # does not exist is an error, not silently "no settings".
-        path = os.environ.get(SETTINGS_FILE_ENV)
-        if not path:
-            return init_settings, env_settings, file_secret_settings
-        if not Path(path).is_file():
-            raise ConfigurationError(f"{SETTINGS_FILE_ENV}: {path} is not a readable file")
-        dotenv = DotEnvSettingsSource(settings_cls, env_file=path, env_file_encoding="utf-8")
-        # Environment variables win over the file.
-        return init_settings, env_settings, dotenv, file_secret_settings
-
-    @field_validator("log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        upper = value.upper()
-        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ValueError(f"unknown log level {value!r}")
-        return upper
-
     @field_validator("console_session_secret")
     @classmethod
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -541,16 +509,6 @@ class Settings(BaseSettings):
         if len(names) != len(set(names)):
             raise ValueError("a username appears twice")
         return value
-
-    @field_validator("aws_endpoint_url", "aws_endpoint_url_kinesis")
-    @classmethod
-    def _endpoint_is_url(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        assert value is not None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        return value.rstrip("/")
 
     @field_validator("time_zone")
     @classmethod
@@ -599,12 +557,6 @@ class Settings(BaseSettings):
         """The instances this setting names (the console's saved one comes on top)."""
         return AcceptedInstances.parse(self.instance_arn)
 
-    def endpoint_for(self, service: str) -> str | None:
-        """The endpoint of one AWS service: its own override, else the common one."""
-        if service == "kinesis" and self.aws_endpoint_url_kinesis:
-            return self.aws_endpoint_url_kinesis
-        return self.aws_endpoint_url
-
     def resolved_worker_id(self, slot: int = 1) -> str:
         return self.worker_id or f"{socket.gethostname()}-{slot}"
 
@@ -614,11 +566,17 @@ SETTINGS_FILE_ENV = "QM_SETTINGS_FILE"
 #: QM_ variables that are not settings: the settings file, and what `run` passes to its children.
 INTERNAL_VARIABLES = frozenset({SETTINGS_FILE_ENV, "QM_LOG_SOCKET", "QM_FAULT_KILL_AT", "QM_FAULT_MARKER"})
 
+#: Every variable of qm-desktop's own settings (``DesktopSettings``, in the desktop extra) has
+#: this prefix; the server does not read them, and they are not typos of its settings.
+DESKTOP_PREFIX = "QM_DESKTOP_"
 
-def env_names() -> set[str]:
-    """Every environment variable that is a setting."""
+S = TypeVar("S", bound=CommonSettings)
+
+
+def env_names(cls: type[CommonSettings] = Settings) -> set[str]:
+    """Every environment variable that is a setting of ``cls``."""
     names: set[str] = set()
-    for name, field in Settings.model_fields.items():
+    for name, field in cls.model_fields.items():
         alias = field.validation_alias
         if isinstance(alias, AliasChoices):
             names.update(str(c) for c in alias.choices)
@@ -628,38 +586,46 @@ def env_names() -> set[str]:
 
 
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
-    """``QM_`` variables that no setting reads (typos), each with the closest real name."""
+    """``QM_`` variables that no server setting reads (typos), each with the closest real name;
+    the desktop's (``QM_DESKTOP_*``) are not the server's to judge."""
     environ = os.environ if environ is None else environ
     known = env_names()
     out = []
     for key in sorted(environ):
-        if key.startswith("QM_") and key not in known and key not in INTERNAL_VARIABLES:
+        if not key.startswith("QM_") or key.startswith(DESKTOP_PREFIX):
+            continue
+        if key not in known and key not in INTERNAL_VARIABLES:
             close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
             out.append((key, close[0] if close else None))
     return out
 
 
-def env_name(field_name: str) -> str:
-    """The environment variable of a setting (its alias, or QM_<NAME>)."""
-    field = Settings.model_fields.get(field_name)
+def env_name(field_name: str, cls: type[CommonSettings] = Settings) -> str:
+    """The environment variable of a setting of ``cls`` (its alias, or QM_<NAME>)."""
+    field = cls.model_fields.get(field_name)
     alias = field.validation_alias if field else None
     if isinstance(alias, AliasChoices):
         return str(alias.choices[0])
     return f"QM_{field_name.upper()}"
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """Settings of this process, validated once. Raises ConfigurationError naming every
-    offending environment variable."""
+def load_settings(cls: type[S]) -> S:
+    """Settings of ``cls`` from the environment (and the settings file). Raises
+    ConfigurationError naming every offending environment variable."""
     from pydantic import ValidationError
 
     try:
-        return Settings()
+        return cls()
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = str(err["loc"][0]) if err["loc"] else ""
-            name = loc if loc.isupper() else env_name(loc) if loc else "settings"
+            name = loc if loc.isupper() else env_name(loc, cls) if loc else "settings"
             problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, validated once (see ``load_settings``)."""
+    return load_settings(Settings)

@@ -13,6 +13,7 @@ import av
 import orjson
 import pytest
 
+from processor.adapters.aws import AwsClients
 from processor.adapters.s3.screen_recordings import download_recording
 from processor.adapters.screen_keys import generate_server_key
 from processor.core.agent_queue import agent_queue_name
@@ -23,6 +24,7 @@ from processor.core.schemas import validate
 from processor.desktop.agent import DesktopAgent, DesktopConfig
 from processor.desktop.capture import SyntheticSource, read_code
 from processor.desktop.clock import ScaledClock
+from processor.desktop.desktop_settings import load_desktop_settings
 from processor.desktop.segments import EncoderSettings
 from processor.desktop.transport import S3Uploader, SqsCommandQueue, SqsResultSink, ensure_agent_queue
 from processor.platform.exceptions import TamperedEnvelope
@@ -84,9 +86,17 @@ def env(bootstrapped, aws, tmp_path: Path):  # type: ignore[no-untyped-def]
     queue_url = ensure_agent_queue(aws.sqs, AGENT)
     results_url = aws.sqs.get_queue_url(QueueName=s.screen_results_queue)["QueueUrl"]
     key = generate_server_key(tmp_path / "server-key.pem")
+    # The desktop's side reads its own settings from the same environment.
+    desktop = load_desktop_settings()
+    assert (desktop.screen_results_queue, desktop.aws_endpoint_url) == (
+        s.screen_results_queue,
+        s.aws_endpoint_url,
+    )
     return {
         "settings": s,
         "aws": aws,
+        "desktop": desktop,
+        "desktop_aws": AwsClients(desktop),
         "bucket": bucket,
         "queue": queue_url,
         "results": results_url,
@@ -99,8 +109,8 @@ def trust_of(env, **changes) -> CommandTrust:  # type: ignore[no-untyped-def]
     values = {
         "server_key_sha256": key_fingerprint(env["key"].public_key_pem),
         "screen_bucket": env["bucket"],
-        "region": env["settings"].aws_region,
-        "emulator_endpoint": env["settings"].aws_endpoint_url,
+        "region": env["desktop"].aws_region,
+        "emulator_endpoint": env["desktop"].aws_endpoint_url,
         **changes,
     }
     return CommandTrust(**values)
@@ -113,7 +123,7 @@ def make_agent(  # type: ignore[no-untyped-def]
     uploader: S3Uploader | None = None,
     source: SyntheticSource | None = None,
 ) -> DesktopAgent:
-    aws = env["aws"]
+    aws = env["desktop_aws"]
     return DesktopAgent(
         DesktopConfig(
             agent=AGENT,
@@ -124,7 +134,7 @@ def make_agent(  # type: ignore[no-untyped-def]
             trust=trust_of(env),
         ),
         queue=SqsCommandQueue(aws.sqs, agent_queue_name(AGENT)),
-        results=SqsResultSink(aws.sqs, env["settings"].screen_results_queue),
+        results=SqsResultSink(aws.sqs, env["desktop"].screen_results_queue),
         uploader=uploader or CountingUploader(aws.s3),
         source=source or SyntheticSource(320, 180),
         clock=clock,
@@ -197,7 +207,7 @@ def play(env, contact_id: str, tmp_path: Path) -> list[tuple[float, int, datetim
 
 def test_login_record_extract_upload_play(env, tmp_path: Path) -> None:
     clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SPEED)
-    uploader = CountingUploader(env["aws"].s3)
+    uploader = CountingUploader(env["desktop_aws"].s3)
     source = LoggedSource()
     agent = make_agent(env, tmp_path, clock, uploader, source)
     agent.start()
@@ -314,7 +324,7 @@ def test_commands_outside_the_desktop_s_rules_are_refused(env, tmp_path: Path) -
     from processor.adapters.screen_keys import generate_server_key
 
     clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SPEED)
-    uploader = CountingUploader(env["aws"].s3)
+    uploader = CountingUploader(env["desktop_aws"].s3)
     agent = make_agent(env, tmp_path, clock, uploader)
     agent.start()
     results(env)

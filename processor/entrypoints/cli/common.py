@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from types import ModuleType
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -16,7 +16,10 @@ from processor.platform.exceptions import (
     ConfigurationError,
     InvalidInput,
 )
-from processor.platform.settings import LogFormat, Settings, get_settings
+from processor.platform.settings import CommonSettings, LogFormat, Settings, get_settings
+
+if TYPE_CHECKING:
+    from processor.desktop.desktop_settings import DesktopSettings
 
 app = typer.Typer(
     name="qm-ingest",
@@ -106,7 +109,17 @@ def settings() -> Settings:
         fail(str(exc), 2)
 
 
-def setup_logs(s: Settings) -> None:
+def desktop_settings() -> DesktopSettings:
+    """qm-desktop's settings; its module is in the desktop extra (``import_extra`` first)."""
+    from processor.desktop.desktop_settings import load_desktop_settings
+
+    try:
+        return load_desktop_settings()
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+
+
+def setup_logs(s: CommonSettings) -> None:
     from processor.platform.logs import configure_logging
 
     configure_logging(s.log_level, s.log_format.value)

@@ -12,6 +12,7 @@ from processor.entrypoints.cli.common import (
     PortOption,
     app,
     clients,
+    desktop_settings,
     fail,
     import_extra,
     keys_app,
@@ -48,7 +49,7 @@ def desktop(
 ) -> None:
     """qm-desktop: record this PC's screen and serve extractions (until SIGTERM)."""
     desktop_module = import_extra("processor.desktop.main", "desktop", "desktop")
-    s = settings()
+    s = desktop_settings()
     setup_logs(s)
     if agent is None:
         raise typer.Exit(desktop_module.run_pc_desktop(s, folder))

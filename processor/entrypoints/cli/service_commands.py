@@ -12,7 +12,9 @@ import typer
 from processor.entrypoints.cli.common import (
     app,
     clients,
+    desktop_settings,
     fail,
+    import_extra,
     settings,
     setup_logs,
 )
@@ -95,8 +97,17 @@ def doctor(
 
 
 @app.command("settings")
-def show_settings(markdown: Annotated[bool, typer.Option("--markdown")] = False) -> None:
+def show_settings(
+    markdown: Annotated[bool, typer.Option("--markdown")] = False,
+    desktop: Annotated[
+        bool, typer.Option("--desktop", help="qm-desktop's settings instead of the server's")
+    ] = False,
+) -> None:
     """Every setting with its environment variable, default and current value (secrets hidden)."""
     from processor.ops.report import settings_table
 
+    if desktop:
+        import_extra("processor.desktop.desktop_settings", "desktop", "settings --desktop")
+        typer.echo(settings_table(desktop_settings(), markdown=markdown))
+        return
     typer.echo(settings_table(settings(), markdown=markdown))
