@@ -164,7 +164,8 @@ def test_emitted_contacts_with_parties_match_the_schema(bootstrapped, aws) -> No
 def test_a_recording_gone_before_its_confirming_read_is_unknown(bootstrapped, aws) -> None:
     """The header read found it; the confirming read finds it deleted (S3 answers NoSuchKey):
     the parties are unknown, the probe (and so the contact) goes on."""
-    from processor.adapters.s3.call_recordings import PROBE_READ, S3Media
+    from processor.adapters.s3 import call_recordings
+    from processor.adapters.s3.call_recordings import PROBE_READ
     from processor.core.recorded_parties import RecordedParties
     from processor.core.wav import read_wav_info
 
@@ -178,6 +179,6 @@ def test_a_recording_gone_before_its_confirming_read_is_unknown(bootstrapped, aw
         response = aws.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-{offset + length - 1}")
         return bytes(response["Body"].read())
 
-    report = S3Media._parties(location, read, info, first)
+    report = call_recordings._parties(location, read, info, first)
     assert report.parties is RecordedParties.UNKNOWN
     assert "NoSuchKey" in (report.reason or "")
