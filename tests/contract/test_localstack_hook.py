@@ -1,18 +1,24 @@
 """The LocalStack init hook (``localstack/ready.d``), run with the AWS CLI against the embedded
-emulator: it creates exactly what ``qm-ingest bootstrap`` creates, and is idempotent."""
+emulator: it creates exactly what ``qm-ingest bootstrap`` creates, and is idempotent.
+
+The hook's ``aws`` is the real AWS CLI, imported once for the module (tests/warm_aws_cli.py):
+each of its forty-odd invocations would otherwise spend a second starting up."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from processor.ops.bootstrap import bootstrap
 from tests.conftest import unique_names
+from tests.warm_aws_cli import warm_aws_cli
 
 HOOK = Path(__file__).resolve().parents[2] / "localstack" / "ready.d" / "10-qm-ingest-resources.sh"
 ROLES = [
@@ -39,12 +45,18 @@ ROLES = [
 ]
 
 
-def run_hook(names: dict[str, str], endpoint: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def aws_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with warm_aws_cli(tmp_path_factory.mktemp("aws-cli")) as directory:
+        yield directory
+
+
+def run_hook(names: dict[str, str], endpoint: str, aws_cli: Path) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         **names,
         "AWS_ENDPOINT_URL": endpoint,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": os.pathsep.join((str(aws_cli), str(Path(sys.executable).parent), os.environ["PATH"])),
     }
     done = subprocess.run(
         ["bash", str(HOOK)], env=env, capture_output=True, text=True, timeout=300, check=False
@@ -135,13 +147,13 @@ def inventory(aws, names: dict[str, str]) -> dict[str, Any]:
     return anonymise(out, names)
 
 
-def test_hook_creates_what_bootstrap_creates(settings, aws, emulator: str) -> None:
+def test_hook_creates_what_bootstrap_creates(settings, aws, emulator: str, aws_cli: Path) -> None:
     # A Firehose prefix without its trailing slash: both make it a folder, and filter on it.
     settings = settings.model_copy(update={"archive_prefix": "connect/ctr"})
     bootstrap_names = {role: getattr(settings, role.removeprefix("QM_").lower()) for role in ROLES}
     report = bootstrap(settings, aws)
     hook_names = {k: v for k, v in unique_names("hook").items() if k in ROLES}
-    done = run_hook({**hook_names, "QM_ARCHIVE_PREFIX": "connect/ctr"}, emulator)
+    done = run_hook({**hook_names, "QM_ARCHIVE_PREFIX": "connect/ctr"}, emulator, aws_cli)
     created = [
         line.split("created", 1)[1].strip() for line in done.stdout.splitlines() if " created " in line
     ]
@@ -162,7 +174,7 @@ def test_hook_creates_what_bootstrap_creates(settings, aws, emulator: str) -> No
     assert events and events[0].startswith("ObjectCreated:")
 
 
-def test_hook_is_idempotent_and_keeps_other_notification_rules(emulator: str, aws) -> None:
+def test_hook_is_idempotent_and_keeps_other_notification_rules(emulator: str, aws, aws_cli: Path) -> None:
     names = {k: v for k, v in unique_names("hook").items() if k in ROLES}
     aws.s3.create_bucket(Bucket=names["QM_RECORDINGS_BUCKET"])
     other = aws.sqs.create_queue(QueueName=f"{names['QM_RECORDINGS_QUEUE']}-other")["QueueUrl"]
@@ -177,9 +189,9 @@ def test_hook_is_idempotent_and_keeps_other_notification_rules(emulator: str, aw
             ]
         },
     )
-    run_hook(names, emulator)
+    run_hook(names, emulator, aws_cli)
     first = inventory(aws, names)
-    again = run_hook(names, emulator)
+    again = run_hook(names, emulator, aws_cli)
     assert " created " not in again.stdout
     assert inventory(aws, names) == first
     assert {q["Id"] for q in first["notification"]} == {"someone-else", "qm-ingest-recordings"}
