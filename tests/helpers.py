@@ -33,6 +33,93 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         time.sleep(interval)
 
 
+#: The KCL's lease table, as the KCL creates it (3.x): leases by shard, and the owner index.
+_LEASE_TABLE: dict[str, Any] = {
+    "KeySchema": [{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+    "AttributeDefinitions": [
+        {"AttributeName": "leaseKey", "AttributeType": "S"},
+        {"AttributeName": "leaseOwner", "AttributeType": "S"},
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": "LeaseOwnerToLeaseKeyIndex",
+            "KeySchema": [
+                {"AttributeName": "leaseOwner", "KeyType": "HASH"},
+                {"AttributeName": "leaseKey", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
+def prime_kcl_leases(env: dict[str, str]) -> None:
+    """Write the leases the KCL's first shard sync would write, before a service's first start.
+
+    On a new application the KCL (3.x, ``Scheduler.shouldInitiateLeaseSync``) waits a random
+    1-30 s while its lease table stays empty, so that workers starting together do not all
+    sync shards; a test suite starting ~30 new applications waited about 15 s each. With the
+    table already holding one unowned lease per open shard at the initial position (the items
+    the KCL itself creates: tests/e2e/test_kcl_pipeline.py compares them), a service starts
+    as it does on every later start: leases exist, the KCL assigns and reads them. Only plain
+    streams are primed (every shard open, no parents, TRIM_HORIZON or LATEST, the embedded
+    emulator); anything else starts as a new application does."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from processor.platform.settings import Settings
+
+    if "AWS_ENDPOINT_URL_KINESIS" in env or "QM_SETTINGS_FILE" in env or env.get("TEST_KCL_PRIME") == "0":
+        return
+    fields = Settings.model_fields
+
+    def value(name: str) -> str:
+        return env.get(f"QM_{name.upper()}") or str(fields[name].default)
+
+    position = value("initial_position")
+    if position not in ("TRIM_HORIZON", "LATEST"):
+        return
+    # The test process's endpoint is the emulator itself (a service may be given a fault proxy).
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return
+    options = {"endpoint_url": endpoint, "region_name": env.get("AWS_REGION", "us-east-1")}
+    kinesis = boto3.client("kinesis", **options)
+    dynamodb = boto3.client("dynamodb", **options)
+    for stream, table in (
+        (value("ctr_stream"), value("application_name")),
+        (value("agent_event_stream"), value("agent_application_name")),
+    ):
+        try:
+            shards = kinesis.list_shards(StreamName=stream)["Shards"]
+            dynamodb.create_table(TableName=table, **_LEASE_TABLE)
+        except ClientError:
+            continue  # no such stream, or the application has started before: nothing to prime
+        if any("ParentShardId" in s or "EndingSequenceNumber" in s["SequenceNumberRange"] for s in shards):
+            continue  # an empty table: the KCL syncs the shards itself
+        for item in lease_items(shards, position):
+            dynamodb.put_item(
+                TableName=table, Item=item, ConditionExpression="attribute_not_exists(leaseKey)"
+            )
+
+
+def lease_items(shards: list[dict[str, Any]], position: str) -> list[dict[str, Any]]:
+    """The KCL's unowned lease of each shard, at the initial position."""
+    return [
+        {
+            "leaseKey": {"S": shard["ShardId"]},
+            "checkpoint": {"S": position},
+            "checkpointSubSequenceNumber": {"N": "0"},
+            "leaseCounter": {"N": "0"},
+            "ownerSwitchesSinceCheckpoint": {"N": "0"},
+            "startingHashKey": {"S": shard["HashKeyRange"]["StartingHashKey"]},
+            "endingHashKey": {"S": shard["HashKeyRange"]["EndingHashKey"]},
+        }
+        for shard in shards
+    ]
+
+
 class ServiceProcess:
     """``qm-ingest run`` in a child process with its logs in a file."""
 
@@ -55,6 +142,7 @@ class ServiceProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
+        prime_kcl_leases(self.env)
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log = log
         self.proc = subprocess.Popen(

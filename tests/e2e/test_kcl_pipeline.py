@@ -23,7 +23,7 @@ from processor.adapters.kinesis.put_records import put_records
 from processor.devtools.publish_simulation import publish_scenario
 from processor.devtools.simulated_centre import Scenario, build_scenario
 from tests.contract.test_joiner import output_records
-from tests.helpers import ServiceProcess, wait_until
+from tests.helpers import _LEASE_TABLE, ServiceProcess, lease_items, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -64,6 +64,26 @@ def all_final(store: DynamoContactStore, expected: dict[str, str]) -> bool:
     return all(k in views and views[k]["last_update"] == v for k, v in expected.items())
 
 
+def assert_primed_leases_are_the_kcls(aws, stream: str, table: str) -> None:  # type: ignore[no-untyped-def]
+    """The lease table and leases the tests prime are the KCL's own: same keys, index and
+    billing; per shard the same fields, with the KCL's owner and progress on top."""
+    described = aws.dynamodb.describe_table(TableName=table)["Table"]
+    assert described["KeySchema"] == _LEASE_TABLE["KeySchema"]
+    assert [
+        {k: index[k] for k in ("IndexName", "KeySchema", "Projection")}
+        for index in described["GlobalSecondaryIndexes"]
+    ] == _LEASE_TABLE["GlobalSecondaryIndexes"]
+    assert described["BillingModeSummary"]["BillingMode"] == _LEASE_TABLE["BillingMode"]
+    shards = aws.kinesis.list_shards(StreamName=stream)["Shards"]
+    kcl = {item["leaseKey"]["S"]: item for item in aws.dynamodb.scan(TableName=table)["Items"]}
+    primed = {item["leaseKey"]["S"]: item for item in lease_items(shards, "TRIM_HORIZON")}
+    assert set(kcl) == set(primed)
+    for shard, item in primed.items():
+        assert set(item) <= set(kcl[shard]), (item, kcl[shard])
+        for field in ("startingHashKey", "endingHashKey", "checkpointSubSequenceNumber"):
+            assert kcl[shard][field] == item[field], field
+
+
 def test_join_end_to_end_stop_restart_no_duplicates(bootstrapped, aws, tmp_path: Path) -> None:
     settings = bootstrapped
     store = DynamoContactStore(aws.dynamodb, settings.contacts_table)
@@ -72,10 +92,13 @@ def test_join_end_to_end_stop_restart_no_duplicates(bootstrapped, aws, tmp_path:
 
     put_records(aws.kinesis, settings.ctr_stream, [(b, str(i)) for i, b in enumerate(BAD_RECORDS)])
     log = tmp_path / "service.log"
-    service = ServiceProcess(log, SERVICE_ENV).start()
+    # A new application, as users start it: the KCL creates its lease table and leases itself
+    # (every other test starts with them primed, tests/helpers.prime_kcl_leases).
+    service = ServiceProcess(log, {**SERVICE_ENV, "TEST_KCL_PRIME": "0"}).start()
     try:
         publish_scenario(settings, aws, contacts=0, scenario=first)
         wait_until(lambda: all_final(store, first.expected), 180, "the first 30 contacts, final")
+        assert_primed_leases_are_the_kcls(aws, settings.ctr_stream, settings.application_name)
         before = {cid: (doc["version"], doc["imported_at"]) for cid, doc in final_views(store).items()}
         output_before = output_records(aws, settings.output_stream)
         stop_seconds = service.stop()
