@@ -16,6 +16,39 @@ import pytest
 
 from processor.devtools.emulator import control
 
+#: The slowest tests (a minute or more each on two cores: real services, KCL daemons, fault
+#: injection), run first. `make test` hands tests to its two processes one at a time in
+#: collection order (pytest-xdist's ``--dist load``), so longest first keeps both busy to the
+#: end instead of leaving one running a long test alone. A stale entry only changes the order.
+LONGEST_FIRST = (
+    "tests/faults/test_poison_transient.py",
+    "tests/e2e/test_replay_e2e.py",
+    "tests/faults/test_graceful_shutdown.py",
+    "tests/e2e/test_kcl_pipeline.py",
+    "tests/faults/test_kill9.py",
+    "tests/e2e/test_iam_roles.py",
+    "tests/e2e/test_operations.py",
+    "tests/e2e/test_screen_e2e.py",
+    "tests/e2e/test_desktop_e2e.py",
+    "tests/e2e/test_desktop_hotdesk_e2e.py",
+    "tests/e2e/test_archive_e2e.py",
+    "tests/faults/test_fuzz.py",
+    "tests/contract/test_localstack_hook.py",
+    "tests/e2e/",
+    "tests/faults/",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return next(
+            (i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST)
+        )
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 # Real public samples (see each folder's SOURCES.md), kept byte for byte.
 SAMPLES = Path(__file__).resolve().parent / "samples"
 

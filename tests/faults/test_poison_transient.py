@@ -87,7 +87,7 @@ def test_transient_errors_are_retried_poison_is_quarantined_once(
         # The contacts are written in transactions, read in bulk, emitted in one put a batch:
         # each injected failure holds back a whole batch's request, retried as a whole.
         "contacts TransactWriteItems throttled": proxy.inject(
-            throttling("DynamoDB_20120810.TransactWriteItems", contains=contacts, times=40)
+            throttling("DynamoDB_20120810.TransactWriteItems", contains=contacts, times=16)
         ),
         "contacts BatchGetItem 500": proxy.inject(
             server_error("DynamoDB_20120810.BatchGetItem", contains=contacts, times=10)
@@ -104,7 +104,10 @@ def test_transient_errors_are_retried_poison_is_quarantined_once(
         ),
     }
     log = tmp_path / "service.log"
-    service = ServiceProcess(log, {**SERVICE_ENV, "AWS_ENDPOINT_URL": proxy.endpoint}).start()
+    # Three attempts per call inside botocore: a call throttled three times in a row is retried
+    # by the service itself (asserted below) after seconds of back-off, not half a minute.
+    env = {**SERVICE_ENV, "AWS_ENDPOINT_URL": proxy.endpoint, "QM_AWS_MAX_ATTEMPTS": "3"}
+    service = ServiceProcess(log, env).start()
     services.append(service)
     first, second = phases(centre, 2)
     publish(aws, settings.ctr_stream, first)
