@@ -59,7 +59,7 @@ def prime_kcl_leases(env: dict[str, str]) -> None:
 
     On a new application the KCL (3.x, ``Scheduler.shouldInitiateLeaseSync``) waits a random
     1-30 s while its lease table stays empty, so that workers starting together do not all
-    sync shards; a test suite starting ~30 new applications waited about 15 s each. With the
+    sync shards (21-29 s in the runs measured here, at every test's first start). With the
     table already holding one unowned lease per open shard at the initial position (the items
     the KCL itself creates: tests/e2e/test_kcl_pipeline.py compares them), a service starts
     as it does on every later start: leases exist, the KCL assigns and reads them. Only plain

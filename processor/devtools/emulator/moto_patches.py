@@ -49,8 +49,8 @@ moto 5.2 answers every DynamoDB request through its generic response serializer,
 the operation's output shape and, for each attribute value of each item, tries every key the
 AttributeValue structure may carry under each of its aliases: about 3 ms of CPU per item of
 20 attributes (measured here), against 0.02 ms for ``json.dumps`` of the same result, which is
-already in DynamoDB's wire form. In the replay benchmark it was 58 % of the emulator's CPU
-(sampling profiler). The item operations' results (no timestamps; binary values as bytes) are
+already in DynamoDB's wire form. In the replay benchmark over imported contacts it was 58 % of
+the emulator's CPU (sampling profiler). The item operations' results (no timestamps; binary values as bytes) are
 written with ``json.dumps`` instead, binary values base64-encoded and absent (``None``) members
 left out as the serializer does; any other value falls back to the serializer. A test holds
 both to the same JSON on every attribute type.
