@@ -86,7 +86,7 @@ unit: install
 TEST_WORKERS ?= 2
 
 test: install xvfb lint
-	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist load --maxschedchunk 2 $(PYTEST_ARGS)
 
 # The whole fault suite; its figures (docs/reliability.md's table) go to .qm-local/.
 faults: install

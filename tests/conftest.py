@@ -17,9 +17,11 @@ import pytest
 from processor.devtools.emulator import control
 
 #: The slowest tests (a minute or more each on two cores: real services, KCL daemons, fault
-#: injection), run first. `make test` hands tests to its two processes one at a time in
-#: collection order (pytest-xdist's ``--dist load``), so longest first keeps both busy to the
-#: end instead of leaving one running a long test alone. A stale entry only changes the order.
+#: injection), run first. `make test` hands tests to its two processes two at a time in
+#: collection order (pytest-xdist's ``--dist load --maxschedchunk 2``; without the cap, each
+#: process starts with a quarter of its share at once, and one of them got every long test), so
+#: longest first keeps both busy to the end instead of leaving one running a long test alone.
+#: A stale entry only changes the order.
 LONGEST_FIRST = (
     "tests/faults/test_poison_transient.py",
     "tests/e2e/test_replay_e2e.py",

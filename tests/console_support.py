@@ -107,6 +107,14 @@ def seed(settings: Settings, aws: Any) -> tuple[dict[str, dict[str, Any]], dict[
     DynamoUserAdmin(aws.dynamodb, settings.users_table).record_desktop_contact(
         "ben.okafor", seen_at="2024-06-30T11:58:02.000Z", desktop_id="PC-0042", queue_depth=2
     )
+    # An agent's queue is named by the username alone (one per agent in an account), so a test
+    # earlier in this session may have left Ana's or Ben's behind: start from none.
+    for agent in ("ana.silva", "ben.okafor"):
+        try:
+            url = aws.sqs.get_queue_url(QueueName=agent_queue_name(agent))["QueueUrl"]
+        except aws.sqs.exceptions.QueueDoesNotExist:
+            continue
+        aws.sqs.delete_queue(QueueUrl=url)
     # Two commands wait on Ben's own queue (the desktop is off).
     queue = aws.sqs.create_queue(
         QueueName=agent_queue_name("ben.okafor"),
