@@ -50,10 +50,10 @@ the operation's output shape and, for each attribute value of each item, tries e
 AttributeValue structure may carry under each of its aliases: about 3 ms of CPU per item of
 20 attributes (measured here), against 0.02 ms for ``json.dumps`` of the same result, which is
 already in DynamoDB's wire form. In the replay benchmark over imported contacts it was 58 % of
-the emulator's CPU (sampling profiler). The item operations' results (no timestamps; binary values as bytes) are
-written with ``json.dumps`` instead, binary values base64-encoded and absent (``None``) members
-left out as the serializer does; any other value falls back to the serializer. A test holds
-both to the same JSON on every attribute type.
+the emulator's CPU (sampling profiler). The item operations' results (no timestamps; binary
+values as bytes) are written with ``json.dumps`` instead, binary values base64-encoded and
+absent (``None``) members left out as the serializer does; any other value falls back to the
+serializer. A test holds both to the same JSON on every attribute type.
 
 moto finds a service's backend for an account through ``BackendDict.__getitem__``, which takes
 a process-wide lock and checks a list of every service's backends by equality on every call;
