@@ -3,9 +3,11 @@ real encoding and encryption, on a clock running 20x faster than the wall clock.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -116,6 +118,19 @@ def trust_of(env, **changes) -> CommandTrust:  # type: ignore[no-untyped-def]
     return CommandTrust(**values)
 
 
+#: Every agent a test made, shut down after it even when it fails: a recorder left running logs
+#: its segments into the rest of the test process's output.
+_MADE: list[DesktopAgent] = []
+
+
+@pytest.fixture(autouse=True)
+def _shut_down_agents() -> Iterator[None]:
+    yield
+    while _MADE:
+        with contextlib.suppress(Exception):
+            _MADE.pop().shutdown()
+
+
 def make_agent(  # type: ignore[no-untyped-def]
     env,
     tmp_path: Path,
@@ -124,7 +139,7 @@ def make_agent(  # type: ignore[no-untyped-def]
     source: SyntheticSource | None = None,
 ) -> DesktopAgent:
     aws = env["desktop_aws"]
-    return DesktopAgent(
+    agent = DesktopAgent(
         DesktopConfig(
             agent=AGENT,
             folder=tmp_path / "agent",
@@ -139,6 +154,8 @@ def make_agent(  # type: ignore[no-untyped-def]
         source=source or SyntheticSource(320, 180),
         clock=clock,
     )
+    _MADE.append(agent)
+    return agent
 
 
 def send(env, type_: CommandType, command_id: str, issued_at: datetime, **fields) -> None:  # type: ignore[no-untyped-def]
