@@ -284,7 +284,11 @@ def test_gaps_unavailable_release_and_purge(env, tmp_path: Path) -> None:
     assert unavailable["type"] == "screen_unavailable" and "pc_off" in unavailable["reason"]
 
     send(env, CommandType.START_RECORDING, "start:0010:jane.doe", t0)
-    poll_until(agent, lambda: clock.now() > t0 + timedelta(seconds=25), timeout=10)
+    # From when the recorder runs: on the 20x clock a loaded machine's second of delay in
+    # picking the command up is 20 s of contact time, which would open a gap of its own.
+    poll_until(agent, lambda: agent.recorder.recording)
+    started = clock.now()
+    poll_until(agent, lambda: clock.now() > started + timedelta(seconds=25), timeout=10)
     send(env, CommandType.STOP_RECORDING, "stop:0010:jane.doe", clock.now())
     poll_until(agent, lambda: not agent.recorder.recording)
     logout = clock.now()
@@ -292,7 +296,7 @@ def test_gaps_unavailable_release_and_purge(env, tmp_path: Path) -> None:
     send(env, CommandType.START_RECORDING, "start:0011:jane.doe", clock.now())
     poll_until(agent, lambda: clock.now() > logout + timedelta(seconds=25), timeout=10)
     # A contact across the logout: uploaded with the logged-out part as a gap.
-    extract(env, "contact-0011", t0 + timedelta(seconds=15), logout + timedelta(seconds=20), clock.now())
+    extract(env, "contact-0011", started + timedelta(seconds=5), logout + timedelta(seconds=20), clock.now())
     (partial,) = poll_until(agent, lambda: results(env))
     assert partial["type"] == "screen_uploaded"
     (gap,) = partial["gaps"]
