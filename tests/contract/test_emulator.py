@@ -229,24 +229,31 @@ def test_get_records_reads_from_the_iterators_position(emulator: str) -> None:
     assert len(seen) == len(set(seen)) and set(seen) >= {b"a-0", b"c-2", b"b39-499"}
 
 
-def test_dynamodb_expressions_and_item_sizes_keep_their_semantics(emulator: str) -> None:
-    """The emulator remembers parsed expressions by their text and measures an item once
-    (processor/devtools/emulator/moto_patches.py): the same expression with other values writes those
-    values, in one transaction too; a condition still decides per item; a malformed expression
-    is refused every time; an item over DynamoDB's size limit is still refused."""
+def _pk_table(emulator: str, prefix: str) -> tuple[Any, str]:
+    """A DynamoDB client on the emulator and a new on-demand table keyed by the string ``pk``."""
     import uuid
 
-    import pytest
-    from botocore.exceptions import ClientError
-
     dynamodb = boto3.client("dynamodb", endpoint_url=emulator, region_name="us-east-1")
-    table = f"expressions-{uuid.uuid4().hex[:8]}"
+    table = f"{prefix}-{uuid.uuid4().hex[:8]}"
     dynamodb.create_table(
         TableName=table,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    return dynamodb, table
+
+
+def test_dynamodb_expressions_and_item_sizes_keep_their_semantics(emulator: str) -> None:
+    """The emulator remembers parsed expressions by their text and measures an item once
+    (processor/devtools/emulator/moto_patches.py): the same expression with other values writes those
+    values, in one transaction too; a condition still decides per item; a malformed expression
+    is refused every time; an item over DynamoDB's size limit is still refused."""
+
+    import pytest
+    from botocore.exceptions import ClientError
+
+    dynamodb, table = _pk_table(emulator, "expressions")
     update = "SET #v = :v, #n = if_not_exists(#n, :zero) + :one"
     names = {"#v": "value", "#n": "count"}
 
@@ -429,16 +436,8 @@ def _wire(attribute: dict[str, Any]) -> dict[str, Any]:
 def test_dynamodb_every_attribute_type_round_trips(emulator: str) -> None:
     """Through the emulator over HTTP, every read of an item gives back exactly what was
     written, binary values included, and capacities come when asked for."""
-    import uuid
 
-    dynamodb = boto3.client("dynamodb", endpoint_url=emulator, region_name="us-east-1")
-    table = f"types-{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    dynamodb, table = _pk_table(emulator, "types")
     key = {"pk": EVERY_TYPE["pk"]}
     written = dynamodb.put_item(TableName=table, Item=EVERY_TYPE, ReturnConsumedCapacity="TOTAL")
     assert written["ConsumedCapacity"]["TableName"] == table
